@@ -1,0 +1,156 @@
+#include "launch/options.h"
+
+#include <fstream>
+#include <sstream>
+
+#include "algorithms/strategy.h"
+
+namespace clx {
+
+namespace po = boost::program_options;
+
+namespace {
+
+std::string value_text(const po::variable_value& value) {
+  const boost::any& any = value.value();
+  if (any.type() == typeid(std::string)) return boost::any_cast<std::string>(any);
+  if (any.type() == typeid(int64_t)) return std::to_string(boost::any_cast<int64_t>(any));
+  if (any.type() == typeid(uint64_t)) return std::to_string(boost::any_cast<uint64_t>(any));
+  if (any.type() == typeid(bool)) return boost::any_cast<bool>(any) ? "true" : "false";
+  if (any.type() == typeid(double)) {
+    std::ostringstream text;
+    text.precision(17);
+    text << boost::any_cast<double>(any);
+    return text.str();
+  }
+  return "?";
+}
+
+}  // namespace
+
+TrainOptions parse_train_options(int argc, const char* const* argv) {
+  TrainOptions options;
+  po::options_description general("General");
+  general.add_options()
+      ("help,h", "print this help and exit")
+      ("config,c", po::value<std::string>(&options.config_path), "INI config file (see configs/); command-line options override it")
+      ("output,o", po::value<std::string>(&options.output_dir)->default_value(""),
+       "run folder for results.json, CSVs, train.log and config.ini (default: runs/<config name>)");
+
+  po::options_description data("Data [data]");
+  data.add_options()
+      ("data.stream", po::value<std::string>(&options.stream.kind)->default_value("split"), "task stream: split | permuted")
+      ("data.dataset", po::value<std::string>(&options.stream.dataset)->default_value("fashion-mnist"), "dataset name used in logs and results")
+      ("data.root", po::value<std::string>(&options.stream.root)->default_value("/usr/share/datasets/fashion-mnist"),
+       "folder with train-/t10k- images and labels in IDX format (plain or .gz); MNIST works the same way")
+      ("data.tasks", po::value<int64_t>(&options.stream.num_tasks)->default_value(5), "number of tasks")
+      ("data.classes_per_task", po::value<int64_t>(&options.stream.classes_per_task)->default_value(2), "split: classes in each task")
+      ("data.class_order", po::value<std::string>(&options.stream.class_order)->default_value("natural"),
+       "split: natural (0,1 | 2,3 | ...) or shuffled (seeded by data.seed)")
+      ("data.permute_first", po::value<bool>(&options.stream.permute_first)->default_value(false), "permuted: permute task 1 too")
+      ("data.seed", po::value<uint64_t>(&options.stream.seed)->default_value(1), "seed of permutations, class order, subsets, validation split")
+      ("data.train_samples_per_task", po::value<int64_t>(&options.stream.train_samples_per_task)->default_value(0),
+       "use at most this many training samples per task (0: all)")
+      ("data.test_samples_per_task", po::value<int64_t>(&options.stream.test_samples_per_task)->default_value(0),
+       "evaluate on at most this many test samples per task (0: all)")
+      ("data.validation_fraction", po::value<double>(&options.stream.validation_fraction)->default_value(0.0),
+       "fraction of each task's training data held out for validation (for tuning; see eval.split)");
+
+  po::options_description model("Model [model]");
+  model.add_options()
+      ("model.arch", po::value<std::string>()->default_value("mlp"), "network: mlp")
+      ("model.hidden", po::value<std::string>(&options.hidden_layers)->default_value("512,256"), "MLP hidden layer sizes, comma-separated")
+      ("model.dropout", po::value<double>(&options.dropout)->default_value(0.0), "dropout after each hidden layer, in [0, 1)")
+      ("model.heads", po::value<std::string>(&options.heads)->default_value("auto"),
+       "auto (the algorithm's choice) | multi (one head per task) | single (one head over all classes)");
+
+  po::options_description train("Training [train]");
+  train.add_options()
+      ("train.algorithm", po::value<std::string>(&options.algorithm)->default_value("finetune"),
+       ("continual-learning algorithm: " + strategy_names()).c_str())
+      ("train.epochs", po::value<int64_t>(&options.trainer.epochs)->default_value(1), "epochs per task")
+      ("train.batch_size", po::value<int64_t>(&options.trainer.batch_size)->default_value(128),
+       "global batch size, split evenly over the ranks (so any number of ranks follows the same trajectory)")
+      ("train.optimizer", po::value<std::string>(&options.trainer.optimizer)->default_value("sgd"), "sgd | adam (fresh state for every task)")
+      ("train.lr", po::value<double>(&options.trainer.lr)->default_value(0.01), "learning rate")
+      ("train.momentum", po::value<double>(&options.trainer.momentum)->default_value(0.0), "SGD momentum")
+      ("train.weight_decay", po::value<double>(&options.trainer.weight_decay)->default_value(0.0), "L2 weight decay")
+      ("train.seed", po::value<uint64_t>(&options.trainer.seed)->default_value(1), "seed of initial weights and of the sampling order")
+      ("train.bucket_mb", po::value<double>()->default_value(25.0), "gradient all-reduce bucket size in MiB");
+
+  po::options_description eval("Evaluation [eval]");
+  eval.add_options()
+      ("eval.split", po::value<std::string>(&options.trainer.eval_split)->default_value("test"),
+       "test | validation (tune hyperparameters on validation, never on test)")
+      ("eval.batch_size", po::value<int64_t>(&options.trainer.eval_batch_size)->default_value(1024), "evaluation batch size per rank");
+
+  po::options_description metrics("Metrics [metrics]");
+  metrics.add_options()
+      ("metrics.joint_results", po::value<std::string>(&options.joint_results)->default_value(""),
+       "results.json of a joint run on the same stream: its accuracies are m_i of the paper's FWT");
+
+  po::options_description run("Run [run]");
+  run.add_options()
+      ("run.backend", po::value<std::string>(&options.backend)->default_value("auto"),
+       "communicator: auto (mpi under mpirun/srun, else single) | mpi | nccl | single")
+      ("run.threads", po::value<int64_t>(&options.threads)->default_value(0),
+       "intra-op threads per rank (0: cores of the node / ranks on the node)")
+      ("run.progress_seconds", po::value<double>(&options.trainer.progress_seconds)->default_value(10.0),
+       "seconds between progress lines when output is not a terminal")
+      ("run.check_consistency", po::value<bool>(&options.trainer.check_consistency)->default_value(true),
+       "compare parameter and strategy-state fingerprints across ranks after every task");
+
+  po::options_description file_options;
+  file_options.add(data).add(model).add(train).add(eval).add(metrics).add(run);
+  po::options_description all("Usage: train --config FILE [--output DIR] [--section.option=value ...]\n\n"
+                              "Trains one network on a sequence of tasks, data-parallel over MPI ranks\n"
+                              "(mpirun -np N train ...), and writes the accuracy matrix with ACC, BWT, FWT.");
+  all.add(general).add(file_options);
+  std::ostringstream help;
+  help << all;
+  options.help_text = help.str();
+
+  try {
+    // Command line first: Program_options keeps the first value stored, so it overrides the file.
+    po::store(po::parse_command_line(argc, argv, all), options.values);
+    if (options.values.count("help")) {
+      options.help = true;
+      return options;
+    }
+    if (options.values.count("config")) {
+      const std::string path = options.values["config"].as<std::string>();
+      std::ifstream file(path);
+      if (!file) throw UsageError("--config: cannot open " + path);
+      try {
+        po::store(po::parse_config_file(file, file_options, false), options.values);
+      } catch (const po::error& error) {
+        throw UsageError(path + ": " + error.what());
+      }
+    }
+    po::notify(options.values);
+  } catch (const po::error& error) {
+    throw UsageError(error.what());
+  }
+
+  if (options.output_dir.empty()) {
+    std::string stem = "default";
+    if (!options.config_path.empty()) {
+      stem = options.config_path.substr(options.config_path.find_last_of('/') + 1);
+      stem = stem.substr(0, stem.find_last_of('.'));
+    }
+    options.output_dir = "runs/" + stem;
+  }
+  options.trainer.bucket_bytes = static_cast<int64_t>(options.values["train.bucket_mb"].as<double>() * (1 << 20));
+
+  std::ostringstream effective;
+  for (const auto& option : file_options.options()) {
+    const std::string& name = option->long_name();
+    // Thread counts are a property of each node, not of the experiment.
+    if (name == "run.threads") continue;
+    effective << name << " = " << value_text(options.values[name]) << "\n";
+  }
+  options.effective_config = effective.str();
+  return options;
+}
+
+}  // namespace clx

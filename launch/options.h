@@ -1,0 +1,45 @@
+#pragma once
+// Command-line and config-file options of the `train` executable.
+//
+// Options live in sections ([data], [model], [train], [eval], [metrics],
+// [run]) of an INI file read by Boost.Program_options; every option can be
+// overridden on the command line as --section.name=value, and the command
+// line wins.
+#include <boost/program_options.hpp>
+#include <string>
+
+#include "runtime/data/task_stream.h"
+#include "runtime/trainer.h"
+
+namespace clx {
+
+// A malformed command line or config file (exit code 2).
+class UsageError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct TrainOptions {
+  bool help = false;
+  std::string help_text;
+  std::string config_path;
+  std::string output_dir;
+  std::string algorithm;
+  std::string heads;  // auto | multi | single
+  std::string backend;
+  int64_t threads = 0;  // 0: cores / ranks on this node
+  std::string joint_results;
+  StreamConfig stream;
+  std::string hidden_layers;
+  double dropout = 0.0;
+  TrainerConfig trainer;
+  boost::program_options::variables_map values;
+  // "section.name = value" for every option, in declaration order; what ranks compare.
+  std::string effective_config;
+};
+
+// Throws UsageError for unknown options, malformed values or an unreadable
+// config file, naming the option and the file.
+TrainOptions parse_train_options(int argc, const char* const* argv);
+
+}  // namespace clx

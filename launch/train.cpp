@@ -1,0 +1,148 @@
+// train: trains one network on a sequence of tasks with a continual-learning
+// algorithm, data-parallel over MPI ranks, and reports the accuracy matrix
+// with ACC, BWT and FWT. See README.md and docs/.
+#include <torch/torch.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <thread>
+
+#include "algorithms/strategy.h"
+#include "launch/options.h"
+#include "models/multi_head_model.h"
+#include "runtime/collectives.h"
+#include "runtime/communicator.h"
+#include "runtime/data/sampler.h"
+#include "runtime/error.h"
+#include "runtime/logging.h"
+#include "runtime/results.h"
+#include "runtime/trainer.h"
+
+namespace {
+
+using namespace clx;
+
+int choose_threads(int64_t requested, int local_ranks) {
+  if (requested > 0) return static_cast<int>(requested);
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  return std::max(1, cores / std::max(1, local_ranks));
+}
+
+int run(TrainOptions& options, Communicator& comm) {
+  std::unique_ptr<Strategy> strategy;
+  HeadLayout heads = HeadLayout::Multi;
+  MlpConfig mlp;
+  std::vector<double> joint_accuracies;
+  // Cheap checks first, on every rank, before any data is read.
+  run_on_all_ranks(comm, [&] {
+    strategy = make_strategy(options.algorithm, options.values);
+    heads = options.heads == "auto" ? strategy->default_heads() : parse_head_layout(options.heads);
+    options.trainer.heads = heads;
+    if (options.values["model.arch"].as<std::string>() != "mlp")
+      throw Error("model.arch: '" + options.values["model.arch"].as<std::string>() + "' is not one of mlp");
+    mlp.hidden = parse_layer_sizes(options.hidden_layers, "model.hidden");
+    mlp.dropout = options.dropout;
+    if (!(mlp.dropout >= 0.0 && mlp.dropout < 1.0)) throw Error("model.dropout: must be in [0, 1)");
+    validate_stream_config(options.stream, 10);
+    validate_trainer_config(options.trainer, comm.size());
+    if (options.threads < 0) throw Error("run.threads: must be >= 0 (0: automatic)");
+    if (!(options.trainer.progress_seconds > 0)) throw Error("run.progress_seconds: must be positive");
+    if (!options.joint_results.empty()) joint_accuracies = read_final_accuracies(options.joint_results);
+  });
+  require_identical_across_ranks(comm, options.effective_config, "the configuration");
+
+  const int threads = choose_threads(options.threads, comm.local_size());
+  torch::set_num_threads(threads);
+
+  run_on_all_ranks(comm, [&] {
+    if (comm.is_root()) {
+      std::filesystem::create_directories(options.output_dir);
+      std::ofstream config(std::filesystem::path(options.output_dir) / "config.ini");
+      config << "# effective configuration of this run (train --config this-file reproduces it)\n"
+             << options.effective_config;
+      if (!config) throw Error("--output: cannot write " + options.output_dir + "/config.ini");
+    }
+  });
+  Logger log(comm.rank(), (std::filesystem::path(options.output_dir) / "train.log").string());
+  log.info("train: " + options.algorithm + " on " + options.stream.kind + " " + options.stream.dataset + ", " +
+           std::to_string(comm.size()) + " rank(s) over " + comm.backend() + ", " + std::to_string(threads) +
+           " thread(s) per rank, output " + options.output_dir);
+
+  TaskStream stream;
+  run_on_all_ranks(comm, [&] { stream = load_task_stream(options.stream); });
+  require_identical_across_ranks(comm, stream.summary(), "the dataset (task sizes)");
+  if (!joint_accuracies.empty() && static_cast<int64_t>(joint_accuracies.size()) != stream.size())
+    throw CollectiveError("metrics.joint_results: " + options.joint_results + " has " +
+                          std::to_string(joint_accuracies.size()) + " tasks, this stream has " +
+                          std::to_string(stream.size()));
+  log.info(stream.description + "; " + std::to_string(stream.tasks[0].train.size()) + " training samples in task 1");
+
+  torch::manual_seed(options.trainer.seed);
+  MultiHeadModel model = make_mlp(stream.input_shape, mlp, head_sizes_for(stream, heads));
+  // Dropout masks differ per rank, as in any data-parallel run.
+  torch::manual_seed(mix_seed({options.trainer.seed, 0xd0, static_cast<uint64_t>(comm.rank())}));
+
+  Trainer trainer(options.trainer, comm, stream, model.ptr(), *strategy, log);
+  RunResult result = trainer.run();
+  const MetricSummary metrics = summarise(result.matrix, joint_accuracies);
+
+  run_on_all_ranks(comm, [&] {
+    if (!comm.is_root()) return;
+    RunDescription description{options.algorithm, stream.description, comm.size(), comm.backend(),
+                               options.effective_config};
+    write_results(options.output_dir, description, result, metrics);
+  });
+  if (comm.is_root()) {
+    std::cout << "\n" << format_results_table(result, metrics);
+    log.info("results written to " + options.output_dir + "/results.json, accuracy_matrix.csv, metrics.csv");
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  clx::TrainOptions options;
+  std::exception_ptr usage_error;
+  try {
+    options = clx::parse_train_options(argc, argv);
+  } catch (...) {
+    usage_error = std::current_exception();
+  }
+
+  std::unique_ptr<clx::Communicator> comm;
+  try {
+    comm = clx::make_communicator(usage_error ? std::string("auto") : options.backend);
+  } catch (const std::exception& error) {
+    std::cerr << "train: error: " << error.what() << std::endl;
+    return 1;
+  }
+
+  bool in_usage_phase = true;
+  try {
+    clx::run_on_all_ranks(*comm, [&] {
+      if (usage_error) std::rethrow_exception(usage_error);
+    });
+    if (options.help) {
+      if (comm->is_root()) std::cout << options.help_text << std::endl;
+      return 0;
+    }
+    in_usage_phase = false;
+    return run(options, *comm);
+  } catch (const clx::CollectiveError& error) {
+    // Every rank threw the same error: one message, clean exit everywhere.
+    if (comm->is_root()) {
+      std::cerr << "train: error: " << error.what() << std::endl;
+      if (in_usage_phase) std::cerr << "(train --help lists every option)" << std::endl;
+    }
+    return in_usage_phase ? 2 : 1;
+  } catch (const std::exception& error) {
+    // Only this rank failed; the others may be inside a collective, so stop the whole job.
+    std::cerr << "train: error on rank " << comm->rank() << " of " << comm->size() << ": " << error.what()
+              << std::endl;
+    if (comm->size() > 1) comm->abort(1);
+    return 1;
+  }
+}

@@ -1,0 +1,29 @@
+#pragma once
+// What the trainer needs from a network: a shared trunk and per-task heads.
+// Concrete networks live in models/; runtime depends only on this interface.
+#include <torch/torch.h>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace clx {
+
+class ContinualNet : public torch::nn::Module {
+ public:
+  virtual torch::Tensor features(const torch::Tensor& inputs) = 0;
+  virtual torch::Tensor head_forward(const torch::Tensor& features, int64_t head) = 0;
+  virtual int64_t num_heads() const = 0;
+  // Trunk parameters: what continual-learning algorithms consolidate and prune.
+  virtual std::vector<std::pair<std::string, torch::Tensor>> named_shared_parameters() const = 0;
+  virtual std::vector<torch::Tensor> head_parameters(int64_t head) const = 0;
+
+  torch::Tensor logits(const torch::Tensor& inputs, int64_t head) { return head_forward(features(inputs), head); }
+  std::vector<torch::Tensor> shared_parameters() const {
+    std::vector<torch::Tensor> parameters;
+    for (auto& item : named_shared_parameters()) parameters.push_back(item.second);
+    return parameters;
+  }
+};
+
+}  // namespace clx

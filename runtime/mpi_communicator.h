@@ -1,0 +1,40 @@
+#pragma once
+// MPI backend: CPU tensors, one MPI call per collective.
+#include <mpi.h>
+
+#include "runtime/communicator.h"
+
+namespace clx {
+
+class MpiCommunicator final : public Communicator {
+ public:
+  // Initialises MPI (thread level SERIALIZED) unless it already is, and
+  // finalises it on destruction when this object initialised it.
+  MpiCommunicator();
+  ~MpiCommunicator() override;
+  MpiCommunicator(const MpiCommunicator&) = delete;
+  MpiCommunicator& operator=(const MpiCommunicator&) = delete;
+
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  int local_rank() const override { return local_rank_; }
+  int local_size() const override { return local_size_; }
+  std::string backend() const override { return "mpi"; }
+
+  void allreduce(torch::Tensor& tensor, ReduceOp op) override;
+  void broadcast(torch::Tensor& tensor, int root) override;
+  torch::Tensor allgather(const torch::Tensor& tensor) override;
+  std::vector<std::string> allgather_strings(const std::string& value) override;
+  void barrier() override;
+  [[noreturn]] void abort(int exit_code) override;
+
+  MPI_Comm comm() const { return comm_; }
+
+ private:
+  MPI_Comm comm_ = MPI_COMM_NULL;
+  MPI_Comm node_comm_ = MPI_COMM_NULL;
+  bool initialised_here_ = false;
+  int rank_ = 0, size_ = 1, local_rank_ = 0, local_size_ = 1;
+};
+
+}  // namespace clx

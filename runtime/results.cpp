@@ -1,0 +1,128 @@
+#include "runtime/results.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "runtime/error.h"
+
+namespace clx {
+namespace {
+
+nlohmann::json optional_json(const std::optional<double>& value) {
+  return value ? nlohmann::json(*value) : nlohmann::json(nullptr);
+}
+
+std::string optional_csv(const std::optional<double>& value) {
+  if (!value) return "";
+  std::ostringstream text;
+  text << std::setprecision(10) << *value;
+  return text.str();
+}
+
+std::string optional_percent(const std::optional<double>& value) {
+  if (!value) return "n/a";
+  std::ostringstream text;
+  text << std::fixed << std::setprecision(2) << 100.0 * *value;
+  return text.str();
+}
+
+void write_file(const std::filesystem::path& path, const std::string& content) {
+  // Written under a temporary name and renamed, so a reader never sees half a file.
+  const std::filesystem::path temporary = path.string() + ".tmp";
+  {
+    std::ofstream file(temporary);
+    file << content;
+    if (!file) throw Error(temporary.string() + ": cannot write results");
+  }
+  std::filesystem::rename(temporary, path);
+}
+
+std::string stage_label(const StageRecord& stage) {
+  if (stage.tasks.size() == 1) return "after task " + std::to_string(stage.tasks[0] + 1);
+  return "after tasks " + std::to_string(stage.tasks.front() + 1) + "-" + std::to_string(stage.tasks.back() + 1);
+}
+
+}  // namespace
+
+void write_results(const std::string& directory, const RunDescription& run, const RunResult& result,
+                   const MetricSummary& metrics) {
+  const std::filesystem::path dir(directory);
+  nlohmann::json json;
+  json["strategy"] = run.strategy;
+  json["stream"] = run.stream;
+  json["world_size"] = run.world_size;
+  json["backend"] = run.backend;
+  json["tasks"] = result.task_names;
+  json["accuracy_matrix"]["initial"] = result.matrix.initial;
+  json["accuracy_matrix"]["stages"] = result.matrix.stages;
+  json["metrics"] = {{"acc", metrics.acc},
+                     {"bwt", optional_json(metrics.bwt)},
+                     {"fwt_paper", optional_json(metrics.fwt_paper)},
+                     {"fwt_gem", optional_json(metrics.fwt_gem)},
+                     {"smt", optional_json(metrics.smt)}};
+  nlohmann::json stages = nlohmann::json::array();
+  for (const StageRecord& stage : result.stages)
+    stages.push_back({{"tasks", stage.tasks},
+                      {"train_seconds", stage.train_seconds},
+                      {"eval_seconds", stage.eval_seconds},
+                      {"final_loss", stage.final_loss},
+                      {"final_train_accuracy", stage.final_train_accuracy}});
+  json["stages"] = stages;
+  json["total_seconds"] = result.total_seconds;
+  json["config"] = run.effective_config;
+  write_file(dir / "results.json", json.dump(2) + "\n");
+
+  std::ostringstream matrix;
+  matrix << "stage";
+  for (size_t i = 0; i < result.task_names.size(); ++i) matrix << ",task_" << i + 1;
+  matrix << "\n" << "initial";
+  for (double value : result.matrix.initial) matrix << "," << std::setprecision(10) << value;
+  matrix << "\n";
+  for (size_t j = 0; j < result.matrix.stages.size(); ++j) {
+    std::string label = stage_label(result.stages[j]);
+    std::replace(label.begin(), label.end(), ' ', '_');
+    matrix << label;
+    for (double value : result.matrix.stages[j]) matrix << "," << std::setprecision(10) << value;
+    matrix << "\n";
+  }
+  write_file(dir / "accuracy_matrix.csv", matrix.str());
+
+  std::ostringstream csv;
+  csv << "metric,value\n"
+      << "acc," << std::setprecision(10) << metrics.acc << "\n"
+      << "bwt," << optional_csv(metrics.bwt) << "\n"
+      << "fwt_paper," << optional_csv(metrics.fwt_paper) << "\n"
+      << "fwt_gem," << optional_csv(metrics.fwt_gem) << "\n"
+      << "smt," << optional_csv(metrics.smt) << "\n";
+  write_file(dir / "metrics.csv", csv.str());
+}
+
+std::string format_results_table(const RunResult& result, const MetricSummary& metrics) {
+  std::ostringstream table;
+  const size_t T = result.task_names.size();
+  table << "Accuracy matrix (%), row = after training, column = task evaluated\n";
+  table << std::left << std::setw(18) << "" << std::right;
+  for (size_t i = 0; i < T; ++i) table << std::setw(8) << ("T" + std::to_string(i + 1));
+  table << "\n" << std::left << std::setw(18) << "initial" << std::right << std::fixed << std::setprecision(2);
+  for (double value : result.matrix.initial) table << std::setw(8) << 100 * value;
+  table << "\n";
+  for (size_t j = 0; j < result.matrix.stages.size(); ++j) {
+    table << std::left << std::setw(18) << stage_label(result.stages[j]) << std::right;
+    for (double value : result.matrix.stages[j]) table << std::setw(8) << 100 * value;
+    table << "\n";
+  }
+  table << "ACC " << optional_percent(metrics.acc) << "  BWT " << optional_percent(metrics.bwt) << "  FWT(paper) "
+        << optional_percent(metrics.fwt_paper) << "  FWT(GEM) " << optional_percent(metrics.fwt_gem) << "  SMT "
+        << (metrics.smt ? std::to_string(*metrics.smt * 1e4).substr(0, 6) + " (x1e-4)" : "n/a") << "\n";
+  double train = 0.0;
+  for (const StageRecord& stage : result.stages) train += stage.train_seconds;
+  table << "time: " << std::setprecision(1) << result.total_seconds << " s in all, "
+        << train / std::max<size_t>(result.stages.size(), 1) << " s of training per stage\n";
+  return table.str();
+}
+
+}  // namespace clx

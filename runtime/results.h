@@ -1,0 +1,26 @@
+#pragma once
+// Writing a run's results: results.json (everything), accuracy_matrix.csv,
+// metrics.csv, and the table printed at the end of a run.
+#include <string>
+
+#include "runtime/metrics.h"
+#include "runtime/trainer.h"
+
+namespace clx {
+
+struct RunDescription {
+  std::string strategy;
+  std::string stream;
+  int world_size = 1;
+  std::string backend;
+  std::string effective_config;  // "key = value" lines
+};
+
+// Writes results.json, accuracy_matrix.csv and metrics.csv into `directory`.
+void write_results(const std::string& directory, const RunDescription& run, const RunResult& result,
+                   const MetricSummary& metrics);
+
+// The accuracy matrix (percent) and the metrics as a plain-text table.
+std::string format_results_table(const RunResult& result, const MetricSummary& metrics);
+
+}  // namespace clx

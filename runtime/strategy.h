@@ -1,0 +1,68 @@
+#pragma once
+// Strategy: the hooks the trainer calls. Algorithms (algorithms/) implement
+// it; the runtime knows the interface only, never a particular algorithm.
+//
+// Call order per training stage (a stage is one task, or all tasks for joint):
+//   before_task
+//   per step: penalty_loss -> backward -> gradient all-reduce -> after_backward
+//             -> optimizer step -> after_step
+//   after_task (importance, pruning, snapshots)
+// Everything a strategy keeps lives in named tensors (state()), so
+// checkpoints and cross-rank fingerprints need no per-algorithm code.
+#include <torch/torch.h>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "runtime/data/task_stream.h"
+
+namespace clx {
+
+class Communicator;
+class ContinualNet;
+class Logger;
+
+// What the trainer exposes to a strategy during a stage.
+struct StageContext {
+  ContinualNet& model;
+  Communicator& comm;
+  const TaskStream& stream;
+  Logger& log;
+  HeadLayout heads;
+  int stage = 0;                 // 0-based stage index
+  std::vector<int> tasks;        // tasks trained in this stage
+  int64_t epoch = 0;             // within the stage
+  int64_t step = 0;              // optimizer steps within the stage
+  std::vector<torch::Tensor> trainable;  // parameters the optimizer updates in this stage
+};
+
+class Strategy {
+ public:
+  virtual ~Strategy() = default;
+  virtual std::string name() const = 0;
+  // Head layout used when model.heads = auto.
+  virtual HeadLayout default_heads() const { return HeadLayout::Multi; }
+  // Tasks trained together in each stage. Default: one stage per task.
+  virtual std::vector<std::vector<int>> stages(int num_tasks) const {
+    std::vector<std::vector<int>> one_per_task;
+    for (int task = 0; task < num_tasks; ++task) one_per_task.push_back({task});
+    return one_per_task;
+  }
+  // Whether the shared trunk is trained in `stage` (SGD-F freezes it after task 1).
+  virtual bool trains_shared_parameters(int stage) const { return true; }
+
+  virtual void before_task(StageContext& context) {}
+  // An extra loss term for this step (undefined tensor: none). It must be the
+  // same on every rank: the trainer adds it once per rank before averaging.
+  virtual torch::Tensor penalty_loss(StageContext& context) { return {}; }
+  // After gradients were averaged across ranks: corrections and masks.
+  virtual void after_backward(StageContext& context) {}
+  virtual void after_step(StageContext& context) {}
+  virtual void after_task(StageContext& context) {}
+
+  // Named tensors the strategy keeps between tasks.
+  virtual std::vector<std::pair<std::string, torch::Tensor>> state() const { return {}; }
+};
+
+}  // namespace clx

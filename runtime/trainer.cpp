@@ -1,0 +1,282 @@
+#include "runtime/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <iomanip>
+#include <sstream>
+
+#include "runtime/collectives.h"
+#include "runtime/data/sampler.h"
+#include "runtime/error.h"
+#include "runtime/fingerprint.h"
+
+namespace clx {
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+std::unique_ptr<torch::optim::Optimizer> make_optimizer(const TrainerConfig& config,
+                                                        const std::vector<torch::Tensor>& parameters) {
+  if (config.optimizer == "sgd")
+    return std::make_unique<torch::optim::SGD>(
+        parameters, torch::optim::SGDOptions(config.lr).momentum(config.momentum).weight_decay(config.weight_decay));
+  if (config.optimizer == "adam")
+    return std::make_unique<torch::optim::Adam>(parameters,
+                                                torch::optim::AdamOptions(config.lr).weight_decay(config.weight_decay));
+  throw Error("train.optimizer: '" + config.optimizer + "' is not one of sgd, adam");
+}
+
+std::string task_list(const std::vector<int>& tasks) {
+  if (tasks.size() == 1) return "task " + std::to_string(tasks[0] + 1);
+  return "tasks " + std::to_string(tasks.front() + 1) + "-" + std::to_string(tasks.back() + 1);
+}
+
+std::string percent(double fraction) {
+  std::ostringstream text;
+  text << std::fixed << std::setprecision(2) << 100.0 * fraction << "%";
+  return text.str();
+}
+
+}  // namespace
+
+std::vector<int64_t> head_sizes_for(const TaskStream& stream, HeadLayout layout) {
+  if (layout == HeadLayout::Single) return {stream.num_classes};
+  std::vector<int64_t> sizes;
+  for (const Task& task : stream.tasks) sizes.push_back(task.head_size);
+  return sizes;
+}
+
+void validate_trainer_config(const TrainerConfig& config, int world_size) {
+  if (config.epochs < 1) throw Error("train.epochs: must be at least 1, got " + std::to_string(config.epochs));
+  if (config.batch_size < 1) throw Error("train.batch_size: must be at least 1, got " + std::to_string(config.batch_size));
+  if (config.batch_size % world_size != 0)
+    throw Error("train.batch_size: the global batch of " + std::to_string(config.batch_size) +
+                " is not divisible by the " + std::to_string(world_size) + " ranks of this job");
+  if (config.eval_batch_size < 1) throw Error("eval.batch_size: must be at least 1");
+  if (!(config.lr > 0.0) || !std::isfinite(config.lr)) throw Error("train.lr: must be a positive number");
+  if (config.momentum < 0.0 || config.momentum >= 1.0) throw Error("train.momentum: must be in [0, 1)");
+  if (config.weight_decay < 0.0) throw Error("train.weight_decay: must be >= 0");
+  if (config.optimizer != "sgd" && config.optimizer != "adam")
+    throw Error("train.optimizer: '" + config.optimizer + "' is not one of sgd, adam");
+  if (config.eval_split != "test" && config.eval_split != "validation")
+    throw Error("eval.split: '" + config.eval_split + "' is not one of test, validation");
+  if (config.bucket_bytes <= 0) throw Error("train.bucket_mb: must be positive");
+}
+
+Trainer::Trainer(TrainerConfig config, Communicator& comm, const TaskStream& stream,
+                 std::shared_ptr<ContinualNet> model, Strategy& strategy, Logger& log)
+    : config_(std::move(config)), comm_(comm), stream_(stream), model_(std::move(model)), strategy_(strategy),
+      log_(log) {
+  validate_trainer_config(config_, comm_.size());
+  if (model_->num_heads() != static_cast<int64_t>(head_sizes_for(stream_, config_.heads).size()))
+    throw Error("model has " + std::to_string(model_->num_heads()) + " heads, the " + to_string(config_.heads) +
+                "-head layout of this stream needs " + std::to_string(head_sizes_for(stream_, config_.heads).size()));
+}
+
+const TaskData& Trainer::eval_data(int task) const {
+  const Task& t = stream_.tasks.at(task);
+  if (config_.eval_split == "validation") {
+    if (t.validation.size() == 0)
+      throw Error("eval.split=validation needs data.validation_fraction > 0 (" + t.name + " has no validation data)");
+    return t.validation;
+  }
+  return t.test;
+}
+
+void Trainer::broadcast_parameters() {
+  torch::NoGradGuard no_grad;
+  for (auto& parameter : model_->parameters()) {
+    torch::Tensor data = parameter.data();
+    comm_.broadcast(data, 0);
+  }
+  for (auto& buffer : model_->buffers()) comm_.broadcast(buffer, 0);
+}
+
+std::vector<double> Trainer::evaluate_all(int trained_up_to) {
+  torch::NoGradGuard no_grad;
+  const bool was_training = model_->is_training();
+  model_->eval();
+  const int T = static_cast<int>(stream_.size());
+  torch::Tensor counts = torch::zeros({T, 2}, torch::kInt64);  // correct, total
+  for (int task = 0; task < T; ++task) {
+    const TaskData& data = eval_data(task);
+    const auto [offset, length] = shard_range(data.size(), comm_.rank(), comm_.size());
+    torch::Tensor allowed;  // single head: only classes seen so far may be answered
+    if (config_.heads == HeadLayout::Single) {
+      const auto classes = stream_.classes_up_to(std::max(task, trained_up_to));
+      allowed = torch::tensor(classes, torch::kInt64);
+    }
+    int64_t correct = 0;
+    for (int64_t start = offset; start < offset + length; start += config_.eval_batch_size) {
+      const int64_t n = std::min(config_.eval_batch_size, offset + length - start);
+      torch::Tensor positions = torch::arange(start, start + n, torch::kInt64);
+      torch::Tensor logits = model_->logits(data.inputs(positions), head_for(task));
+      torch::Tensor labels = data.labels(positions, config_.heads);
+      torch::Tensor predicted;
+      if (allowed.defined()) predicted = allowed.index_select(0, logits.index_select(1, allowed).argmax(1));
+      else predicted = logits.argmax(1);
+      correct += predicted.eq(labels).sum().item<int64_t>();
+    }
+    counts[task][0] = correct;
+    counts[task][1] = length;
+  }
+  comm_.allreduce(counts, ReduceOp::Sum);
+  std::vector<double> accuracy(T);
+  for (int task = 0; task < T; ++task)
+    accuracy[task] = static_cast<double>(counts[task][0].item<int64_t>()) /
+                     static_cast<double>(std::max<int64_t>(counts[task][1].item<int64_t>(), 1));
+  if (was_training) model_->train();
+  return accuracy;
+}
+
+StageRecord Trainer::train_stage(int stage, const std::vector<int>& tasks) {
+  const auto start = std::chrono::steady_clock::now();
+  StageRecord record;
+  record.tasks = tasks;
+
+  std::vector<torch::Tensor> trainable;
+  if (strategy_.trains_shared_parameters(stage))
+    for (auto& parameter : model_->shared_parameters()) trainable.push_back(parameter);
+  if (config_.heads == HeadLayout::Multi) {
+    for (int task : tasks)
+      for (auto& parameter : model_->head_parameters(task)) trainable.push_back(parameter);
+  } else {
+    for (auto& parameter : model_->head_parameters(0)) trainable.push_back(parameter);
+  }
+  StageContext context{*model_, comm_, stream_, log_, config_.heads, stage, tasks, 0, 0, trainable};
+
+  strategy_.before_task(context);
+  auto optimizer = make_optimizer(config_, trainable);
+  GradientReducer reducer(comm_, trainable, config_.bucket_bytes);
+
+  // The stage's training data is the concatenation of its tasks' training splits.
+  std::vector<int64_t> offsets{0};
+  for (int task : tasks) offsets.push_back(offsets.back() + stream_.tasks[task].train.size());
+  ShardedSampler sampler(offsets.back(), config_.batch_size, comm_.rank(), comm_.size(), config_.seed);
+  const int64_t batches = sampler.batches_per_epoch();
+  const double world = static_cast<double>(comm_.size());
+
+  model_->train();
+  for (int64_t epoch = 0; epoch < config_.epochs; ++epoch) {
+    context.epoch = epoch;
+    sampler.set_epoch(stage, epoch);
+    Progress progress(log_, task_list(tasks) + " epoch " + std::to_string(epoch + 1) + "/" +
+                                std::to_string(config_.epochs), batches, config_.progress_seconds);
+    double epoch_loss = 0.0, epoch_correct = 0.0, epoch_seen = 0.0;
+    for (int64_t batch = 0; batch < batches; ++batch) {
+      for (auto& parameter : trainable) parameter.mutable_grad() = torch::Tensor();
+      const torch::Tensor positions = sampler.local_batch(batch);
+      const double global_count = static_cast<double>(sampler.global_batch_size(batch));
+
+      torch::Tensor loss_sum = torch::zeros({}, torch::kFloat32);
+      int64_t correct = 0;
+      for (size_t k = 0; k < tasks.size(); ++k) {
+        torch::Tensor local = positions;
+        if (tasks.size() > 1) {
+          local = positions.masked_select(positions.ge(offsets[k]).logical_and(positions.lt(offsets[k + 1]))) -
+                  offsets[k];
+        }
+        if (local.numel() == 0) continue;
+        const TaskData& data = stream_.tasks[tasks[k]].train;
+        torch::Tensor logits = model_->logits(data.inputs(local), head_for(tasks[k]));
+        torch::Tensor labels = data.labels(local, config_.heads);
+        loss_sum = loss_sum + torch::nn::functional::cross_entropy(
+                                  logits, labels, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
+        correct += logits.argmax(1).eq(labels).sum().item<int64_t>();
+      }
+      // Scaled so that averaging over ranks yields the mean over the global batch.
+      torch::Tensor loss = loss_sum * (world / global_count);
+      torch::Tensor penalty = strategy_.penalty_loss(context);
+      if (penalty.defined()) loss = loss + penalty;
+      if (loss.requires_grad()) loss.backward();
+
+      torch::Tensor side = torch::tensor({loss_sum.item<float>(), static_cast<float>(correct),
+                                          penalty.defined() ? penalty.item<float>() / static_cast<float>(world) : 0.0f});
+      reducer.reduce(side);
+      const double batch_loss = side[0].item<double>() / global_count;
+      const double penalty_value = side[2].item<double>();
+      if (!std::isfinite(batch_loss) || !std::isfinite(penalty_value)) {
+        std::ostringstream message;
+        message << "non-finite training loss (" << (std::isfinite(batch_loss) ? penalty_value : batch_loss)
+                << (std::isfinite(batch_loss) ? " in the " + strategy_.name() + " penalty" : "") << ") at "
+                << task_list(tasks) << ", epoch " << epoch + 1 << ", step " << batch + 1
+                << ": training diverged; lower train.lr or check the data";
+        // Every rank sees the same all-reduced value, so every rank stops here together.
+        throw CollectiveError(message.str());
+      }
+      strategy_.after_backward(context);
+      optimizer->step();
+      ++context.step;
+      strategy_.after_step(context);
+
+      epoch_loss += side[0].item<double>();
+      epoch_correct += side[1].item<double>();
+      epoch_seen += global_count;
+      std::ostringstream detail;
+      detail << "loss " << std::fixed << std::setprecision(4) << epoch_loss / epoch_seen;
+      progress.update(batch + 1, detail.str());
+    }
+    record.final_loss = epoch_loss / epoch_seen;
+    record.final_train_accuracy = epoch_correct / epoch_seen;
+    std::ostringstream line;
+    line << task_list(tasks) << " epoch " << epoch + 1 << "/" << config_.epochs << ": loss " << std::fixed
+         << std::setprecision(4) << record.final_loss << ", train accuracy " << percent(record.final_train_accuracy)
+         << ", " << format_duration(progress.elapsed_seconds());
+    log_.info(line.str());
+  }
+  strategy_.after_task(context);
+  record.train_seconds = seconds_since(start);
+  return record;
+}
+
+std::string Trainer::state_fingerprints() const {
+  std::ostringstream lines;
+  for (const auto& item : model_->named_parameters()) lines << item.key() << " " << Fingerprint().add(item.value()).hex() << "\n";
+  for (const auto& item : model_->named_buffers()) lines << item.key() << " " << Fingerprint().add(item.value()).hex() << "\n";
+  for (const auto& item : strategy_.state())
+    lines << strategy_.name() << "." << item.first << " " << Fingerprint().add(item.second).hex() << "\n";
+  return lines.str();
+}
+
+RunResult Trainer::run() {
+  const auto start = std::chrono::steady_clock::now();
+  RunResult result;
+  for (const Task& task : stream_.tasks) result.task_names.push_back(task.name);
+  broadcast_parameters();
+
+  result.matrix.initial = evaluate_all(-1);
+  const auto stages = strategy_.stages(static_cast<int>(stream_.size()));
+  for (size_t s = 0; s < stages.size(); ++s) {
+    const std::vector<int>& tasks = stages[s];
+    log_.info("== stage " + std::to_string(s + 1) + "/" + std::to_string(stages.size()) + ": " +
+              (tasks.size() == 1 ? stream_.tasks[tasks[0]].name : task_list(tasks)) + ", strategy " + strategy_.name());
+    StageRecord record = train_stage(static_cast<int>(s), tasks);
+
+    if (config_.check_consistency)
+      require_identical_across_ranks(comm_, state_fingerprints(),
+                                     "model/strategy state after " + task_list(tasks) + " (tensor fingerprints)");
+
+    const auto eval_start = std::chrono::steady_clock::now();
+    result.matrix.stages.push_back(evaluate_all(tasks.back()));
+    record.eval_seconds = seconds_since(eval_start);
+    std::ostringstream line;
+    line << "after " << task_list(tasks) << ": accuracy";
+    for (double value : result.matrix.stages.back()) line << " " << std::fixed << std::setprecision(2) << 100 * value;
+    line << " | mean over trained " << percent([&] {
+      double sum = 0;
+      for (int t = 0; t <= tasks.back(); ++t) sum += result.matrix.stages.back()[t];
+      return sum / (tasks.back() + 1);
+    }()) << " | train " << format_duration(record.train_seconds);
+    const double elapsed = seconds_since(start);
+    if (s + 1 < stages.size())
+      line << ", sequence left ~" << format_duration(elapsed / (s + 1) * (stages.size() - s - 1));
+    log_.info(line.str());
+    result.stages.push_back(record);
+  }
+  result.total_seconds = seconds_since(start);
+  return result;
+}
+
+}  // namespace clx

@@ -1,0 +1,87 @@
+#pragma once
+// The data-parallel continual-learning loop. The trainer owns the accuracy
+// matrix and evaluates every task after every stage, so every algorithm is
+// scored identically.
+#include <torch/torch.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "runtime/communicator.h"
+#include "runtime/continual_net.h"
+#include "runtime/data/task_stream.h"
+#include "runtime/gradient_reducer.h"
+#include "runtime/logging.h"
+#include "runtime/metrics.h"
+#include "runtime/strategy.h"
+
+namespace clx {
+
+struct TrainerConfig {
+  int64_t epochs = 1;
+  int64_t batch_size = 128;  // global: split evenly across ranks
+  int64_t eval_batch_size = 1024;
+  std::string optimizer = "sgd";  // sgd | adam
+  double lr = 0.01;
+  double momentum = 0.0;
+  double weight_decay = 0.0;
+  uint64_t seed = 1;
+  HeadLayout heads = HeadLayout::Multi;
+  std::string eval_split = "test";  // test | validation
+  int64_t bucket_bytes = GradientReducer::kDefaultBucketBytes;
+  double progress_seconds = 10.0;
+  bool check_consistency = true;  // compare state fingerprints across ranks after each stage
+};
+
+// Throws clx::Error naming the option when a value is impossible.
+void validate_trainer_config(const TrainerConfig& config, int world_size);
+
+struct StageRecord {
+  std::vector<int> tasks;
+  double train_seconds = 0.0;
+  double eval_seconds = 0.0;
+  double final_loss = 0.0;            // mean training loss of the stage's last epoch
+  double final_train_accuracy = 0.0;  // on the samples seen in the last epoch
+};
+
+struct RunResult {
+  AccuracyMatrix matrix;
+  std::vector<StageRecord> stages;
+  std::vector<std::string> task_names;
+  double total_seconds = 0.0;
+};
+
+class Trainer {
+ public:
+  Trainer(TrainerConfig config, Communicator& comm, const TaskStream& stream, std::shared_ptr<ContinualNet> model,
+          Strategy& strategy, Logger& log);
+
+  RunResult run();
+
+  // Accuracy (fraction) on `task`'s evaluation split, as evaluated after
+  // training up to task `trained_up_to` (-1: before any training). Every rank
+  // evaluates its shard; counts are summed, so the value is world-size independent.
+  std::vector<double> evaluate_all(int trained_up_to);
+  // One training stage (exposed for tests): trains `tasks` for config.epochs.
+  StageRecord train_stage(int stage, const std::vector<int>& tasks);
+  // Fingerprint lines ("name hex") of parameters, buffers and strategy state.
+  std::string state_fingerprints() const;
+  void broadcast_parameters();
+
+ private:
+  int64_t head_for(int task) const { return config_.heads == HeadLayout::Multi ? task : 0; }
+  const TaskData& eval_data(int task) const;
+
+  TrainerConfig config_;
+  Communicator& comm_;
+  const TaskStream& stream_;
+  std::shared_ptr<ContinualNet> model_;
+  Strategy& strategy_;
+  Logger& log_;
+};
+
+// Heads the model needs for `layout`: one per task, or one over every class.
+std::vector<int64_t> head_sizes_for(const TaskStream& stream, HeadLayout layout);
+
+}  // namespace clx
