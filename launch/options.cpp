@@ -102,18 +102,22 @@ TrainOptions parse_train_options(int argc, const char* const* argv) {
 
   po::options_description file_options;
   file_options.add(data).add(model).add(train).add(eval).add(metrics).add(run);
-  po::options_description all("Usage: train --config FILE [--output DIR] [--section.option=value ...]\n\n"
-                              "Trains one network on a sequence of tasks, data-parallel over MPI ranks\n"
-                              "(mpirun -np N train ...), and writes the accuracy matrix with ACC, BWT, FWT.");
+  po::options_description all("Options (config-file sections in brackets)");
   all.add(general).add(file_options);
   std::ostringstream help;
-  help << all;
+  help << "Usage: train --config FILE [--output DIR] [--section.option=value ...]\n"
+          "       mpirun -np N train --config FILE ...\n\n"
+          "Trains one network on a sequence of tasks with a continual-learning algorithm,\n"
+          "data-parallel over the ranks, and writes the accuracy matrix with ACC, BWT and\n"
+          "FWT to the run folder (results.json, accuracy_matrix.csv, metrics.csv, train.log).\n\n"
+       << all;
   options.help_text = help.str();
 
   try {
     // Command line first: Program_options keeps the first value stored, so it overrides the file.
     po::store(po::parse_command_line(argc, argv, all), options.values);
     if (options.values.count("help")) {
+      po::notify(options.values);
       options.help = true;
       return options;
     }

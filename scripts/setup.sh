@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs every dependency from Debian's packages (when missing) and builds
+# the project into build/. Safe to run again: it only does what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(
+  build-essential cmake pkg-config
+  libtorch-dev libopenblas0-openmp       # LibTorch; OpenBLAS instead of the slow reference BLAS
+  libopenmpi-dev openmpi-bin             # MPI communicator and mpirun
+  libboost-program-options-dev           # command-line and INI options
+  libhdf5-dev                            # checkpoints
+  libgtest-dev                           # tests
+  nlohmann-json3-dev zlib1g-dev          # results.json, gzipped IDX files
+  dataset-fashion-mnist                  # the real data of the default experiment
+)
+missing=()
+for package in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release
+cmake --build build -j"$(nproc)"

@@ -1,0 +1,65 @@
+# Bad input of every kind stops every rank with one clear message and a
+# non-zero exit: never a hang, never a crash.
+source "$(dirname "$0")/cli_lib.sh"
+SMALL=(--data.train_samples_per_task=256 --data.test_samples_per_task=128 --output "$WORK/run")
+
+# --- datasets
+expect_failure "missing dataset folder" "neither /nonexistent/train-images-idx3-ubyte nor /nonexistent/train-images-idx3-ubyte.gz exists" \
+  "$TRAIN" --data.root=/nonexistent "${SMALL[@]}"
+
+mkdir -p "$WORK/badmagic"
+cp "$FMNIST"/*labels* "$FMNIST"/t10k-images* "$WORK/badmagic/"
+printf 'GIF89a not an idx file' > "$WORK/badmagic/train-images-idx3-ubyte"
+expect_failure "wrong magic number" "$WORK/badmagic/train-images-idx3-ubyte: not an IDX file (magic number 47 49 46 38" \
+  "$TRAIN" --data.root="$WORK/badmagic" "${SMALL[@]}"
+
+mkdir -p "$WORK/truncated"
+cp "$FMNIST"/*labels* "$FMNIST"/t10k-images* "$WORK/truncated/"
+head -c 3000000 "$FMNIST/train-images-idx3-ubyte.gz" > "$WORK/truncated/train-images-idx3-ubyte.gz"
+expect_failure "truncated gzip" "$WORK/truncated/train-images-idx3-ubyte.gz: corrupt or truncated gzip data" \
+  "$TRAIN" --data.root="$WORK/truncated" "${SMALL[@]}"
+
+mkdir -p "$WORK/disagree"
+# 2 images of 28x28 but 3 labels.
+{ printf '\x00\x00\x08\x03\x00\x00\x00\x02\x00\x00\x00\x1c\x00\x00\x00\x1c'; head -c 1568 /dev/zero; } > "$WORK/disagree/train-images-idx3-ubyte"
+{ printf '\x00\x00\x08\x01\x00\x00\x00\x03'; printf '\x00\x01\x02'; } > "$WORK/disagree/train-labels-idx1-ubyte"
+cp "$FMNIST"/t10k-* "$WORK/disagree/"
+expect_failure "image and label counts disagree" "sizes disagree: $WORK/disagree/train-images-idx3-ubyte holds 2 images but $WORK/disagree/train-labels-idx1-ubyte holds 3 labels" \
+  "$TRAIN" --data.root="$WORK/disagree" "${SMALL[@]}"
+
+{ printf '\x00\x00\x08\x03\x00\x00\x00\x02\x00\x00\x00\x1c\x00\x00\x00\x1c'; head -c 1000 /dev/zero; } > "$WORK/disagree/train-images-idx3-ubyte"
+expect_failure "data shorter than header" "train-images-idx3-ubyte: truncated: header promises 1568 data bytes, file holds 1000" \
+  "$TRAIN" --data.root="$WORK/disagree" "${SMALL[@]}"
+
+# --- options
+expect_failure "unknown option" "unrecognised option '--train.fo=1'" "$TRAIN" --train.fo=1
+printf '[train]\nepochs = 1\nlearning_rate = 0.1\n' > "$WORK/unknown.ini"
+expect_failure "unknown option in config file" "$WORK/unknown.ini: unrecognised option 'train.learning_rate'" \
+  "$TRAIN" --config "$WORK/unknown.ini"
+expect_failure "missing config file" "--config: cannot open /nonexistent.ini" "$TRAIN" --config /nonexistent.ini
+expect_failure "malformed value" "the argument ('abc') for option '--train.epochs' is invalid" "$TRAIN" --train.epochs=abc
+expect_failure "zero tasks" "data.tasks: must be at least 1, got 0" "$TRAIN" --data.tasks=0 "${SMALL[@]}"
+expect_failure "more classes per task than exist" "data.classes_per_task: 11 classes per task, but fashion-mnist has only 10 classes" \
+  "$TRAIN" --data.classes_per_task=11 "${SMALL[@]}"
+expect_failure "more classes than exist" "data.tasks: 6 tasks of 2 classes need 12 classes" "$TRAIN" --data.tasks=6 "${SMALL[@]}"
+expect_failure "unknown algorithm" "train.algorithm: 'ewc2' is not one of" "$TRAIN" --train.algorithm=ewc2 "${SMALL[@]}"
+expect_failure "zero epochs" "train.epochs: must be at least 1, got 0" "$TRAIN" --train.epochs=0 "${SMALL[@]}"
+expect_failure "bad hidden sizes" "model.hidden: 'x' is not a positive layer size" "$TRAIN" --model.hidden=512,x "${SMALL[@]}"
+
+# --- the same on 2 ranks: one message, every rank stops
+expect_failure "2 ranks: missing dataset" "neither /nonexistent/train-images-idx3-ubyte" \
+  "${MPI[@]}" -np 2 "$TRAIN" --data.root=/nonexistent "${SMALL[@]}"
+expect_failure "2 ranks: unknown option" "unrecognised option '--train.fo=1'" "${MPI[@]}" -np 2 "$TRAIN" --train.fo=1
+expect_failure "2 ranks: batch not divisible by ranks" "train.batch_size: the global batch of 33 is not divisible by the 2 ranks" \
+  "${MPI[@]}" -np 2 "$TRAIN" --train.batch_size=33 "${SMALL[@]}"
+expect_failure "2 ranks: configuration differs between ranks" \
+  "the configuration differs between ranks: rank(s) 1 differ from rank 0; first difference (rank 0 vs rank 1): 'train.lr = 0.01' vs 'train.lr = 0.02'" \
+  "${MPI[@]}" -np 2 bash -c '"$0" "$@" --train.lr=0.0$((OMPI_COMM_WORLD_RANK + 1))' "$TRAIN" "${SMALL[@]}"
+expect_failure "2 ranks: diverging loss (NaN)" "non-finite training loss" \
+  "${MPI[@]}" -np 2 "$TRAIN" --train.lr=1e30 "${SMALL[@]}"
+
+# --- help works and names every section
+timeout 60 "$TRAIN" --help > "$WORK/help.txt" 2>&1 && grep -q "train.algorithm" "$WORK/help.txt" && grep -q "data.permute_first" "$WORK/help.txt" \
+  && pass "--help lists the options" || fail "--help"
+
+finish

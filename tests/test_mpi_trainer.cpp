@@ -1,0 +1,147 @@
+// The data-parallel trainer on the job's world size against a single-process
+// run computed in the same test: same trajectory, same accuracies.
+#include <gtest/gtest.h>
+
+#include "algorithms/finetune.h"
+#include "models/multi_head_model.h"
+#include "runtime/collectives.h"
+#include "runtime/error.h"
+#include "runtime/trainer.h"
+#include "tests/mpi_test_support.h"
+
+using clx::testing_support::world;
+
+namespace {
+
+// A small, learnable synthetic dataset: class k lights up pixel k.
+std::shared_ptr<clx::LabelledImages> synthetic(int64_t n, uint64_t seed) {
+  torch::manual_seed(seed);
+  auto data = std::make_shared<clx::LabelledImages>();
+  data->labels = torch::randint(0, 10, {n}, torch::kInt64);
+  data->images = torch::rand({n, 1, 4, 4}) * 0.5;
+  data->images.view({n, 16}).scatter_add_(1, data->labels.view({n, 1}), torch::ones({n, 1}));
+  data->num_classes = 10;
+  return data;
+}
+
+clx::TaskStream two_task_stream(int64_t train_size) {
+  clx::StreamConfig config;
+  config.kind = "split";
+  config.num_tasks = 2;
+  config.classes_per_task = 5;
+  return clx::build_task_stream(config, synthetic(train_size, 11), synthetic(97, 12));
+}
+
+clx::MultiHeadModel fresh_model(const clx::TaskStream& stream) {
+  torch::manual_seed(5);
+  clx::MlpConfig mlp;
+  mlp.hidden = {16, 8};
+  return clx::make_mlp(stream.input_shape, mlp, clx::head_sizes_for(stream, clx::HeadLayout::Multi));
+}
+
+clx::TrainerConfig small_config(int64_t global_batch) {
+  clx::TrainerConfig config;
+  config.batch_size = global_batch;
+  config.lr = 0.1;
+  config.momentum = 0.9;
+  config.epochs = 2;
+  config.progress_seconds = 1e9;
+  return config;
+}
+
+void expect_same_parameters(clx::MultiHeadModel& a, clx::MultiHeadModel& b) {
+  auto pa = a->named_parameters(), pb = b->named_parameters();
+  ASSERT_EQ(pa.size(), pb.size());
+  for (size_t k = 0; k < pa.size(); ++k)
+    EXPECT_TRUE(pa[k].value().allclose(pb[k].value(), 1e-4, 1e-5))
+        << pa[k].key() << " differs by " << (pa[k].value() - pb[k].value()).abs().max().item<float>();
+}
+
+}  // namespace
+
+// 2 ranks with per-rank batch b follow the 1-rank trajectory with batch 2b,
+// including a last global batch that does not split evenly across ranks.
+TEST(DataParallelTrainer, WorldSizeDoesNotChangeTheTrajectory) {
+  for (int64_t train_size : {256, 251}) {
+    clx::TaskStream stream = two_task_stream(train_size);
+    const int64_t global_batch = 8 * world->size();
+    clx::FinetuneStrategy strategy;
+    clx::Logger quiet(1, "");
+
+    clx::MultiHeadModel reference = fresh_model(stream);
+    clx::SingleCommunicator single;
+    clx::Trainer reference_trainer(small_config(global_batch), single, stream, reference.ptr(), strategy, quiet);
+    reference_trainer.train_stage(0, {0});
+
+    clx::MultiHeadModel distributed = fresh_model(stream);
+    if (world->rank() != 0) {
+      // Parameters must come from rank 0: scramble the others' initial weights.
+      torch::NoGradGuard no_grad;
+      for (auto& p : distributed->parameters()) p.uniform_(-1, 1);
+    }
+    clx::Trainer trainer(small_config(global_batch), *world, stream, distributed.ptr(), strategy, quiet);
+    trainer.broadcast_parameters();
+    trainer.train_stage(0, {0});
+
+    SCOPED_TRACE("train size " + std::to_string(train_size));
+    expect_same_parameters(reference, distributed);
+    const auto expected = reference_trainer.evaluate_all(0);
+    const auto got = trainer.evaluate_all(0);
+    for (size_t t = 0; t < expected.size(); ++t) EXPECT_NEAR(got[t], expected[t], 1.0 / 97 + 1e-12);
+  }
+}
+
+TEST(DataParallelTrainer, FullRunMatchesSingleProcessAccuracyMatrix) {
+  clx::TaskStream stream = two_task_stream(200);
+  clx::FinetuneStrategy strategy;
+  clx::Logger quiet(1, "");
+  clx::MultiHeadModel reference = fresh_model(stream);
+  clx::SingleCommunicator single;
+  const auto expected = clx::Trainer(small_config(16), single, stream, reference.ptr(), strategy, quiet).run();
+  clx::MultiHeadModel distributed = fresh_model(stream);
+  const auto got = clx::Trainer(small_config(16), *world, stream, distributed.ptr(), strategy, quiet).run();
+  ASSERT_EQ(got.matrix.stages.size(), 2u);
+  EXPECT_EQ(got.matrix.initial, expected.matrix.initial);
+  for (size_t j = 0; j < 2; ++j)
+    for (size_t i = 0; i < 2; ++i) EXPECT_NEAR(got.matrix.stages[j][i], expected.matrix.stages[j][i], 1.0 / 40);
+  expect_same_parameters(reference, distributed);
+}
+
+TEST(DataParallelTrainer, PerturbedRankIsCaughtByFingerprints) {
+  clx::TaskStream stream = two_task_stream(64);
+  clx::FinetuneStrategy strategy;
+  clx::Logger quiet(1, "");
+  clx::MultiHeadModel model = fresh_model(stream);
+  clx::Trainer trainer(small_config(16), *world, stream, model.ptr(), strategy, quiet);
+  trainer.broadcast_parameters();
+  const std::string before = trainer.state_fingerprints();
+  if (world->size() < 2) return;
+  if (world->rank() == 1) {
+    torch::NoGradGuard no_grad;
+    model->named_parameters()["trunk.3.weight"].view(-1)[0] += 1e-3;
+  }
+  try {
+    clx::require_identical_across_ranks(*world, trainer.state_fingerprints(), "model state");
+    FAIL() << "a perturbed rank went unnoticed";
+  } catch (const clx::CollectiveError& error) {
+    const std::string message = error.what();
+    EXPECT_NE(message.find("rank(s) 1 differ from rank 0"), std::string::npos) << message;
+    EXPECT_NE(message.find("trunk.3.weight"), std::string::npos) << message;
+  }
+}
+
+TEST(DataParallelTrainer, DivergingLossStopsEveryRank) {
+  clx::TaskStream stream = two_task_stream(64);
+  clx::FinetuneStrategy strategy;
+  clx::Logger quiet(1, "");
+  clx::MultiHeadModel model = fresh_model(stream);
+  clx::TrainerConfig config = small_config(16);
+  config.lr = 1e30;
+  clx::Trainer trainer(config, *world, stream, model.ptr(), strategy, quiet);
+  try {
+    trainer.train_stage(0, {0});
+    FAIL() << "training with lr 1e30 did not stop";
+  } catch (const clx::CollectiveError& error) {
+    EXPECT_NE(std::string(error.what()).find("non-finite training loss"), std::string::npos) << error.what();
+  }
+}
