@@ -95,6 +95,8 @@ TrainOptions parse_train_options(int argc, const char* const* argv) {
        "communicator: auto (mpi under mpirun/srun, else single) | mpi | nccl | single")
       ("run.threads", po::value<int64_t>(&options.threads)->default_value(0),
        "intra-op threads per rank (0: cores of the node / ranks on the node)")
+      ("run.progress", po::value<std::string>(&options.progress)->default_value("auto"),
+       "progress display: auto (redraw on a terminal; plain lines under mpirun/srun or when redirected) | redraw | lines | off")
       ("run.progress_seconds", po::value<double>(&options.trainer.progress_seconds)->default_value(10.0),
        "seconds between progress lines when output is not a terminal")
       ("run.check_consistency", po::value<bool>(&options.trainer.check_consistency)->default_value(true),
@@ -149,8 +151,8 @@ TrainOptions parse_train_options(int argc, const char* const* argv) {
   std::ostringstream effective;
   for (const auto& option : file_options.options()) {
     const std::string& name = option->long_name();
-    // Thread counts are a property of each node, not of the experiment.
-    if (name == "run.threads") continue;
+    // Thread counts and progress display are properties of each node, not of the experiment.
+    if (name == "run.threads" || name == "run.progress") continue;
     effective << name << " = " << value_text(options.values[name]) << "\n";
   }
   options.effective_config = effective.str();

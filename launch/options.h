@@ -28,6 +28,7 @@ struct TrainOptions {
   std::string heads;  // auto | multi | single
   std::string backend;
   int64_t threads = 0;  // 0: cores / ranks on this node
+  std::string progress;  // auto | redraw | lines | off
   std::string joint_results;
   StreamConfig stream;
   std::string hidden_layers;

@@ -49,6 +49,8 @@ int run(TrainOptions& options, Communicator& comm) {
     validate_trainer_config(options.trainer, comm.size());
     if (options.threads < 0) throw Error("run.threads: must be >= 0 (0: automatic)");
     if (!(options.trainer.progress_seconds > 0)) throw Error("run.progress_seconds: must be positive");
+    if (options.progress != "auto" && options.progress != "redraw" && options.progress != "lines" && options.progress != "off")
+      throw Error("run.progress: '" + options.progress + "' is not one of auto, redraw, lines, off");
     if (!options.joint_results.empty()) joint_accuracies = read_final_accuracies(options.joint_results);
   });
   require_identical_across_ranks(comm, options.effective_config, "the configuration");
@@ -65,7 +67,7 @@ int run(TrainOptions& options, Communicator& comm) {
       if (!config) throw Error("--output: cannot write " + options.output_dir + "/config.ini");
     }
   });
-  Logger log(comm.rank(), (std::filesystem::path(options.output_dir) / "train.log").string());
+  Logger log(comm.rank(), (std::filesystem::path(options.output_dir) / "train.log").string(), options.progress);
   log.info("train: " + options.algorithm + " on " + options.stream.kind + " " + options.stream.dataset + ", " +
            std::to_string(comm.size()) + " rank(s) over " + comm.backend() + ", " + std::to_string(threads) +
            " thread(s) per rank, output " + options.output_dir);

@@ -3,6 +3,8 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
+#include <stdexcept>
 #include <ctime>
 #include <iostream>
 #include <sstream>
@@ -31,7 +33,19 @@ std::string format_duration(double seconds) {
   return text;
 }
 
-Logger::Logger(int rank, const std::string& log_path) : rank_(rank), interactive_(isatty(STDOUT_FILENO) == 1) {
+Logger::Logger(int rank, const std::string& log_path, const std::string& progress) : rank_(rank) {
+  if (progress == "auto") {
+    // mpirun hands ranks a pseudo-terminal even when its own output goes to a
+    // file, and Slurm output is a file: under a launcher, plain lines are the safe choice.
+    const bool launched = std::getenv("OMPI_COMM_WORLD_SIZE") || std::getenv("PMIX_RANK") ||
+                          std::getenv("PMI_RANK") || std::getenv("SLURM_JOB_ID");
+    interactive_ = isatty(STDOUT_FILENO) == 1 && !launched;
+  } else if (progress == "redraw" || progress == "lines" || progress == "off") {
+    interactive_ = progress == "redraw";
+    progress_enabled_ = progress != "off";
+  } else {
+    throw std::invalid_argument("run.progress: '" + progress + "' is not one of auto, redraw, lines, off");
+  }
   if (rank_ == 0 && !log_path.empty()) file_.open(log_path, std::ios::app);
 }
 
@@ -64,7 +78,7 @@ double Progress::elapsed_seconds() const {
 }
 
 void Progress::update(int64_t done, const std::string& detail) {
-  if (!logger_.enabled()) return;
+  if (!logger_.enabled() || !logger_.progress_enabled()) return;
   const auto now = std::chrono::steady_clock::now();
   const double since_print = std::chrono::duration<double>(now - last_print_).count();
   const double interval = logger_.interactive() ? 0.2 : interval_;

@@ -11,18 +11,22 @@ namespace clx {
 class Logger {
  public:
   // `log_path` empty: no log file. Non-root ranks print nothing.
-  Logger(int rank, const std::string& log_path);
+  // `progress`: auto (redraw on a terminal, plain lines otherwise), redraw,
+  // lines, or off (no progress lines; per-epoch lines still appear).
+  Logger(int rank, const std::string& log_path, const std::string& progress = "auto");
   void info(const std::string& line);
   void warn(const std::string& line) { info("warning: " + line); }
   // Redraws one status line on a terminal; ignored when stdout is not a terminal.
   void status(const std::string& line);
   bool interactive() const { return interactive_; }
+  bool progress_enabled() const { return progress_enabled_; }
   bool enabled() const { return rank_ == 0; }
 
  private:
   void clear_status();
   int rank_;
   bool interactive_;
+  bool progress_enabled_ = true;
   bool status_shown_ = false;
   std::ofstream file_;
 };

@@ -8,6 +8,7 @@
 namespace clx {
 
 double average_accuracy(const AccuracyMatrix& matrix) {
+  if (matrix.stages.empty()) return 0.0;
   const auto& last = matrix.final_row();
   double sum = 0.0;
   for (double value : last) sum += value;
@@ -68,7 +69,10 @@ std::vector<double> read_final_accuracies(const std::string& results_json_path) 
   if (!file) throw Error("metrics.joint_results: cannot open " + results_json_path);
   try {
     const nlohmann::json results = nlohmann::json::parse(file);
-    return results.at("accuracy_matrix").at("stages").back().get<std::vector<double>>();
+    const nlohmann::json& stages = results.at("accuracy_matrix").at("stages");
+    if (!stages.is_array() || stages.empty() || !stages.back().is_array())
+      throw Error("metrics.joint_results: " + results_json_path + " has no accuracy_matrix.stages rows");
+    return stages.back().get<std::vector<double>>();
   } catch (const nlohmann::json::exception& error) {
     throw Error("metrics.joint_results: " + results_json_path + " is not a results.json of this framework (" +
                 error.what() + ")");

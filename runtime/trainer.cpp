@@ -170,21 +170,33 @@ StageRecord Trainer::train_stage(int stage, const std::vector<int>& tasks) {
       const torch::Tensor positions = sampler.local_batch(batch);
       const double global_count = static_cast<double>(sampler.global_batch_size(batch));
 
-      torch::Tensor loss_sum = torch::zeros({}, torch::kFloat32);
-      int64_t correct = 0;
+      // One trunk pass over the local batch; each sample then goes through its own task's head.
+      std::vector<torch::Tensor> inputs, labels;
+      std::vector<int64_t> group_tasks, group_counts;
       for (size_t k = 0; k < tasks.size(); ++k) {
         torch::Tensor local = positions;
-        if (tasks.size() > 1) {
+        if (tasks.size() > 1)
           local = positions.masked_select(positions.ge(offsets[k]).logical_and(positions.lt(offsets[k + 1]))) -
                   offsets[k];
-        }
         if (local.numel() == 0) continue;
         const TaskData& data = stream_.tasks[tasks[k]].train;
-        torch::Tensor logits = model_->logits(data.inputs(local), head_for(tasks[k]));
-        torch::Tensor labels = data.labels(local, config_.heads);
-        loss_sum = loss_sum + torch::nn::functional::cross_entropy(
-                                  logits, labels, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
-        correct += logits.argmax(1).eq(labels).sum().item<int64_t>();
+        inputs.push_back(data.inputs(local));
+        labels.push_back(data.labels(local, config_.heads));
+        group_tasks.push_back(tasks[k]);
+        group_counts.push_back(local.numel());
+      }
+      torch::Tensor loss_sum = torch::zeros({}, torch::kFloat32);
+      int64_t correct = 0;
+      if (!inputs.empty()) {
+        const torch::Tensor features = model_->features(inputs.size() == 1 ? inputs[0] : torch::cat(inputs));
+        int64_t start = 0;
+        for (size_t g = 0; g < group_tasks.size(); ++g) {
+          torch::Tensor logits = model_->head_forward(features.narrow(0, start, group_counts[g]), head_for(group_tasks[g]));
+          start += group_counts[g];
+          loss_sum = loss_sum + torch::nn::functional::cross_entropy(
+                                    logits, labels[g], torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
+          correct += logits.argmax(1).eq(labels[g]).sum().item<int64_t>();
+        }
       }
       // Scaled so that averaging over ranks yields the mean over the global batch.
       torch::Tensor loss = loss_sum * (world / global_count);

@@ -1,6 +1,7 @@
 #include "runtime/data/task_stream.h"
 
 #include <algorithm>
+#include <cmath>
 #include <sstream>
 
 #include "runtime/data/sampler.h"
@@ -156,12 +157,12 @@ TaskStream build_task_stream(const StreamConfig& config, std::shared_ptr<const L
     task.name = name.str();
 
     const uint64_t task_seed = mix_seed({config.seed, 0x7a5c, static_cast<uint64_t>(t)});
-    torch::Tensor train_rows = shuffled_rows(*train, classes, task_seed);
+    // The sample limit picks the task's pool; validation is carved from that pool.
+    torch::Tensor train_rows = take_prefix(shuffled_rows(*train, classes, task_seed), config.train_samples_per_task);
     const int64_t validation_count =
-        static_cast<int64_t>(config.validation_fraction * static_cast<double>(train_rows.size(0)));
+        std::llround(config.validation_fraction * static_cast<double>(train_rows.size(0)));
     torch::Tensor validation_rows = train_rows.narrow(0, 0, validation_count);
-    train_rows = take_prefix(train_rows.narrow(0, validation_count, train_rows.size(0) - validation_count),
-                             config.train_samples_per_task);
+    train_rows = train_rows.narrow(0, validation_count, train_rows.size(0) - validation_count);
     torch::Tensor test_rows = take_prefix(shuffled_rows(*test, classes, task_seed + 1), config.test_samples_per_task);
     if (train_rows.size(0) == 0) throw Error(task.name + " has no training samples");
     if (test_rows.size(0) == 0) throw Error(task.name + " has no test samples");
