@@ -14,7 +14,7 @@ namespace clx {
 struct StrategyInfo {
   std::string name;
   std::string summary;
-  // Declares the algorithm's own options (section "algo.<name>"), if any.
+  // Declares the algorithm's own options (config section named after it), if any.
   std::function<void(boost::program_options::options_description&)> add_options;
   std::function<std::unique_ptr<Strategy>(const boost::program_options::variables_map&)> make;
 };
@@ -22,6 +22,8 @@ struct StrategyInfo {
 const std::vector<StrategyInfo>& strategy_registry();
 // Throws clx::Error naming train.algorithm and listing the known names.
 std::unique_ptr<Strategy> make_strategy(const std::string& name, const boost::program_options::variables_map& options);
-std::string strategy_names();  // "sgd, finetune, joint"
+std::string strategy_names();  // "sgd, sgdf, finetune, ..."
+// Every algorithm's own options ([anpyc], [ewc], [si], [mas], [lwf] sections).
+void add_strategy_options(boost::program_options::options_description& options);
 
 }  // namespace clx

@@ -102,8 +102,11 @@ TrainOptions parse_train_options(int argc, const char* const* argv) {
       ("run.check_consistency", po::value<bool>(&options.trainer.check_consistency)->default_value(true),
        "compare parameter and strategy-state fingerprints across ranks after every task");
 
+  po::options_description algorithms("Algorithms [anpyc] [ewc] [si] [mas] [lwf]");
+  add_strategy_options(algorithms);
+
   po::options_description file_options;
-  file_options.add(data).add(model).add(train).add(eval).add(metrics).add(run);
+  file_options.add(data).add(model).add(train).add(algorithms).add(eval).add(metrics).add(run);
   po::options_description all("Options (config-file sections in brackets)");
   all.add(general).add(file_options);
   std::ostringstream help;

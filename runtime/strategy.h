@@ -11,6 +11,7 @@
 // checkpoints and cross-rank fingerprints need no per-algorithm code.
 #include <torch/torch.h>
 
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -30,11 +31,29 @@ struct StageContext {
   const TaskStream& stream;
   Logger& log;
   HeadLayout heads;
-  int stage = 0;                 // 0-based stage index
-  std::vector<int> tasks;        // tasks trained in this stage
-  int64_t epoch = 0;             // within the stage
-  int64_t step = 0;              // optimizer steps within the stage
+  int stage = 0;           // 0-based stage index
+  std::vector<int> tasks;  // tasks trained in this stage
+  int64_t epoch = 0;       // within the current call of train_epochs
+  int64_t step = 0;        // optimizer steps within the stage
   std::vector<torch::Tensor> trainable;  // parameters the optimizer updates in this stage
+  int64_t batch_size = 0;  // global training batch (also used by importance passes)
+  uint64_t seed = 0;       // train.seed
+
+  // Valid during penalty_loss only: this rank's share of the current global
+  // batch (positions into the stage's training data, the concatenation of its
+  // tasks' training splits) and the trunk features computed for it (with
+  // graph). A data-dependent penalty sums over local samples and multiplies
+  // by loss_scale, so that averaging over ranks gives the global-batch mean.
+  torch::Tensor batch_positions;
+  torch::Tensor batch_features;
+  double loss_scale = 1.0;
+
+  // Valid during after_task: trains the stage's data for more epochs with
+  // every hook (pruning's retraining). `label` names the epochs in logs.
+  std::function<void(int64_t epochs, const std::string& label)> train_epochs;
+
+  // The head that answers for `task` in this layout.
+  int64_t head_for(int task) const { return heads == HeadLayout::Multi ? task : 0; }
 };
 
 class Strategy {

@@ -145,7 +145,10 @@ StageRecord Trainer::train_stage(int stage, const std::vector<int>& tasks) {
   } else {
     for (auto& parameter : model_->head_parameters(0)) trainable.push_back(parameter);
   }
-  StageContext context{*model_, comm_, stream_, log_, config_.heads, stage, tasks, 0, 0, trainable};
+  StageContext context{*model_, comm_, stream_, log_, config_.heads, stage, tasks};
+  context.trainable = trainable;
+  context.batch_size = config_.batch_size;
+  context.seed = config_.seed;
 
   strategy_.before_task(context);
   auto optimizer = make_optimizer(config_, trainable);
@@ -157,88 +160,104 @@ StageRecord Trainer::train_stage(int stage, const std::vector<int>& tasks) {
   ShardedSampler sampler(offsets.back(), config_.batch_size, comm_.rank(), comm_.size(), config_.seed);
   const int64_t batches = sampler.batches_per_epoch();
   const double world = static_cast<double>(comm_.size());
+  // Sampler epochs are numbered across the whole stage (main training, then any
+  // retraining a strategy asks for), so every pass sees a fresh order.
+  int64_t sampler_epoch = 0;
 
-  model_->train();
-  for (int64_t epoch = 0; epoch < config_.epochs; ++epoch) {
-    context.epoch = epoch;
-    sampler.set_epoch(stage, epoch);
-    Progress progress(log_, task_list(tasks) + " epoch " + std::to_string(epoch + 1) + "/" +
-                                std::to_string(config_.epochs), batches, config_.progress_seconds);
-    double epoch_loss = 0.0, epoch_correct = 0.0, epoch_seen = 0.0;
-    for (int64_t batch = 0; batch < batches; ++batch) {
-      for (auto& parameter : trainable) parameter.mutable_grad() = torch::Tensor();
-      const torch::Tensor positions = sampler.local_batch(batch);
-      const double global_count = static_cast<double>(sampler.global_batch_size(batch));
+  // Trains `count` epochs with every strategy hook; `label` names them in logs.
+  auto train_epochs = [&](int64_t count, const std::string& label) {
+    model_->train();
+    for (int64_t epoch = 0; epoch < count; ++epoch) {
+      context.epoch = epoch;
+      sampler.set_epoch(stage, sampler_epoch++);
+      const std::string name = task_list(tasks) + " " + label + " " + std::to_string(epoch + 1) + "/" + std::to_string(count);
+      Progress progress(log_, name, batches, config_.progress_seconds);
+      double epoch_loss = 0.0, epoch_correct = 0.0, epoch_seen = 0.0;
+      for (int64_t batch = 0; batch < batches; ++batch) {
+        for (auto& parameter : trainable) parameter.mutable_grad() = torch::Tensor();
+        const torch::Tensor positions = sampler.local_batch(batch);
+        const double global_count = static_cast<double>(sampler.global_batch_size(batch));
 
-      // One trunk pass over the local batch; each sample then goes through its own task's head.
-      std::vector<torch::Tensor> inputs, labels;
-      std::vector<int64_t> group_tasks, group_counts;
-      for (size_t k = 0; k < tasks.size(); ++k) {
-        torch::Tensor local = positions;
-        if (tasks.size() > 1)
-          local = positions.masked_select(positions.ge(offsets[k]).logical_and(positions.lt(offsets[k + 1]))) -
-                  offsets[k];
-        if (local.numel() == 0) continue;
-        const TaskData& data = stream_.tasks[tasks[k]].train;
-        inputs.push_back(data.inputs(local));
-        labels.push_back(data.labels(local, config_.heads));
-        group_tasks.push_back(tasks[k]);
-        group_counts.push_back(local.numel());
-      }
-      torch::Tensor loss_sum = torch::zeros({}, torch::kFloat32);
-      int64_t correct = 0;
-      if (!inputs.empty()) {
-        const torch::Tensor features = model_->features(inputs.size() == 1 ? inputs[0] : torch::cat(inputs));
-        int64_t start = 0;
-        for (size_t g = 0; g < group_tasks.size(); ++g) {
-          torch::Tensor logits = model_->head_forward(features.narrow(0, start, group_counts[g]), head_for(group_tasks[g]));
-          start += group_counts[g];
-          loss_sum = loss_sum + torch::nn::functional::cross_entropy(
-                                    logits, labels[g], torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
-          correct += logits.argmax(1).eq(labels[g]).sum().item<int64_t>();
+        // One trunk pass over the local batch; each sample then goes through its own task's head.
+        std::vector<torch::Tensor> inputs, labels;
+        std::vector<int64_t> group_tasks, group_counts;
+        for (size_t k = 0; k < tasks.size(); ++k) {
+          torch::Tensor local = positions;
+          if (tasks.size() > 1)
+            local = positions.masked_select(positions.ge(offsets[k]).logical_and(positions.lt(offsets[k + 1]))) -
+                    offsets[k];
+          if (local.numel() == 0) continue;
+          const TaskData& data = stream_.tasks[tasks[k]].train;
+          inputs.push_back(data.inputs(local));
+          labels.push_back(data.labels(local, config_.heads));
+          group_tasks.push_back(tasks[k]);
+          group_counts.push_back(local.numel());
         }
-      }
-      // Scaled so that averaging over ranks yields the mean over the global batch.
-      torch::Tensor loss = loss_sum * (world / global_count);
-      torch::Tensor penalty = strategy_.penalty_loss(context);
-      if (penalty.defined()) loss = loss + penalty;
-      if (loss.requires_grad()) loss.backward();
+        torch::Tensor loss_sum = torch::zeros({}, torch::kFloat32);
+        torch::Tensor features;
+        int64_t correct = 0;
+        if (!inputs.empty()) {
+          features = model_->features(inputs.size() == 1 ? inputs[0] : torch::cat(inputs));
+          int64_t offset = 0;
+          for (size_t g = 0; g < group_tasks.size(); ++g) {
+            torch::Tensor logits =
+                model_->head_forward(features.narrow(0, offset, group_counts[g]), head_for(group_tasks[g]));
+            offset += group_counts[g];
+            loss_sum = loss_sum + torch::nn::functional::cross_entropy(
+                                      logits, labels[g],
+                                      torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
+            correct += logits.argmax(1).eq(labels[g]).sum().item<int64_t>();
+          }
+        }
+        // Scaled so that averaging over ranks yields the mean over the global batch.
+        context.loss_scale = world / global_count;
+        context.batch_positions = positions;
+        context.batch_features = features;
+        torch::Tensor loss = loss_sum * context.loss_scale;
+        torch::Tensor penalty = strategy_.penalty_loss(context);
+        if (penalty.defined()) loss = loss + penalty;
+        if (loss.requires_grad()) loss.backward();
+        context.batch_features = torch::Tensor();
 
-      torch::Tensor side = torch::tensor({loss_sum.item<float>(), static_cast<float>(correct),
-                                          penalty.defined() ? penalty.item<float>() / static_cast<float>(world) : 0.0f});
-      reducer.reduce(side);
-      const double batch_loss = side[0].item<double>() / global_count;
-      const double penalty_value = side[2].item<double>();
-      if (!std::isfinite(batch_loss) || !std::isfinite(penalty_value)) {
-        std::ostringstream message;
-        message << "non-finite training loss (" << (std::isfinite(batch_loss) ? penalty_value : batch_loss)
-                << (std::isfinite(batch_loss) ? " in the " + strategy_.name() + " penalty" : "") << ") at "
-                << task_list(tasks) << ", epoch " << epoch + 1 << ", step " << batch + 1
-                << ": training diverged; lower train.lr or check the data";
-        // Every rank sees the same all-reduced value, so every rank stops here together.
-        throw CollectiveError(message.str());
-      }
-      strategy_.after_backward(context);
-      optimizer->step();
-      ++context.step;
-      strategy_.after_step(context);
+        torch::Tensor side =
+            torch::tensor({loss_sum.item<float>(), static_cast<float>(correct),
+                           penalty.defined() ? penalty.item<float>() / static_cast<float>(world) : 0.0f});
+        reducer.reduce(side);
+        const double batch_loss = side[0].item<double>() / global_count;
+        const double penalty_value = side[2].item<double>();
+        if (!std::isfinite(batch_loss) || !std::isfinite(penalty_value)) {
+          std::ostringstream message;
+          message << "non-finite training loss (" << (std::isfinite(batch_loss) ? penalty_value : batch_loss)
+                  << (std::isfinite(batch_loss) ? " in the " + strategy_.name() + " penalty" : "") << ") at " << name
+                  << ", step " << batch + 1 << ": training diverged; lower train.lr or check the data";
+          // Every rank sees the same all-reduced value, so every rank stops here together.
+          throw CollectiveError(message.str());
+        }
+        strategy_.after_backward(context);
+        optimizer->step();
+        ++context.step;
+        strategy_.after_step(context);
 
-      epoch_loss += side[0].item<double>();
-      epoch_correct += side[1].item<double>();
-      epoch_seen += global_count;
-      std::ostringstream detail;
-      detail << "loss " << std::fixed << std::setprecision(4) << epoch_loss / epoch_seen;
-      progress.update(batch + 1, detail.str());
+        epoch_loss += side[0].item<double>();
+        epoch_correct += side[1].item<double>();
+        epoch_seen += global_count;
+        std::ostringstream detail;
+        detail << "loss " << std::fixed << std::setprecision(4) << epoch_loss / epoch_seen;
+        progress.update(batch + 1, detail.str());
+      }
+      record.final_loss = epoch_loss / epoch_seen;
+      record.final_train_accuracy = epoch_correct / epoch_seen;
+      std::ostringstream line;
+      line << name << ": loss " << std::fixed << std::setprecision(4) << record.final_loss << ", train accuracy "
+           << percent(record.final_train_accuracy) << ", " << format_duration(progress.elapsed_seconds());
+      log_.info(line.str());
     }
-    record.final_loss = epoch_loss / epoch_seen;
-    record.final_train_accuracy = epoch_correct / epoch_seen;
-    std::ostringstream line;
-    line << task_list(tasks) << " epoch " << epoch + 1 << "/" << config_.epochs << ": loss " << std::fixed
-         << std::setprecision(4) << record.final_loss << ", train accuracy " << percent(record.final_train_accuracy)
-         << ", " << format_duration(progress.elapsed_seconds());
-    log_.info(line.str());
-  }
+  };
+
+  context.train_epochs = train_epochs;
+  train_epochs(config_.epochs, "epoch");
   strategy_.after_task(context);
+  context.train_epochs = nullptr;
   record.train_seconds = seconds_since(start);
   return record;
 }

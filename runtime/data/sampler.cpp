@@ -76,3 +76,17 @@ torch::Tensor ShardedSampler::local_batch(int64_t batch) const {
 }
 
 }  // namespace clx
+
+namespace clx {
+
+void for_each_global_batch(int64_t count, int64_t global_batch, int rank, int world_size,
+                           const std::function<void(const torch::Tensor&, int64_t)>& fn) {
+  if (global_batch <= 0) throw Error("importance pass: batch size must be positive");
+  for (int64_t start = 0; start < count; start += global_batch) {
+    const int64_t size = std::min(global_batch, count - start);
+    const auto [offset, length] = shard_range(size, rank, world_size);
+    fn(torch::arange(start + offset, start + offset + length, torch::kInt64), size);
+  }
+}
+
+}  // namespace clx

@@ -11,6 +11,7 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 namespace clx {
@@ -56,6 +57,13 @@ class ShardedSampler {
   uint64_t seed_;
   torch::Tensor order_;
 };
+
+// Calls fn(local_positions, global_batch_count) for each global batch of
+// items 0..count-1 in order (no shuffling), this rank taking its contiguous
+// share of each batch. Every rank makes the same number of calls, so fn may
+// run collectives. Used by importance passes over a task's data.
+void for_each_global_batch(int64_t count, int64_t global_batch, int rank, int world_size,
+                           const std::function<void(const torch::Tensor&, int64_t)>& fn);
 
 // Contiguous share of `count` items for `rank` out of `world_size`: the first
 // count % world_size ranks get one extra. Returns {offset, length}.

@@ -1,0 +1,69 @@
+#include "algorithms/ewc.h"
+
+#include "algorithms/importance.h"
+#include "runtime/error.h"
+
+namespace clx {
+
+namespace po = boost::program_options;
+
+void EwcStrategy::add_options(po::options_description& options) {
+  const EwcOptions d;
+  options.add_options()
+      ("ewc.lambda", po::value<double>()->default_value(d.lambda), "EWC strength: penalty (lambda/2) sum F (theta - theta*)^2")
+      ("ewc.fisher_samples", po::value<int64_t>()->default_value(d.fisher_samples),
+       "training samples per task for the Fisher (per-sample gradients; <= 0: all)")
+      ("ewc.labels", po::value<std::string>()->default_value(d.labels),
+       "y in log p(y|x): sampled (from the model, the true Fisher) or true (empirical Fisher)")
+      ("ewc.mode", po::value<std::string>()->default_value(d.mode), "separate (one term per task) or online (one decayed term)")
+      ("ewc.gamma", po::value<double>()->default_value(d.gamma), "online: F = gamma * F + F_t");
+}
+
+EwcOptions EwcStrategy::read_options(const po::variables_map& values) {
+  EwcOptions o;
+  o.lambda = values["ewc.lambda"].as<double>();
+  o.fisher_samples = values["ewc.fisher_samples"].as<int64_t>();
+  o.labels = values["ewc.labels"].as<std::string>();
+  o.mode = values["ewc.mode"].as<std::string>();
+  o.gamma = values["ewc.gamma"].as<double>();
+  return o;
+}
+
+EwcStrategy::EwcStrategy(EwcOptions options) : options_(std::move(options)) {
+  if (options_.lambda < 0) throw Error("ewc.lambda: must be >= 0");
+  if (options_.labels != "sampled" && options_.labels != "true")
+    throw Error("ewc.labels: '" + options_.labels + "' is not one of sampled, true");
+  if (options_.mode != "separate" && options_.mode != "online")
+    throw Error("ewc.mode: '" + options_.mode + "' is not one of separate, online");
+  if (!(options_.gamma > 0 && options_.gamma <= 1)) throw Error("ewc.gamma: must be in (0, 1]");
+}
+
+void EwcStrategy::after_backward(StageContext& ctx) {
+  // Gradient of (lambda/2) F (theta - theta*)^2 is lambda F (theta - theta*).
+  for (size_t k = 0; k < fishers_.size(); ++k) add_quadratic_pull(ctx.model, fishers_[k], anchors_[k], options_.lambda);
+}
+
+void EwcStrategy::after_task(StageContext& ctx) {
+  for (int task : ctx.tasks) {
+    NamedTensors fisher = fisher_diagonal(ctx, task, options_.fisher_samples, options_.labels == "sampled");
+    if (options_.mode == "online" && !fishers_.empty()) {
+      torch::NoGradGuard no_grad;
+      for (size_t k = 0; k < fisher.size(); ++k) fishers_[0][k].second.mul_(options_.gamma).add_(fisher[k].second);
+      anchors_[0] = snapshot_shared(ctx.model);
+    } else {
+      fishers_.push_back(std::move(fisher));
+      anchors_.push_back(snapshot_shared(ctx.model));
+    }
+  }
+}
+
+std::vector<std::pair<std::string, torch::Tensor>> EwcStrategy::state() const {
+  NamedTensors all;
+  for (size_t k = 0; k < fishers_.size(); ++k) {
+    for (auto& item : prefixed("fisher" + std::to_string(k + 1), fishers_[k])) all.push_back(item);
+    for (auto& item : prefixed("anchor" + std::to_string(k + 1), anchors_[k])) all.push_back(item);
+  }
+  return all;
+}
+
+}  // namespace clx

@@ -1,0 +1,37 @@
+#pragma once
+// EWC (Kirkpatrick et al. 2017): penalty (lambda/2) sum F (theta - theta*)^2
+// with the diagonal Fisher from per-sample gradients, one term per task
+// (separate) or a single gamma-decayed term (online). DESIGN.md 4.3.
+#include <boost/program_options.hpp>
+
+#include "algorithms/parameter_tensors.h"
+#include "runtime/strategy.h"
+
+namespace clx {
+
+struct EwcOptions {
+  double lambda = 100.0;
+  int64_t fisher_samples = 1000;  // per task; <= 0: all
+  std::string labels = "sampled";  // sampled (from the model) | true
+  std::string mode = "separate";   // separate | online
+  double gamma = 1.0;              // online: F = gamma * F + F_t
+};
+
+class EwcStrategy final : public Strategy {
+ public:
+  static void add_options(boost::program_options::options_description& options);
+  static EwcOptions read_options(const boost::program_options::variables_map& values);
+  explicit EwcStrategy(EwcOptions options);
+  std::string name() const override { return "ewc"; }
+  void after_backward(StageContext& ctx) override;
+  void after_task(StageContext& ctx) override;
+  std::vector<std::pair<std::string, torch::Tensor>> state() const override;
+
+  const std::vector<NamedTensors>& fishers() const { return fishers_; }
+
+ private:
+  EwcOptions options_;
+  std::vector<NamedTensors> fishers_, anchors_;  // one per task (separate) or one (online)
+};
+
+}  // namespace clx

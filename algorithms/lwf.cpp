@@ -1,0 +1,63 @@
+#include "algorithms/lwf.h"
+
+#include "runtime/continual_net.h"
+#include "runtime/error.h"
+
+namespace clx {
+
+namespace po = boost::program_options;
+
+void LwfStrategy::add_options(po::options_description& options) {
+  options.add_options()
+      ("lwf.lambda", po::value<double>()->default_value(1.0), "LwF weight of the distillation loss")
+      ("lwf.temperature", po::value<double>()->default_value(2.0), "LwF distillation temperature T");
+}
+
+LwfStrategy::LwfStrategy(double lambda, double temperature) : lambda_(lambda), temperature_(temperature) {
+  if (lambda_ < 0) throw Error("lwf.lambda: must be >= 0");
+  if (!(temperature_ > 0)) throw Error("lwf.temperature: must be positive");
+}
+
+torch::Tensor LwfStrategy::distillation(const torch::Tensor& logits, const torch::Tensor& targets, double temperature) {
+  return -(targets * torch::log_softmax(logits / temperature, 1)).sum();
+}
+
+void LwfStrategy::before_task(StageContext& ctx) {
+  if (ctx.heads != HeadLayout::Multi) throw Error("lwf needs model.heads=multi (one head per task)");
+  if (ctx.tasks.size() != 1) throw Error("lwf trains one task per stage");
+  targets_.clear();
+  const int task = ctx.tasks.front();
+  if (task == 0) return;
+  // Record the responses of the network as it is now: the "old model".
+  torch::NoGradGuard no_grad;
+  const bool was_training = ctx.model.is_training();
+  ctx.model.eval();
+  const TaskData& data = ctx.stream.tasks[task].train;
+  std::vector<std::vector<torch::Tensor>> chunks(task);
+  for (int64_t start = 0; start < data.size(); start += 1024) {
+    const torch::Tensor positions = torch::arange(start, std::min(start + 1024, data.size()), torch::kInt64);
+    const torch::Tensor features = ctx.model.features(data.inputs(positions));
+    for (int head = 0; head < task; ++head)
+      chunks[head].push_back(torch::softmax(ctx.model.head_forward(features, head) / temperature_, 1));
+  }
+  for (int head = 0; head < task; ++head) targets_.push_back(torch::cat(chunks[head]));
+  if (was_training) ctx.model.train();
+}
+
+torch::Tensor LwfStrategy::penalty_loss(StageContext& ctx) {
+  if (targets_.empty() || !ctx.batch_features.defined()) return {};
+  torch::Tensor loss = torch::zeros({});
+  for (size_t head = 0; head < targets_.size(); ++head)
+    loss = loss + distillation(ctx.model.head_forward(ctx.batch_features, static_cast<int64_t>(head)),
+                               targets_[head].index_select(0, ctx.batch_positions), temperature_);
+  return loss * (lambda_ * ctx.loss_scale);
+}
+
+std::vector<std::pair<std::string, torch::Tensor>> LwfStrategy::state() const {
+  std::vector<std::pair<std::string, torch::Tensor>> all;
+  for (size_t head = 0; head < targets_.size(); ++head)
+    all.emplace_back("targets.head" + std::to_string(head + 1), targets_[head]);
+  return all;
+}
+
+}  // namespace clx
