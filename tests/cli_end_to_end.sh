@@ -49,4 +49,17 @@ same_matrix "permuted: 2 ranks give the 1-rank accuracy matrix" "$WORK/perm1/acc
 run_ok "sgd single head" "$TRAIN" --config "$SOURCE_DIR/configs/split_fmnist.ini" "${SMALL[@]}" --train.algorithm=sgd --output "$WORK/sgd"
 grep -q "strategy sgd" "$WORK/sgd/train.log" && pass "sgd run logged" || fail "sgd log"
 
+# report: mean ± std over runs of the same method (two identical finetune runs: std 0).
+if "$REPORT" "$WORK/split1" "$WORK/split2" "$WORK/joint" --csv "$WORK/table.csv" > "$WORK/table.md" 2> "$WORK/report.err"; then
+  acc=$(awk -F, '$1 == "acc" { printf "%.2f", 100 * $2 }' "$WORK/split1/metrics.csv")
+  grep -q "^| finetune | 2 | .* | $acc ± 0.00 |" "$WORK/table.md" && pass "report: finetune mean ± std over 2 runs" \
+    || { fail "report table"; cat "$WORK/table.md"; }
+  grep -q "^| joint | 1 | n/a | n/a | n/a |" "$WORK/table.md" && pass "report: joint has ACC only" || fail "report joint row"
+  grep -q "^finetune,2," "$WORK/table.csv" && pass "report: CSV written" || fail "report CSV"
+else
+  fail "report exited non-zero"; cat "$WORK/report.err"
+fi
+"$REPORT" /nonexistent 2> "$WORK/report.err"; [ $? -ne 0 ] && grep -q "cannot open /nonexistent/results.json" "$WORK/report.err" \
+  && pass "report: missing run folder is a clear error" || fail "report missing folder"
+
 finish
