@@ -108,11 +108,14 @@ for seed in 1 2 3; do
 done
 run_all "$jobfile"
 
-# 3. the table
+# 3. the table: finished runs only; runs that failed (diverged) are listed, not hidden.
 dirs=()
-for entry in "${methods[@]}"; do
-  IFS='|' read -r name _ <<< "$entry"
-  dirs+=("$out"/seeds/"$name"/seed*)
+: > "$out/failed.txt"
+for name in $(for entry in "${methods[@]}"; do echo "${entry%%|*}"; done) joint; do
+  for dir in "$out"/seeds/"$name"/seed*; do
+    if [ -s "$dir/results.json" ]; then dirs+=("$dir"); else
+      echo "$dir: $(grep -h 'error' "$dir/stdout.log" | head -1)" >> "$out/failed.txt"; fi
+  done
 done
-dirs+=("$out"/seeds/joint/seed*)
 build/report --group-by folder --csv "$out/table.csv" "${dirs[@]}" | tee "$out/table.md"
+if [ -s "$out/failed.txt" ]; then echo "failed runs (not in the table):"; cat "$out/failed.txt"; fi
