@@ -11,6 +11,7 @@ PACKAGES=(
   libboost-program-options-dev           # command-line and INI options
   libhdf5-dev                            # checkpoints
   libgtest-dev                           # tests
+  clang libclang-rt-14-dev               # libFuzzer targets (tests/fuzz)
   nlohmann-json3-dev zlib1g-dev          # results.json, gzipped IDX files
   dataset-fashion-mnist                  # the real data of the default experiment
 )
