@@ -97,29 +97,37 @@ void AnpycStrategy::after_step(StageContext& ctx) {
 
 void AnpycStrategy::prune_after_task(StageContext& ctx, int task) {
   const bool global = options_.threshold == "global";
-  // Candidates: weights free before this task (task 1: every prunable weight).
-  NamedTensors candidates;
-  for (size_t k = 0; k < masks_.size(); ++k)
-    candidates.emplace_back(masks_[k].first, masks_[k].second.lt(0.5).logical_and(prunable_[k].second));
-  NamedTensors freed;  // freed so far in this round
-  for (double fraction : pruning_fractions(task + 1, options_.first_budget, options_.decay, options_.step)) {
-    NamedTensors score = entropy_taylor_importance(ctx, task, options_.sign);
-    // Weights freed by an earlier step of this round stay freed: they rank lowest.
-    for (size_t k = 0; k < score.size() && !freed.empty(); ++k)
-      score[k].second.masked_fill_(freed[k].second, -1.0);
-    freed = lowest_scoring(score, candidates, fraction, global);
-    {
+  const std::vector<double> fractions = pruning_fractions(task + 1, options_.first_budget, options_.decay, options_.step);
+  // A resumed round continues after its last finished step; the step that was
+  // retraining when the checkpoint was taken continues its retraining.
+  const bool resumed_in_retraining = ctx.resuming_after_task && retraining_;
+  if (!ctx.resuming_after_task) {
+    // Candidates: weights free before this task (task 1: every prunable weight).
+    candidates_.clear();
+    for (size_t k = 0; k < masks_.size(); ++k)
+      candidates_.emplace_back(masks_[k].first, masks_[k].second.lt(0.5).logical_and(prunable_[k].second));
+    freed_.clear();
+    steps_done_ = 0;
+  }
+  const size_t first_step = static_cast<size_t>(steps_done_);
+  for (size_t s = first_step; s < fractions.size(); ++s) {
+    const double fraction = fractions[s];
+    if (!(resumed_in_retraining && s == first_step)) {
+      NamedTensors score = entropy_taylor_importance(ctx, task, options_.sign);
+      // Weights freed by an earlier step of this round stay freed: they rank lowest.
+      for (size_t k = 0; k < score.size() && !freed_.empty(); ++k) score[k].second.masked_fill_(freed_[k].second, -1.0);
+      freed_ = lowest_scoring(score, candidates_, fraction, global);
       torch::NoGradGuard no_grad;
       const auto parameters = ctx.model.named_shared_parameters();
       for (size_t k = 0; k < masks_.size(); ++k) {
-        masks_[k].second = freed[k].second.logical_not().to(torch::kFloat32);
+        masks_[k].second = freed_[k].second.logical_not().to(torch::kFloat32);
         parameters[k].second.mul_(masks_[k].second);
       }
+      std::ostringstream line;
+      line << "anpyc: task " << task + 1 << " pruned " << std::fixed << std::setprecision(0) << 100 * fraction
+           << "% of its candidate weights";
+      ctx.log.info(line.str());
     }
-    std::ostringstream line;
-    line << "anpyc: task " << task + 1 << " pruned " << std::fixed << std::setprecision(0) << 100 * fraction
-         << "% of its candidate weights";
-    ctx.log.info(line.str());
     if (options_.retrain_epochs > 0) {
       retraining_ = true;
       std::ostringstream label;
@@ -127,7 +135,11 @@ void AnpycStrategy::prune_after_task(StageContext& ctx, int task) {
       ctx.train_epochs(options_.retrain_epochs, label.str());
       retraining_ = false;
     }
+    ++steps_done_;
   }
+  candidates_.clear();
+  freed_.clear();
+  steps_done_ = 0;
 }
 
 void AnpycStrategy::after_task(StageContext& ctx) {
@@ -144,11 +156,30 @@ void AnpycStrategy::after_task(StageContext& ctx) {
   if (options_.prune) ctx.log.info("anpyc: after task " + std::to_string(task + 1) + "\n" + describe_masks(masks_, prunable_));
 }
 
-std::vector<std::pair<std::string, torch::Tensor>> AnpycStrategy::state() const {
+NamedTensors AnpycStrategy::state() const {
   NamedTensors all = prefixed("omega", omega_);
   for (auto& item : prefixed("theta_old", theta_old_)) all.push_back(item);
   for (auto& item : prefixed("mask", masks_)) all.push_back(item);
+  for (auto& item : prefixed("candidates", candidates_)) all.push_back(item);
+  for (auto& item : prefixed("freed", freed_)) all.push_back(item);
+  all.emplace_back("progress.steps_done", torch::tensor(steps_done_, torch::kInt64));
+  all.emplace_back("progress.retraining", torch::tensor(static_cast<int64_t>(retraining_), torch::kInt64));
   return all;
+}
+
+void AnpycStrategy::load_state(const NamedTensors& state) {
+  omega_ = with_prefix(state, "omega");
+  theta_old_ = with_prefix(state, "theta_old");
+  masks_ = with_prefix(state, "mask");
+  candidates_ = with_prefix(state, "candidates");
+  freed_ = with_prefix(state, "freed");
+  steps_done_ = named(state, "progress.steps_done").item<int64_t>();
+  retraining_ = named(state, "progress.retraining").item<int64_t>() != 0;
+  prunable_.clear();
+  for (const auto& [name, mask] : masks_) {
+    const bool prunable = mask.dim() >= 2 || options_.prune_biases;
+    prunable_.emplace_back(name, torch::full(mask.sizes(), prunable, torch::kBool));
+  }
 }
 
 }  // namespace clx

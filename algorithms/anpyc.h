@@ -35,7 +35,8 @@ class AnpycStrategy final : public Strategy {
   void after_backward(StageContext& ctx) override;
   void after_step(StageContext& ctx) override;
   void after_task(StageContext& ctx) override;
-  std::vector<std::pair<std::string, torch::Tensor>> state() const override;
+  NamedTensors state() const override;
+  void load_state(const NamedTensors& state) override;
 
   const NamedTensors& omega() const { return omega_; }
   const NamedTensors& masks() const { return masks_; }
@@ -49,6 +50,11 @@ class AnpycStrategy final : public Strategy {
   NamedTensors theta_old_;  // theta when the current task started
   NamedTensors masks_;      // 1 = used, 0 = free
   NamedTensors prunable_;   // bool: tensors (elements) that pruning may free
+  // Progress of the pruning round after a task, kept so that a run resumed
+  // from a checkpoint taken during retraining continues where it stopped.
+  NamedTensors candidates_;  // bool: free before this task
+  NamedTensors freed_;       // bool: freed so far in this round
+  int64_t steps_done_ = 0;   // pruning fractions fully done (pruned and retrained)
   bool retraining_ = false;
 };
 

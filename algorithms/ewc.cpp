@@ -57,13 +57,24 @@ void EwcStrategy::after_task(StageContext& ctx) {
   }
 }
 
-std::vector<std::pair<std::string, torch::Tensor>> EwcStrategy::state() const {
+NamedTensors EwcStrategy::state() const {
   NamedTensors all;
   for (size_t k = 0; k < fishers_.size(); ++k) {
     for (auto& item : prefixed("fisher" + std::to_string(k + 1), fishers_[k])) all.push_back(item);
     for (auto& item : prefixed("anchor" + std::to_string(k + 1), anchors_[k])) all.push_back(item);
   }
   return all;
+}
+
+void EwcStrategy::load_state(const NamedTensors& state) {
+  fishers_.clear();
+  anchors_.clear();
+  for (size_t k = 1;; ++k) {
+    NamedTensors fisher = with_prefix(state, "fisher" + std::to_string(k));
+    if (fisher.empty()) break;
+    fishers_.push_back(std::move(fisher));
+    anchors_.push_back(with_prefix(state, "anchor" + std::to_string(k)));
+  }
 }
 
 }  // namespace clx

@@ -25,7 +25,8 @@ class EwcStrategy final : public Strategy {
   std::string name() const override { return "ewc"; }
   void after_backward(StageContext& ctx) override;
   void after_task(StageContext& ctx) override;
-  std::vector<std::pair<std::string, torch::Tensor>> state() const override;
+  NamedTensors state() const override;
+  void load_state(const NamedTensors& state) override;
 
   const std::vector<NamedTensors>& fishers() const { return fishers_; }
 

@@ -53,11 +53,25 @@ torch::Tensor LwfStrategy::penalty_loss(StageContext& ctx) {
   return loss * (lambda_ * ctx.loss_scale);
 }
 
-std::vector<std::pair<std::string, torch::Tensor>> LwfStrategy::state() const {
+NamedTensors LwfStrategy::state() const {
   std::vector<std::pair<std::string, torch::Tensor>> all;
   for (size_t head = 0; head < targets_.size(); ++head)
     all.emplace_back("targets.head" + std::to_string(head + 1), targets_[head]);
   return all;
+}
+
+void LwfStrategy::load_state(const NamedTensors& state) {
+  targets_.clear();
+  for (size_t head = 1;; ++head) {
+    const NamedTensors found = with_prefix(state, "targets");
+    bool present = false;
+    for (const auto& [name, tensor] : found)
+      if (name == "head" + std::to_string(head)) {
+        targets_.push_back(tensor);
+        present = true;
+      }
+    if (!present) break;
+  }
 }
 
 }  // namespace clx

@@ -5,6 +5,7 @@
 // current ones (temperature T = 2) is added to the loss. DESIGN.md 4.3.
 #include <boost/program_options.hpp>
 
+#include "runtime/named_tensors.h"
 #include "runtime/strategy.h"
 
 namespace clx {
@@ -16,7 +17,8 @@ class LwfStrategy final : public Strategy {
   std::string name() const override { return "lwf"; }
   void before_task(StageContext& ctx) override;
   torch::Tensor penalty_loss(StageContext& ctx) override;
-  std::vector<std::pair<std::string, torch::Tensor>> state() const override;
+  NamedTensors state() const override;
+  void load_state(const NamedTensors& state) override;
 
   // Distillation loss summed over samples: sum_i sum_k -p_ik log softmax(logits_i / T)_k,
   // p = recorded softened responses.

@@ -26,10 +26,15 @@ void MasStrategy::after_task(StageContext& ctx) {
   anchor_ = snapshot_shared(ctx.model);
 }
 
-std::vector<std::pair<std::string, torch::Tensor>> MasStrategy::state() const {
+NamedTensors MasStrategy::state() const {
   NamedTensors all = prefixed("omega", omega_);
   for (auto& item : prefixed("anchor", anchor_)) all.push_back(item);
   return all;
+}
+
+void MasStrategy::load_state(const NamedTensors& state) {
+  omega_ = with_prefix(state, "omega");
+  anchor_ = with_prefix(state, "anchor");
 }
 
 }  // namespace clx

@@ -16,7 +16,8 @@ class MasStrategy final : public Strategy {
   std::string name() const override { return "mas"; }
   void after_backward(StageContext& ctx) override;
   void after_task(StageContext& ctx) override;
-  std::vector<std::pair<std::string, torch::Tensor>> state() const override;
+  NamedTensors state() const override;
+  void load_state(const NamedTensors& state) override;
 
   const NamedTensors& omega() const { return omega_; }
 

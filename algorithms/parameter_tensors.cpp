@@ -24,6 +24,22 @@ NamedTensors prefixed(const std::string& prefix, const NamedTensors& tensors) {
   return named;
 }
 
+NamedTensors restore_shared(const ContinualNet& model, const NamedTensors& state, const std::string& prefix) {
+  const NamedTensors saved = with_prefix(state, prefix);
+  const auto parameters = model.named_shared_parameters();
+  if (saved.size() != parameters.size())
+    throw Error("strategy state '" + prefix + "' holds " + std::to_string(saved.size()) + " tensors, the model has " +
+                std::to_string(parameters.size()) + " shared parameters");
+  NamedTensors restored;
+  for (size_t k = 0; k < parameters.size(); ++k) {
+    if (saved[k].first != parameters[k].first || saved[k].second.sizes() != parameters[k].second.sizes())
+      throw Error("strategy state '" + prefix + "." + saved[k].first + "' does not match shared parameter '" +
+                  parameters[k].first + "'");
+    restored.emplace_back(saved[k].first, saved[k].second.detach().to(torch::kCPU).contiguous().clone());
+  }
+  return restored;
+}
+
 void accumulate_into(NamedTensors& total, const NamedTensors& add, const std::string& mode) {
   if (total.size() != add.size()) throw Error("accumulate: tensor sets of different sizes");
   torch::NoGradGuard no_grad;

@@ -9,10 +9,9 @@
 #include <vector>
 
 #include "runtime/continual_net.h"
+#include "runtime/named_tensors.h"
 
 namespace clx {
-
-using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
 
 // Detached copies of the shared parameters (a snapshot theta*).
 NamedTensors snapshot_shared(const ContinualNet& model);
@@ -20,6 +19,10 @@ NamedTensors snapshot_shared(const ContinualNet& model);
 NamedTensors zeros_like_shared(const ContinualNet& model);
 // `prefix` + "." + name for every entry: names in Strategy::state().
 NamedTensors prefixed(const std::string& prefix, const NamedTensors& tensors);
+// Restores a set saved with prefixed(prefix, ...): the entries of `state`
+// under `prefix`, checked against the shared parameters' names and shapes
+// (throws clx::Error naming the first mismatch), as contiguous CPU copies.
+NamedTensors restore_shared(const ContinualNet& model, const NamedTensors& state, const std::string& prefix);
 // total = total + add (sum) or max(total, add), element-wise and in place.
 void accumulate_into(NamedTensors& total, const NamedTensors& add, const std::string& mode);
 

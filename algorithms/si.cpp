@@ -60,12 +60,21 @@ void SiStrategy::after_task(StageContext& ctx) {
   anchor_ = snapshot_shared(ctx.model);
 }
 
-std::vector<std::pair<std::string, torch::Tensor>> SiStrategy::state() const {
+NamedTensors SiStrategy::state() const {
   NamedTensors all = prefixed("omega", omega_);
   for (auto& item : prefixed("anchor", anchor_)) all.push_back(item);
   for (auto& item : prefixed("path", path_)) all.push_back(item);
   for (auto& item : prefixed("start", start_)) all.push_back(item);
+  for (auto& item : prefixed("previous", previous_)) all.push_back(item);
   return all;
+}
+
+void SiStrategy::load_state(const NamedTensors& state) {
+  omega_ = with_prefix(state, "omega");
+  anchor_ = with_prefix(state, "anchor");
+  path_ = with_prefix(state, "path");
+  start_ = with_prefix(state, "start");
+  previous_ = with_prefix(state, "previous");
 }
 
 }  // namespace clx

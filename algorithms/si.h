@@ -25,7 +25,8 @@ class SiStrategy final : public Strategy {
   void after_backward(StageContext& ctx) override;
   void after_step(StageContext& ctx) override;
   void after_task(StageContext& ctx) override;
-  std::vector<std::pair<std::string, torch::Tensor>> state() const override;
+  NamedTensors state() const override;
+  void load_state(const NamedTensors& state) override;
 
   const NamedTensors& omega() const { return omega_; }
   const NamedTensors& path_integral() const { return path_; }

@@ -35,7 +35,10 @@ TrainOptions parse_train_options(int argc, const char* const* argv) {
       ("help,h", "print this help and exit")
       ("config,c", po::value<std::string>(&options.config_path), "INI config file (see configs/); command-line options override it")
       ("output,o", po::value<std::string>(&options.output_dir)->default_value(""),
-       "run folder for results.json, CSVs, train.log and config.ini (default: runs/<config name>)");
+       "run folder for results.json, CSVs, train.log, config.ini and checkpoints/ (default: runs/<config name>)")
+      ("resume", po::value<std::string>(&options.resume_dir),
+       "continue the run in folder DIR from its newest complete checkpoint (config: DIR/config.ini unless --config "
+       "is given); with no checkpoint there yet, start it from the beginning (so a batch script can always pass it)");
 
   po::options_description data("Data [data]");
   data.add_options()
@@ -99,6 +102,12 @@ TrainOptions parse_train_options(int argc, const char* const* argv) {
        "progress display: auto (redraw on a terminal; plain lines under mpirun/srun or when redirected) | redraw | lines | off")
       ("run.progress_seconds", po::value<double>(&options.trainer.progress_seconds)->default_value(10.0),
        "seconds between progress lines when output is not a terminal")
+      ("run.checkpoints", po::value<bool>(&options.checkpoints)->default_value(true),
+       "write HDF5 checkpoints to <output>/checkpoints after every task")
+      ("run.checkpoint_every_steps", po::value<int64_t>(&options.checkpoint_every_steps)->default_value(0),
+       "also checkpoint every N optimizer steps (0: between tasks only)")
+      ("run.keep_checkpoints", po::value<int64_t>(&options.keep_checkpoints)->default_value(3),
+       "checkpoints kept (the oldest are deleted)")
       ("run.check_consistency", po::value<bool>(&options.trainer.check_consistency)->default_value(true),
        "compare parameter and strategy-state fingerprints across ranks after every task");
 
@@ -126,6 +135,17 @@ TrainOptions parse_train_options(int argc, const char* const* argv) {
       options.help = true;
       return options;
     }
+    if (options.values.count("resume") && !options.values.count("config")) {
+      // A resumed run reads the configuration its first start wrote.
+      const std::string path = options.values["resume"].as<std::string>() + "/config.ini";
+      std::ifstream file(path);
+      if (!file) throw UsageError("--resume: cannot open " + path + " (is it a run folder of train?)");
+      try {
+        po::store(po::parse_config_file(file, file_options, false), options.values);
+      } catch (const po::error& error) {
+        throw UsageError(path + ": " + error.what());
+      }
+    }
     if (options.values.count("config")) {
       const std::string path = options.values["config"].as<std::string>();
       std::ifstream file(path);
@@ -141,6 +161,12 @@ TrainOptions parse_train_options(int argc, const char* const* argv) {
     throw UsageError(error.what());
   }
 
+  if (!options.resume_dir.empty()) {
+    if (!options.output_dir.empty() && options.output_dir != options.resume_dir)
+      throw UsageError("--resume " + options.resume_dir + " and --output " + options.output_dir +
+                       " name different folders: a resumed run continues in its own folder");
+    options.output_dir = options.resume_dir;
+  }
   if (options.output_dir.empty()) {
     std::string stem = "default";
     if (!options.config_path.empty()) {
@@ -151,14 +177,17 @@ TrainOptions parse_train_options(int argc, const char* const* argv) {
   }
   options.trainer.bucket_bytes = static_cast<int64_t>(options.values["train.bucket_mb"].as<double>() * (1 << 20));
 
-  std::ostringstream effective;
+  std::ostringstream effective, experiment;
   for (const auto& option : file_options.options()) {
     const std::string& name = option->long_name();
     // Thread counts and progress display are properties of each node, not of the experiment.
     if (name == "run.threads" || name == "run.progress") continue;
-    effective << name << " = " << value_text(options.values[name]) << "\n";
+    const std::string line = name + " = " + value_text(options.values[name]) + "\n";
+    effective << line;
+    if (name.compare(0, 4, "run.") != 0) experiment << line;
   }
   options.effective_config = effective.str();
+  options.experiment_config = experiment.str();
   return options;
 }
 

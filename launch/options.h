@@ -24,6 +24,10 @@ struct TrainOptions {
   std::string help_text;
   std::string config_path;
   std::string output_dir;
+  std::string resume_dir;  // --resume: continue the run in this folder
+  bool checkpoints = true;
+  int64_t checkpoint_every_steps = 0;
+  int64_t keep_checkpoints = 3;
   std::string algorithm;
   std::string heads;  // auto | multi | single
   std::string backend;
@@ -37,6 +41,9 @@ struct TrainOptions {
   boost::program_options::variables_map values;
   // "section.name = value" for every option, in declaration order; what ranks compare.
   std::string effective_config;
+  // The lines of effective_config that decide results (every section but [run]):
+  // what a checkpoint must match to be resumed.
+  std::string experiment_config;
 };
 
 // Throws UsageError for unknown options, malformed values or an unreadable

@@ -3,6 +3,8 @@
 // with ACC, BWT and FWT. See README.md and docs/.
 #include <torch/torch.h>
 
+#include <atomic>
+#include <csignal>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -23,6 +25,26 @@
 namespace {
 
 using namespace clx;
+
+// Exit codes: 0 done, 1 error, 2 bad command line or config, 3 stopped by
+// SIGUSR1/SIGTERM after writing a checkpoint (a batch script requeues on 3).
+constexpr int kExitPreempted = 3;
+
+// Raised by SIGUSR1 or SIGTERM: the ranks agree at the next training step,
+// write a checkpoint and exit with kExitPreempted. A second signal exits at once.
+std::atomic<int> stop_signals{0};
+
+extern "C" void on_stop_signal(int signal_number) {
+  if (stop_signals.fetch_add(1) > 0) std::_Exit(128 + signal_number);
+}
+
+void install_stop_handlers() {
+  struct sigaction action {};
+  action.sa_handler = on_stop_signal;
+  sigemptyset(&action.sa_mask);
+  sigaction(SIGUSR1, &action, nullptr);
+  sigaction(SIGTERM, &action, nullptr);
+}
 
 int choose_threads(int64_t requested, int local_ranks) {
   if (requested > 0) return static_cast<int>(requested);
@@ -48,6 +70,8 @@ int run(TrainOptions& options, Communicator& comm) {
     validate_stream_config(options.stream, 10);
     validate_trainer_config(options.trainer, comm.size());
     if (options.threads < 0) throw Error("run.threads: must be >= 0 (0: automatic)");
+    if (options.checkpoint_every_steps < 0) throw Error("run.checkpoint_every_steps: must be >= 0 (0: between tasks only)");
+    if (options.keep_checkpoints < 1) throw Error("run.keep_checkpoints: must be at least 1");
     if (!(options.trainer.progress_seconds > 0)) throw Error("run.progress_seconds: must be positive");
     if (options.progress != "auto" && options.progress != "redraw" && options.progress != "lines" && options.progress != "off")
       throw Error("run.progress: '" + options.progress + "' is not one of auto, redraw, lines, off");
@@ -86,8 +110,33 @@ int run(TrainOptions& options, Communicator& comm) {
   // Dropout masks differ per rank, as in any data-parallel run.
   torch::manual_seed(mix_seed({options.trainer.seed, 0xd0, static_cast<uint64_t>(comm.rank())}));
 
+  const std::string checkpoint_dir = (std::filesystem::path(options.output_dir) / "checkpoints").string();
+  if (options.checkpoints) {
+    options.trainer.checkpoint_dir = checkpoint_dir;
+    options.trainer.checkpoint_every_steps = options.checkpoint_every_steps;
+    options.trainer.keep_checkpoints = options.keep_checkpoints;
+  }
+  options.trainer.config_text = options.experiment_config;
+
+  std::optional<CheckpointState> resume_from;
+  if (!options.resume_dir.empty()) {
+    std::vector<std::string> problems;
+    run_on_all_ranks(comm, [&] {
+      CheckpointDirectory directory(checkpoint_dir, static_cast<int>(options.keep_checkpoints));
+      resume_from = directory.load_newest(&problems);
+      if (!resume_from && !directory.files().empty()) {
+        std::string reasons;
+        for (const auto& problem : problems) reasons += "\n  " + problem;
+        throw Error("--resume: no usable checkpoint in " + checkpoint_dir + ":" + reasons);
+      }
+    });
+    for (const auto& problem : problems) log.warn("skipped a damaged checkpoint: " + problem);
+    if (!resume_from) log.info("--resume: no checkpoint in " + checkpoint_dir + " yet; starting from the beginning");
+  }
+
   Trainer trainer(options.trainer, comm, stream, model.ptr(), *strategy, log);
-  RunResult result = trainer.run();
+  trainer.set_stop_flag(&stop_signals);
+  RunResult result = trainer.run(resume_from ? &*resume_from : nullptr);
   const MetricSummary metrics = summarise(result.matrix, joint_accuracies);
 
   run_on_all_ranks(comm, [&] {
@@ -132,7 +181,11 @@ int main(int argc, char** argv) {
       return 0;
     }
     in_usage_phase = false;
+    install_stop_handlers();
     return run(options, *comm);
+  } catch (const clx::PreemptedError& error) {
+    if (comm->is_root()) std::cerr << "train: " << error.what() << "; resume with --resume " << options.output_dir << std::endl;
+    return kExitPreempted;
   } catch (const clx::CollectiveError& error) {
     // Every rank threw the same error: one message, clean exit everywhere.
     if (comm->is_root()) {

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "runtime/error.h"
+#include "runtime/named_tensors.h"
 
 namespace clx {
 
@@ -35,7 +36,6 @@ class CheckpointError : public Error {
   std::string path_, object_, reason_;
 };
 
-using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
 
 struct CheckpointState {
   int64_t format_version = kCheckpointFormatVersion;

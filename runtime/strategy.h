@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "runtime/data/task_stream.h"
+#include "runtime/named_tensors.h"
 
 namespace clx {
 
@@ -51,6 +52,10 @@ struct StageContext {
   // Valid during after_task: trains the stage's data for more epochs with
   // every hook (pruning's retraining). `label` names the epochs in logs.
   std::function<void(int64_t epochs, const std::string& label)> train_epochs;
+  // True when after_task is re-entered from a checkpoint taken inside it (during
+  // a train_epochs call): the strategy continues from its saved progress, and the
+  // first train_epochs call continues from the saved epoch and batch.
+  bool resuming_after_task = false;
 
   // The head that answers for `task` in this layout.
   int64_t head_for(int task) const { return heads == HeadLayout::Multi ? task : 0; }
@@ -80,8 +85,11 @@ class Strategy {
   virtual void after_step(StageContext& context) {}
   virtual void after_task(StageContext& context) {}
 
-  // Named tensors the strategy keeps between tasks.
-  virtual std::vector<std::pair<std::string, torch::Tensor>> state() const { return {}; }
+  // Named tensors the strategy keeps (checkpointed and fingerprinted); scalars
+  // that a resume needs are 0-dim tensors.
+  virtual NamedTensors state() const { return {}; }
+  // Restores what state() returned (from a checkpoint), replacing the current state.
+  virtual void load_state(const NamedTensors& state) {}
 };
 
 }  // namespace clx

@@ -1,6 +1,10 @@
 #include "runtime/trainer.h"
 
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
 #include <cmath>
 #include <iomanip>
 #include <sstream>
@@ -150,8 +154,19 @@ StageRecord Trainer::train_stage(int stage, const std::vector<int>& tasks) {
   context.batch_size = config_.batch_size;
   context.seed = config_.seed;
 
-  strategy_.before_task(context);
+  // A resumed stage continues where its checkpoint was taken: the strategy's
+  // before_task already ran (its results are in the restored state).
+  const std::string resumed_phase = resume_position_ ? resume_position_->phase : "";
+  if (resumed_phase.empty()) strategy_.before_task(context);
   auto optimizer = make_optimizer(config_, trainable);
+  if (resume_optimizer_.defined()) {
+    torch::serialize::InputArchive archive;
+    const std::string bytes(static_cast<const char*>(resume_optimizer_.data_ptr()), resume_optimizer_.numel());
+    std::istringstream stream(bytes);
+    archive.load_from(stream);
+    optimizer->load(archive);
+    resume_optimizer_ = torch::Tensor();
+  }
   GradientReducer reducer(comm_, trainable, config_.bucket_bytes);
 
   // The stage's training data is the concatenation of its tasks' training splits.
@@ -162,18 +177,40 @@ StageRecord Trainer::train_stage(int stage, const std::vector<int>& tasks) {
   const double world = static_cast<double>(comm_.size());
   // Sampler epochs are numbered across the whole stage (main training, then any
   // retraining a strategy asks for), so every pass sees a fresh order.
-  int64_t sampler_epoch = 0;
+  int64_t next_sampler_epoch = 0;
+  std::string phase = "training";
 
   // Trains `count` epochs with every strategy hook; `label` names them in logs.
   auto train_epochs = [&](int64_t count, const std::string& label) {
     model_->train();
-    for (int64_t epoch = 0; epoch < count; ++epoch) {
+    Position position;
+    position.phase = phase;
+    int64_t first_epoch = 0;
+    std::optional<Position> resumed;
+    if (resume_position_) {
+      resumed = resume_position_;
+      resume_position_.reset();
+      first_epoch = resumed->epoch_in_call;
+      next_sampler_epoch = resumed->sampler_epoch;
+      context.step = resumed->step;
+    }
+    for (int64_t epoch = first_epoch; epoch < count; ++epoch) {
       context.epoch = epoch;
-      sampler.set_epoch(stage, sampler_epoch++);
+      position.epoch_in_call = epoch;
+      position.sampler_epoch = next_sampler_epoch++;
+      sampler.set_epoch(stage, position.sampler_epoch);
       const std::string name = task_list(tasks) + " " + label + " " + std::to_string(epoch + 1) + "/" + std::to_string(count);
       Progress progress(log_, name, batches, config_.progress_seconds);
       double epoch_loss = 0.0, epoch_correct = 0.0, epoch_seen = 0.0;
-      for (int64_t batch = 0; batch < batches; ++batch) {
+      int64_t first_batch = 0;
+      if (resumed) {
+        first_batch = resumed->batch;
+        epoch_loss = resumed->loss;
+        epoch_correct = resumed->correct;
+        epoch_seen = resumed->seen;
+        resumed.reset();
+      }
+      for (int64_t batch = first_batch; batch < batches; ++batch) {
         for (auto& parameter : trainable) parameter.mutable_grad() = torch::Tensor();
         const torch::Tensor positions = sampler.local_batch(batch);
         const double global_count = static_cast<double>(sampler.global_batch_size(batch));
@@ -219,9 +256,11 @@ StageRecord Trainer::train_stage(int stage, const std::vector<int>& tasks) {
         if (loss.requires_grad()) loss.backward();
         context.batch_features = torch::Tensor();
 
+        // Loss, counts and the stop request ride in the gradient all-reduce.
+        const float stop = stop_flag_ != nullptr && stop_flag_->load() > 0 ? 1.0f : 0.0f;
         torch::Tensor side =
             torch::tensor({loss_sum.item<float>(), static_cast<float>(correct),
-                           penalty.defined() ? penalty.item<float>() / static_cast<float>(world) : 0.0f});
+                           penalty.defined() ? penalty.item<float>() / static_cast<float>(world) : 0.0f, stop});
         reducer.reduce(side);
         const double batch_loss = side[0].item<double>() / global_count;
         const double penalty_value = side[2].item<double>();
@@ -241,6 +280,17 @@ StageRecord Trainer::train_stage(int stage, const std::vector<int>& tasks) {
         epoch_loss += side[0].item<double>();
         epoch_correct += side[1].item<double>();
         epoch_seen += global_count;
+        position.batch = batch + 1;
+        position.step = context.step;
+        position.loss = epoch_loss;
+        position.correct = epoch_correct;
+        position.seen = epoch_seen;
+        const bool stop_now = side[3].item<float>() > 0;
+        if (stop_now || (config_.checkpoint_every_steps > 0 && context.step % config_.checkpoint_every_steps == 0))
+          save_checkpoint(stage, &position, optimizer.get());
+        if (stop_now)
+          throw PreemptedError("stopped by a signal at " + name + ", step " + std::to_string(batch + 1) +
+                               (checkpoints_ ? "; checkpoint written to " + config_.checkpoint_dir : "; no checkpoint (run.checkpoints=false)"));
         std::ostringstream detail;
         detail << "loss " << std::fixed << std::setprecision(4) << epoch_loss / epoch_seen;
         progress.update(batch + 1, detail.str());
@@ -255,7 +305,9 @@ StageRecord Trainer::train_stage(int stage, const std::vector<int>& tasks) {
   };
 
   context.train_epochs = train_epochs;
-  train_epochs(config_.epochs, "epoch");
+  if (resumed_phase.empty() || resumed_phase == "training") train_epochs(config_.epochs, "epoch");
+  phase = "after_task";
+  context.resuming_after_task = resumed_phase == "after_task";
   strategy_.after_task(context);
   context.train_epochs = nullptr;
   record.train_seconds = seconds_since(start);
@@ -271,15 +323,192 @@ std::string Trainer::state_fingerprints() const {
   return lines.str();
 }
 
-RunResult Trainer::run() {
-  const auto start = std::chrono::steady_clock::now();
-  RunResult result;
-  for (const Task& task : stream_.tasks) result.task_names.push_back(task.name);
-  broadcast_parameters();
+bool Trainer::ranks_agree_to_stop() {
+  torch::Tensor flag = torch::tensor({stop_flag_ != nullptr && stop_flag_->load() > 0 ? int64_t{1} : int64_t{0}});
+  comm_.allreduce(flag, ReduceOp::Max);
+  return flag.item<int64_t>() > 0;
+}
 
-  result.matrix.initial = evaluate_all(-1);
+namespace {
+
+// Doubles as exact text (hexadecimal floating point), so a resume restores them bit for bit.
+std::string exact(double value) {
+  char text[64];
+  std::snprintf(text, sizeof(text), "%a", value);
+  return text;
+}
+
+double from_exact(const std::string& text) { return std::strtod(text.c_str(), nullptr); }
+
+std::string text_field(const CheckpointState& state, const std::string& name) {
+  for (const auto& [key, value] : state.strategy_text)
+    if (key == name) return value;
+  throw Error("checkpoint lacks the trainer field '" + name + "'");
+}
+
+NamedTensors named_model_state(const ContinualNet& model) {
+  NamedTensors state;
+  for (const auto& item : model.named_parameters()) state.emplace_back(item.key(), item.value());
+  for (const auto& item : model.named_buffers()) state.emplace_back(item.key(), item.value());
+  return state;
+}
+
+std::string generator_state() {
+  auto generator = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(generator.mutex());
+  const torch::Tensor state = generator.get_state().contiguous();
+  return std::string(static_cast<const char*>(state.data_ptr()), state.numel());
+}
+
+void set_generator_state(const std::string& bytes) {
+  auto generator = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(generator.mutex());
+  torch::Tensor state = torch::empty({static_cast<int64_t>(bytes.size())}, torch::kUInt8);
+  std::memcpy(state.data_ptr(), bytes.data(), bytes.size());
+  generator.set_state(state);
+}
+
+}  // namespace
+
+void Trainer::save_checkpoint(int stage, const Position* position, torch::optim::Optimizer* optimizer) {
+  if (!checkpoints_) return;
+  CheckpointState state;
+  state.config_text = config_.config_text;
+  state.world_size = comm_.size();
+  state.stage = stage;
+  state.phase = position ? position->phase : "between_tasks";
+  if (position) {
+    state.epoch = position->sampler_epoch;
+    state.step = position->batch;
+    state.global_step = position->step;
+    state.strategy_text = {{"trainer.epoch_in_call", std::to_string(position->epoch_in_call)},
+                           {"trainer.epoch_loss", exact(position->loss)},
+                           {"trainer.epoch_correct", exact(position->correct)},
+                           {"trainer.epoch_seen", exact(position->seen)}};
+  }
+  {
+    std::ostringstream records;
+    for (const StageRecord& record : progress_.stages)
+      records << exact(record.train_seconds) << " " << exact(record.eval_seconds) << " " << exact(record.final_loss)
+              << " " << exact(record.final_train_accuracy) << "\n";
+    state.strategy_text.emplace_back("trainer.stage_records", records.str());
+  }
+  for (const auto& [name, tensor] : named_model_state(*model_)) state.model.emplace_back(name, tensor.detach());
+  if (optimizer != nullptr) {
+    torch::serialize::OutputArchive archive;
+    optimizer->save(archive);
+    std::ostringstream bytes;
+    archive.save_to(bytes);
+    const std::string data = bytes.str();
+    torch::Tensor blob = torch::empty({static_cast<int64_t>(data.size())}, torch::kUInt8);
+    std::memcpy(blob.data_ptr(), data.data(), data.size());
+    state.optimizer.emplace_back("archive", blob);
+  }
+  state.strategy = strategy_.state();
+  state.accuracy_initial = progress_.matrix.initial;
+  state.accuracy_stages = progress_.matrix.stages;
+  // Every rank sends what only it holds: its random generator (dropout).
+  state.rank_states = comm_.allgather_strings(generator_state());
+  std::string path;
+  run_on_all_ranks(comm_, [&] {
+    if (comm_.is_root()) path = checkpoints_->save(state);
+  });
+  if (comm_.is_root())
+    log_.info("checkpoint " + path + " (" + state.phase +
+              (position ? ", stage " + std::to_string(stage + 1) + ", epoch " + std::to_string(position->sampler_epoch + 1) +
+                              ", batch " + std::to_string(position->batch)
+                        : ", next stage " + std::to_string(stage + 1)) +
+              ")");
+}
+
+void Trainer::restore(const CheckpointState& checkpoint) {
+  if (checkpoint.config_text != config_.config_text)
+    throw CollectiveError("--resume: the checkpoint was written with a different configuration (" +
+                          [&] {
+                            std::istringstream a(checkpoint.config_text), b(config_.config_text);
+                            std::string left, right;
+                            while (true) {
+                              const bool more_a = static_cast<bool>(std::getline(a, left));
+                              const bool more_b = static_cast<bool>(std::getline(b, right));
+                              if (!more_a && !more_b) return std::string("texts differ");
+                              if (!more_a) left = "<missing>";
+                              if (!more_b) right = "<missing>";
+                              if (left != right) return "checkpoint '" + left + "' vs now '" + right + "'";
+                            }
+                          }() + ")");
+  {
+    torch::NoGradGuard no_grad;
+    const NamedTensors live = named_model_state(*model_);
+    check_tensors_match("checkpoint", "/model", checkpoint.model, live);
+    for (size_t k = 0; k < live.size(); ++k) live[k].second.copy_(checkpoint.model[k].second);
+  }
+  strategy_.load_state(checkpoint.strategy);
+  progress_.matrix.initial = checkpoint.accuracy_initial;
+  progress_.matrix.stages = checkpoint.accuracy_stages;
+  progress_.stages.clear();
+  std::istringstream records(text_field(checkpoint, "trainer.stage_records"));
   const auto stages = strategy_.stages(static_cast<int>(stream_.size()));
-  for (size_t s = 0; s < stages.size(); ++s) {
+  for (std::string line; std::getline(records, line);) {
+    std::istringstream fields(line);
+    std::string train, eval, loss, accuracy;
+    fields >> train >> eval >> loss >> accuracy;
+    StageRecord record;
+    record.tasks = stages.at(progress_.stages.size());
+    record.train_seconds = from_exact(train);
+    record.eval_seconds = from_exact(eval);
+    record.final_loss = from_exact(loss);
+    record.final_train_accuracy = from_exact(accuracy);
+    progress_.stages.push_back(record);
+  }
+  if (checkpoint.world_size == comm_.size()) {
+    set_generator_state(checkpoint.rank_states.at(comm_.rank()));
+  } else {
+    log_.warn("the checkpoint was written by " + std::to_string(checkpoint.world_size) + " ranks, this job has " +
+              std::to_string(comm_.size()) + ": training continues on the same global batches, but dropout's random "
+              "streams are re-seeded, so the run is no longer bit-identical to an uninterrupted one");
+  }
+  resume_position_.reset();
+  resume_optimizer_ = torch::Tensor();
+  if (checkpoint.phase != "between_tasks") {
+    Position position;
+    position.phase = checkpoint.phase;
+    position.sampler_epoch = checkpoint.epoch;
+    position.batch = checkpoint.step;
+    position.step = checkpoint.global_step;
+    position.epoch_in_call = std::stoll(text_field(checkpoint, "trainer.epoch_in_call"));
+    position.loss = from_exact(text_field(checkpoint, "trainer.epoch_loss"));
+    position.correct = from_exact(text_field(checkpoint, "trainer.epoch_correct"));
+    position.seen = from_exact(text_field(checkpoint, "trainer.epoch_seen"));
+    resume_position_ = position;
+    for (const auto& [name, tensor] : checkpoint.optimizer)
+      if (name == "archive") resume_optimizer_ = tensor.contiguous();
+  }
+  // Every rank read the same file; rank 0's copy is the reference all the same.
+  broadcast_parameters();
+}
+
+RunResult Trainer::run(const CheckpointState* resume) {
+  const auto start = std::chrono::steady_clock::now();
+  progress_ = RunResult{};
+  for (const Task& task : stream_.tasks) progress_.task_names.push_back(task.name);
+  if (!config_.checkpoint_dir.empty())
+    checkpoints_ = std::make_unique<CheckpointDirectory>(config_.checkpoint_dir, static_cast<int>(config_.keep_checkpoints));
+
+  const auto stages = strategy_.stages(static_cast<int>(stream_.size()));
+  size_t first_stage = 0;
+  if (resume != nullptr) {
+    restore(*resume);
+    first_stage = static_cast<size_t>(resume->stage);
+    log_.info("resumed from a checkpoint: stage " + std::to_string(first_stage + 1) + "/" +
+              std::to_string(stages.size()) + ", " + resume->phase +
+              (resume->phase != "between_tasks" ? ", epoch " + std::to_string(resume->epoch + 1) + ", batch " +
+                                                       std::to_string(resume->step)
+                                                 : ""));
+  } else {
+    broadcast_parameters();
+    progress_.matrix.initial = evaluate_all(-1);
+  }
+  for (size_t s = first_stage; s < stages.size(); ++s) {
     const std::vector<int>& tasks = stages[s];
     log_.info("== stage " + std::to_string(s + 1) + "/" + std::to_string(stages.size()) + ": " +
               (tasks.size() == 1 ? stream_.tasks[tasks[0]].name : task_list(tasks)) + ", strategy " + strategy_.name());
@@ -290,24 +519,28 @@ RunResult Trainer::run() {
                                      "model/strategy state after " + task_list(tasks) + " (tensor fingerprints)");
 
     const auto eval_start = std::chrono::steady_clock::now();
-    result.matrix.stages.push_back(evaluate_all(tasks.back()));
+    progress_.matrix.stages.push_back(evaluate_all(tasks.back()));
     record.eval_seconds = seconds_since(eval_start);
     std::ostringstream line;
     line << "after " << task_list(tasks) << ": accuracy";
-    for (double value : result.matrix.stages.back()) line << " " << std::fixed << std::setprecision(2) << 100 * value;
+    for (double value : progress_.matrix.stages.back()) line << " " << std::fixed << std::setprecision(2) << 100 * value;
     line << " | mean over trained " << percent([&] {
       double sum = 0;
-      for (int t = 0; t <= tasks.back(); ++t) sum += result.matrix.stages.back()[t];
+      for (int t = 0; t <= tasks.back(); ++t) sum += progress_.matrix.stages.back()[t];
       return sum / (tasks.back() + 1);
     }()) << " | train " << format_duration(record.train_seconds);
     const double elapsed = seconds_since(start);
     if (s + 1 < stages.size())
-      line << ", sequence left ~" << format_duration(elapsed / (s + 1) * (stages.size() - s - 1));
+      line << ", sequence left ~" << format_duration(elapsed / (s + 1 - first_stage) * (stages.size() - s - 1));
     log_.info(line.str());
-    result.stages.push_back(record);
+    progress_.stages.push_back(record);
+    save_checkpoint(static_cast<int>(s + 1), nullptr, nullptr);
+    if (s + 1 < stages.size() && ranks_agree_to_stop())
+      throw PreemptedError("stopped by a signal after " + task_list(tasks) +
+                           (checkpoints_ ? "; checkpoint written to " + config_.checkpoint_dir : ""));
   }
-  result.total_seconds = seconds_since(start);
-  return result;
+  progress_.total_seconds = seconds_since(start);
+  return progress_;
 }
 
 }  // namespace clx

@@ -8,6 +8,10 @@
 #include <string>
 #include <vector>
 
+#include <atomic>
+#include <optional>
+
+#include "runtime/checkpoint.h"
 #include "runtime/communicator.h"
 #include "runtime/continual_net.h"
 #include "runtime/data/task_stream.h"
@@ -32,6 +36,12 @@ struct TrainerConfig {
   int64_t bucket_bytes = GradientReducer::kDefaultBucketBytes;
   double progress_seconds = 10.0;
   bool check_consistency = true;  // compare state fingerprints across ranks after each stage
+  // Checkpoints: none when checkpoint_dir is empty. Written after every stage
+  // and, when checkpoint_every_steps > 0, every that many optimizer steps.
+  std::string checkpoint_dir;
+  int64_t checkpoint_every_steps = 0;
+  int64_t keep_checkpoints = 3;
+  std::string config_text;  // the effective configuration, recorded in checkpoints
 };
 
 // Throws clx::Error naming the option when a value is impossible.
@@ -43,6 +53,12 @@ struct StageRecord {
   double eval_seconds = 0.0;
   double final_loss = 0.0;            // mean training loss of the stage's last epoch
   double final_train_accuracy = 0.0;  // on the samples seen in the last epoch
+};
+
+// The ranks agreed to stop (SIGUSR1/SIGTERM) and a checkpoint was written.
+class PreemptedError : public CollectiveError {
+ public:
+  using CollectiveError::CollectiveError;
 };
 
 struct RunResult {
@@ -57,7 +73,13 @@ class Trainer {
   Trainer(TrainerConfig config, Communicator& comm, const TaskStream& stream, std::shared_ptr<ContinualNet> model,
           Strategy& strategy, Logger& log);
 
-  RunResult run();
+  // Trains every stage; with `resume`, continues from that checkpoint instead
+  // (between tasks, mid-epoch or mid-retraining) and produces the same
+  // accuracy matrix as an uninterrupted run.
+  RunResult run(const CheckpointState* resume = nullptr);
+  // A flag raised by a signal handler: at the next step the ranks agree to
+  // stop, write a checkpoint and throw PreemptedError.
+  void set_stop_flag(const std::atomic<int>* flag) { stop_flag_ = flag; }
 
   // Accuracy (fraction) on `task`'s evaluation split, as evaluated after
   // training up to task `trained_up_to` (-1: before any training). Every rank
@@ -70,8 +92,21 @@ class Trainer {
   void broadcast_parameters();
 
  private:
+  // Where a stage stands: enough to continue it exactly.
+  struct Position {
+    std::string phase = "training";  // training | after_task
+    int64_t sampler_epoch = 0;       // the current epoch's number in the sampler
+    int64_t epoch_in_call = 0;       // epoch within the current train_epochs call
+    int64_t batch = 0;               // next batch of that epoch
+    int64_t step = 0;                // optimizer steps in the stage
+    double loss = 0.0, correct = 0.0, seen = 0.0;  // the epoch's sums so far
+  };
+
   int64_t head_for(int task) const { return config_.heads == HeadLayout::Multi ? task : 0; }
   const TaskData& eval_data(int task) const;
+  void restore(const CheckpointState& checkpoint);
+  void save_checkpoint(int stage, const Position* position, torch::optim::Optimizer* optimizer);
+  bool ranks_agree_to_stop();
 
   TrainerConfig config_;
   Communicator& comm_;
@@ -79,6 +114,11 @@ class Trainer {
   std::shared_ptr<ContinualNet> model_;
   Strategy& strategy_;
   Logger& log_;
+  RunResult progress_;                         // the accuracy matrix and records so far
+  std::optional<Position> resume_position_;    // consumed when the resumed stage reaches it
+  torch::Tensor resume_optimizer_;             // serialised optimizer state of the resumed stage
+  std::unique_ptr<CheckpointDirectory> checkpoints_;
+  const std::atomic<int>* stop_flag_ = nullptr;
 };
 
 // Heads the model needs for `layout`: one per task, or one over every class.

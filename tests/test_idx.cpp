@@ -324,6 +324,17 @@ TEST_F(IdxTest, TruncatedDataThrows) {
   expect_error([&] { clx::read_idx(q); }, {q, "truncated"});
 }
 
+// A header may claim far more data than the file holds (the case the IDX
+// fuzz target found): the reader must fail on the missing bytes, not try to
+// allocate what the header claims (here 128 x 2^25 float64 values = 32 GiB).
+TEST_F(IdxTest, HugeClaimInATinyFileIsTruncatedNotAnAllocation) {
+  Bytes bytes = idx_header(0x0E, {128, 1u << 25});
+  bytes.resize(bytes.size() + 16, 0);
+  write_plain(path("huge-claim"), bytes);
+  const std::string p = path("huge-claim").string();
+  expect_error([&] { clx::read_idx(p); }, {p, "truncated", "34359738368", "16"});
+}
+
 TEST_F(IdxTest, TrailingBytesThrow) {
   Bytes bytes = idx_uint8({3}, {1, 2, 3});
   bytes.push_back(4);

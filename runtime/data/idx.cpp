@@ -99,12 +99,27 @@ torch::Tensor read_idx(const std::string& path) {
     count *= shape[d];
     if (count > (int64_t(1) << 34)) throw Error(path + ": IDX header describes more than 16 GiB");
   }
-  torch::Tensor values = torch::empty(shape, type);
-  const size_t expected = static_cast<size_t>(count) * values.element_size();
-  const size_t got = file.read(values.data_ptr(), expected);
+  const size_t element_size = c10::elementSize(type);
+  const size_t expected = static_cast<size_t>(count) * element_size;
+  // The header's size is only a claim until the data arrives: the buffer grows
+  // with what the file really holds, so a corrupt header cannot make us
+  // allocate gigabytes for a file of a few bytes.
+  std::vector<char> data;
+  size_t got = 0;
+  const size_t chunk = size_t{64} << 20;
+  while (got < expected) {
+    const size_t wanted = std::min(chunk, expected - got);
+    data.resize(got + wanted);
+    const size_t read = file.read(data.data() + got, wanted);
+    got += read;
+    if (read < wanted) break;
+  }
   if (got != expected)
     throw Error(path + ": truncated: header promises " + std::to_string(expected) + " data bytes, file holds " +
                 std::to_string(got));
+  torch::Tensor values = torch::empty(shape, type);
+  std::memcpy(values.data_ptr(), data.data(), expected);
+  data = std::vector<char>();
   char extra;
   if (file.read(&extra, 1) != 0)
     throw Error(path + ": sizes disagree: bytes remain after the " + std::to_string(expected) +

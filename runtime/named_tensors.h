@@ -1,0 +1,19 @@
+#pragma once
+// Named tensors: how strategies expose their state and how checkpoints store
+// groups of tensors.
+#include <torch/torch.h>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace clx {
+
+using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
+
+// The entries of `all` named "<prefix>.<rest>", renamed "<rest>", in order.
+NamedTensors with_prefix(const NamedTensors& all, const std::string& prefix);
+// The tensor named `name`; throws clx::Error naming it when absent.
+const torch::Tensor& named(const NamedTensors& all, const std::string& name);
+
+}  // namespace clx

@@ -1,0 +1,79 @@
+# Checkpoints, exact resume, preemption and a killed rank, as a user meets them.
+source "$(dirname "$0")/cli_lib.sh"
+# A small ANPyC-with-pruning sequence on 2 ranks: pruning retrains inside after_task,
+# so checkpoints land between tasks, mid-epoch and mid-pruning.
+RUN=(--config "$SOURCE_DIR/configs/split_fmnist.ini" --data.tasks=3 --data.train_samples_per_task=600
+     --data.test_samples_per_task=300 --train.epochs=2 --train.batch_size=64 --train.momentum=0.9 --model.dropout=0.2
+     --train.algorithm=anpyc --anpyc.lambda=1000 --anpyc.first_budget=0.2 --anpyc.retrain_epochs=1 --run.progress=off)
+
+timeout 300 "${MPI[@]}" -np 2 "$TRAIN" "${RUN[@]}" --run.checkpoint_every_steps=7 --run.keep_checkpoints=1000 \
+  --output "$WORK/reference" > "$WORK/reference.out" 2>&1 && pass "reference run with a checkpoint every 7 steps" \
+  || { fail "reference run"; tail -20 "$WORK/reference.out"; finish; exit 1; }
+REFERENCE="$WORK/reference/accuracy_matrix.csv"
+
+# resume_from NAME CHECKPOINT_FILE: a fresh run folder holding only that checkpoint, resumed to the end.
+resume_from() {
+  local name=$1 file=$2 dir="$WORK/resume-$1"
+  mkdir -p "$dir/checkpoints"
+  cp "$WORK/reference/config.ini" "$dir/"
+  cp "$file" "$dir/checkpoints/"
+  basename "$file" > "$dir/checkpoints/latest"
+  if timeout 300 "${MPI[@]}" -np 2 "$TRAIN" --resume "$dir" --run.progress=off > "$dir.out" 2>&1 \
+     && cmp -s "$REFERENCE" "$dir/accuracy_matrix.csv"; then
+    pass "resume $name ($(grep -o 'resumed from a checkpoint: .*' "$dir/train.log"))"
+  else
+    fail "resume $name: accuracy matrix differs from the uninterrupted run or the run failed"
+    tail -5 "$dir.out"; paste -d'|' "$REFERENCE" "$dir/accuracy_matrix.csv"
+  fi
+}
+# Checkpoint files by phase, from the log lines "checkpoint PATH (phase, ...)".
+pick() { grep -o "checkpoint [^ ]* ($1[^)]*)" "$WORK/reference/train.log" | sed -n "${2}p" | awk '{print $2}'; }
+for spec in "between_tasks 1" "between_tasks 2" "training 2" "training 6" "after_task 1" "after_task 2" "after_task 4"; do
+  set -- $spec
+  file=$(pick "$1" "$2")
+  [ -n "$file" ] && resume_from "$1-$2" "$file" || fail "no $1 checkpoint number $2 in the reference log"
+done
+
+# A real preemption: SIGUSR1 to mpirun (forwarded to every rank) -> checkpoint, exit 3; --resume finishes the run.
+"${MPI[@]}" -np 2 "$TRAIN" "${RUN[@]}" --output "$WORK/preempted" > "$WORK/preempted.out" 2>&1 &
+pid=$!
+for _ in $(seq 1 200); do grep -q "stage 2/3" "$WORK/preempted/train.log" 2>/dev/null && break; sleep 0.1; done
+kill -USR1 $pid
+wait $pid
+code=$?
+[ "$code" -eq 3 ] && grep -q "stopped by a signal" "$WORK/preempted.out" && pass "SIGUSR1: checkpoint and exit 3" \
+  || { fail "SIGUSR1 gave exit $code"; tail -5 "$WORK/preempted.out"; }
+timeout 300 "${MPI[@]}" -np 2 "$TRAIN" --resume "$WORK/preempted" --run.progress=off > "$WORK/preempted-resume.out" 2>&1
+cmp -s "$REFERENCE" "$WORK/preempted/accuracy_matrix.csv" && pass "preempted and resumed run equals the uninterrupted run" \
+  || { fail "preempted run differs"; tail -5 "$WORK/preempted-resume.out"; }
+
+# A second signal exits at once (128 + SIGUSR1), without waiting for the checkpoint.
+"$TRAIN" "${RUN[@]}" --output "$WORK/twice" > "$WORK/twice.out" 2>&1 &
+pid=$!
+for _ in $(seq 1 200); do grep -q "stage 1/3" "$WORK/twice/train.log" 2>/dev/null && break; sleep 0.1; done
+kill -USR1 $pid; sleep 0.02; kill -USR1 $pid
+wait $pid
+code=$?
+[ "$code" -eq 138 ] && pass "second signal: exit at once (exit 138)" || fail "second signal gave exit $code, expected 138"
+
+# A rank killed with SIGKILL: the job ends non-zero within a bounded time and names the lost rank.
+"${MPI[@]}" -np 2 "$TRAIN" "${RUN[@]}" --output "$WORK/killed" > "$WORK/killed.out" 2>&1 &
+pid=$!
+for _ in $(seq 1 200); do grep -q "stage 1/3" "$WORK/killed/train.log" 2>/dev/null && break; sleep 0.1; done
+victim=""
+for child in $(pgrep -P "$pid"); do
+  tr '\0' '\n' < /proc/$child/environ 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=1" && victim=$child
+done
+start=$(date +%s)
+kill -9 "$victim"
+timeout 120 tail --pid=$pid -f /dev/null
+wait $pid
+code=$?
+elapsed=$(( $(date +%s) - start ))
+if [ "$code" -ne 0 ] && [ "$elapsed" -lt 60 ] && grep -q "rank 1" "$WORK/killed.out"; then
+  pass "killed rank: exit $code after ${elapsed}s, $(grep -o 'process rank 1[^.]*' "$WORK/killed.out" | head -1)"
+else
+  fail "killed rank: exit $code after ${elapsed}s"; tail -15 "$WORK/killed.out"
+fi
+
+finish
