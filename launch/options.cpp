@@ -108,6 +108,8 @@ TrainOptions parse_train_options(int argc, const char* const* argv) {
        "also checkpoint every N optimizer steps (0: between tasks only)")
       ("run.keep_checkpoints", po::value<int64_t>(&options.keep_checkpoints)->default_value(3),
        "checkpoints kept (the oldest are deleted)")
+      ("run.collective_timeout", po::value<double>(&options.collective_timeout)->default_value(300.0),
+       "seconds a collective may wait for the other ranks before the job is ended (a rank died or hangs); 0: never")
       ("run.check_consistency", po::value<bool>(&options.trainer.check_consistency)->default_value(true),
        "compare parameter and strategy-state fingerprints across ranks after every task");
 
@@ -180,8 +182,8 @@ TrainOptions parse_train_options(int argc, const char* const* argv) {
   std::ostringstream effective, experiment;
   for (const auto& option : file_options.options()) {
     const std::string& name = option->long_name();
-    // Thread counts and progress display are properties of each node, not of the experiment.
-    if (name == "run.threads" || name == "run.progress") continue;
+    // Threads, progress display and the timeout are properties of each node, not of the experiment.
+    if (name == "run.threads" || name == "run.progress" || name == "run.collective_timeout") continue;
     const std::string line = name + " = " + value_text(options.values[name]) + "\n";
     effective << line;
     if (name.compare(0, 4, "run.") != 0) experiment << line;

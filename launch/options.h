@@ -28,6 +28,7 @@ struct TrainOptions {
   bool checkpoints = true;
   int64_t checkpoint_every_steps = 0;
   int64_t keep_checkpoints = 3;
+  double collective_timeout = 300.0;
   std::string algorithm;
   std::string heads;  // auto | multi | single
   std::string backend;

@@ -72,12 +72,14 @@ int run(TrainOptions& options, Communicator& comm) {
     if (options.threads < 0) throw Error("run.threads: must be >= 0 (0: automatic)");
     if (options.checkpoint_every_steps < 0) throw Error("run.checkpoint_every_steps: must be >= 0 (0: between tasks only)");
     if (options.keep_checkpoints < 1) throw Error("run.keep_checkpoints: must be at least 1");
+    if (options.collective_timeout < 0) throw Error("run.collective_timeout: must be >= 0 (0: never)");
     if (!(options.trainer.progress_seconds > 0)) throw Error("run.progress_seconds: must be positive");
     if (options.progress != "auto" && options.progress != "redraw" && options.progress != "lines" && options.progress != "off")
       throw Error("run.progress: '" + options.progress + "' is not one of auto, redraw, lines, off");
     if (!options.joint_results.empty()) joint_accuracies = read_final_accuracies(options.joint_results);
   });
   require_identical_across_ranks(comm, options.effective_config, "the configuration");
+  comm.set_collective_timeout(options.collective_timeout);
 
   const int threads = choose_threads(options.threads, comm.local_size());
   torch::set_num_threads(threads);

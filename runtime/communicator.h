@@ -43,6 +43,11 @@ class Communicator {
   // others through a clean collective (it may be the only rank that failed).
   [[noreturn]] virtual void abort(int exit_code) = 0;
 
+  // A collective that has not completed after `seconds` (a rank died or
+  // hangs) makes this rank print which operation timed out and exit, which
+  // ends the job. 0 disables the watchdog. Backends without one ignore it.
+  virtual void set_collective_timeout(double seconds) {}
+
   bool is_root() const { return rank() == 0; }
 };
 

@@ -1,6 +1,8 @@
 #include "runtime/mpi_communicator.h"
 
+#include <chrono>
 #include <climits>
+#include <cstdio>
 
 #include "runtime/error.h"
 
@@ -80,6 +82,7 @@ MpiCommunicator::MpiCommunicator() {
 }
 
 MpiCommunicator::~MpiCommunicator() {
+  stop_watchdog();
   int finalized = 0;
   MPI_Finalized(&finalized);
   if (finalized) return;
@@ -88,9 +91,58 @@ MpiCommunicator::~MpiCommunicator() {
   if (initialised_here_) MPI_Finalize();
 }
 
+namespace {
+int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+}  // namespace
+
+MpiCommunicator::Watch::Watch(MpiCommunicator& owner, const char* operation) : owner_(owner) {
+  owner_.collective_name_.store(operation);
+  owner_.collective_started_ns_.store(now_ns());
+}
+
+MpiCommunicator::Watch::~Watch() { owner_.collective_started_ns_.store(0); }
+
+void MpiCommunicator::set_collective_timeout(double seconds) {
+  stop_watchdog();
+  timeout_seconds_ = seconds;
+  if (seconds <= 0 || size_ == 1) return;
+  watchdog_stop_ = false;
+  watchdog_ = std::thread([this] { watchdog_loop(); });
+}
+
+void MpiCommunicator::stop_watchdog() {
+  if (!watchdog_.joinable()) return;
+  {
+    std::lock_guard<std::mutex> lock(watchdog_mutex_);
+    watchdog_stop_ = true;
+  }
+  watchdog_wake_.notify_all();
+  watchdog_.join();
+}
+
+void MpiCommunicator::watchdog_loop() {
+  const auto period = std::chrono::milliseconds(std::max<int64_t>(100, static_cast<int64_t>(timeout_seconds_ * 250)));
+  std::unique_lock<std::mutex> lock(watchdog_mutex_);
+  while (!watchdog_wake_.wait_for(lock, period, [this] { return watchdog_stop_; })) {
+    const int64_t started = collective_started_ns_.load();
+    if (started == 0 || static_cast<double>(now_ns() - started) < timeout_seconds_ * 1e9) continue;
+    std::fprintf(stderr,
+                 "train: error on rank %d of %d: MPI %s did not complete within %.0f s: another rank has died or "
+                 "hangs (run.collective_timeout); ending the job\n",
+                 rank_, size_, collective_name_.load(), timeout_seconds_);
+    std::fflush(stderr);
+    // Exiting (rather than MPI_Abort from this thread) is safe at MPI_THREAD_SERIALIZED;
+    // the launcher then ends the other ranks.
+    std::_Exit(1);
+  }
+}
+
 void MpiCommunicator::allreduce(torch::Tensor& tensor, ReduceOp op) {
   require_cpu_contiguous(tensor, "allreduce");
   if (size_ == 1) return;
+  Watch watch(*this, "Allreduce");
   const MPI_Datatype type = mpi_type(tensor);
   for_each_chunk(tensor, [&](void* data, int count) {
     check_mpi(MPI_Allreduce(MPI_IN_PLACE, data, count, type, mpi_op(op), comm_), "Allreduce");
@@ -100,6 +152,7 @@ void MpiCommunicator::allreduce(torch::Tensor& tensor, ReduceOp op) {
 void MpiCommunicator::broadcast(torch::Tensor& tensor, int root) {
   require_cpu_contiguous(tensor, "broadcast");
   if (size_ == 1) return;
+  Watch watch(*this, "Bcast");
   const MPI_Datatype type = mpi_type(tensor);
   for_each_chunk(tensor, [&](void* data, int count) {
     check_mpi(MPI_Bcast(data, count, type, root, comm_), "Bcast");
@@ -113,6 +166,7 @@ torch::Tensor MpiCommunicator::allgather(const torch::Tensor& tensor) {
   for (int64_t dim : input.sizes()) shape.push_back(dim);
   torch::Tensor output = torch::empty(shape, input.options());
   if (input.numel() > INT_MAX) throw Error("MPI allgather: tensor too large");
+  Watch watch(*this, "Allgather");
   check_mpi(MPI_Allgather(input.data_ptr(), static_cast<int>(input.numel()), mpi_type(input),
                           output.data_ptr(), static_cast<int>(input.numel()), mpi_type(input), comm_),
             "Allgather");
@@ -120,6 +174,7 @@ torch::Tensor MpiCommunicator::allgather(const torch::Tensor& tensor) {
 }
 
 std::vector<std::string> MpiCommunicator::allgather_strings(const std::string& value) {
+  Watch watch(*this, "Allgatherv");
   int length = static_cast<int>(value.size());
   std::vector<int> lengths(size_);
   check_mpi(MPI_Allgather(&length, 1, MPI_INT, lengths.data(), 1, MPI_INT, comm_), "Allgather");
@@ -138,7 +193,10 @@ std::vector<std::string> MpiCommunicator::allgather_strings(const std::string& v
   return values;
 }
 
-void MpiCommunicator::barrier() { check_mpi(MPI_Barrier(comm_), "Barrier"); }
+void MpiCommunicator::barrier() {
+  Watch watch(*this, "Barrier");
+  check_mpi(MPI_Barrier(comm_), "Barrier");
+}
 
 void MpiCommunicator::abort(int exit_code) {
   MPI_Abort(MPI_COMM_WORLD, exit_code);

@@ -2,6 +2,11 @@
 // MPI backend: CPU tensors, one MPI call per collective.
 #include <mpi.h>
 
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
 #include "runtime/communicator.h"
 
 namespace clx {
@@ -28,9 +33,31 @@ class MpiCommunicator final : public Communicator {
   void barrier() override;
   [[noreturn]] void abort(int exit_code) override;
 
+  void set_collective_timeout(double seconds) override;
+
   MPI_Comm comm() const { return comm_; }
 
  private:
+  // Marks a collective as running for the watchdog.
+  class Watch {
+   public:
+    Watch(MpiCommunicator& owner, const char* operation);
+    ~Watch();
+
+   private:
+    MpiCommunicator& owner_;
+  };
+  void watchdog_loop();
+  void stop_watchdog();
+
+  std::atomic<int64_t> collective_started_ns_{0};  // 0: no collective running
+  std::atomic<const char*> collective_name_{""};
+  double timeout_seconds_ = 0.0;
+  std::thread watchdog_;
+  std::mutex watchdog_mutex_;
+  std::condition_variable watchdog_wake_;
+  bool watchdog_stop_ = false;
+
   MPI_Comm comm_ = MPI_COMM_NULL;
   MPI_Comm node_comm_ = MPI_COMM_NULL;
   bool initialised_here_ = false;

@@ -34,6 +34,8 @@ class NcclCommunicator final : public Communicator {
     return mpi_.allgather_strings(value);
   }
   void barrier() override { mpi_.barrier(); }
+  // Watches the MPI control plane; NCCL kernels themselves are not watched.
+  void set_collective_timeout(double seconds) override { mpi_.set_collective_timeout(seconds); }
   [[noreturn]] void abort(int exit_code) override;
 
  private:

@@ -76,4 +76,50 @@ else
   fail "killed rank: exit $code after ${elapsed}s"; tail -15 "$WORK/killed.out"
 fi
 
+# A rank that hangs (stopped with SIGSTOP): the others' collective times out and the job ends.
+"${MPI[@]}" -np 2 "$TRAIN" "${RUN[@]}" --run.collective_timeout=5 --output "$WORK/hung" > "$WORK/hung.out" 2>&1 &
+pid=$!
+for _ in $(seq 1 200); do grep -q "stage 1/3" "$WORK/hung/train.log" 2>/dev/null && break; sleep 0.1; done
+victim=""
+for child in $(pgrep -P "$pid"); do
+  tr '\0' '\n' < /proc/$child/environ 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=1" && victim=$child
+done
+start=$(date +%s)
+kill -STOP "$victim"
+timeout 120 tail --pid=$pid -f /dev/null
+wait $pid
+code=$?
+elapsed=$(( $(date +%s) - start ))
+kill -9 "$victim" 2>/dev/null
+if [ "$code" -ne 0 ] && [ "$elapsed" -lt 60 ] && grep -q "did not complete within 5 s" "$WORK/hung.out"; then
+  pass "hung rank: exit $code after ${elapsed}s: $(grep -o 'rank 0 of 2: MPI [A-Za-z]* did not complete within 5 s' "$WORK/hung.out" | head -1)"
+else
+  fail "hung rank: exit $code after ${elapsed}s"; tail -10 "$WORK/hung.out"
+fi
+
+# A damaged newest checkpoint: --resume says why it skips it and continues from the previous one.
+dir="$WORK/damaged"
+mkdir -p "$dir/checkpoints"
+cp "$WORK/reference/config.ini" "$dir/"
+first=$(pick between_tasks 1); second=$(pick between_tasks 2)
+cp "$first" "$second" "$dir/checkpoints/"
+basename "$second" > "$dir/checkpoints/latest"
+head -c 100000 "$second" > "$dir/checkpoints/$(basename "$second")"
+timeout 300 "${MPI[@]}" -np 2 "$TRAIN" --resume "$dir" --run.progress=off > "$dir.out" 2>&1
+if cmp -s "$REFERENCE" "$dir/accuracy_matrix.csv" && grep -q "skipped a damaged checkpoint: .*$(basename "$second")" "$dir/train.log" \
+   && grep -q "resumed from a checkpoint: stage 2/3" "$dir/train.log"; then
+  pass "truncated newest checkpoint: skipped with a reason, resumed from the previous one, same result"
+else
+  fail "damaged checkpoint fallback"; tail -5 "$dir.out"; grep -i "checkpoint" "$dir/train.log" | tail -3
+fi
+# Every checkpoint damaged: a clear error, nothing started from scratch.
+dir="$WORK/all-damaged"
+mkdir -p "$dir/checkpoints"
+cp "$WORK/reference/config.ini" "$dir/"
+head -c 100000 "$first" > "$dir/checkpoints/$(basename "$first")"
+printf 'not hdf5' > "$dir/checkpoints/$(basename "$second")"
+basename "$second" > "$dir/checkpoints/latest"
+expect_failure "all checkpoints damaged" "--resume: no usable checkpoint in $dir/checkpoints" \
+  "${MPI[@]}" -np 2 "$TRAIN" --resume "$dir" --run.progress=off
+
 finish
