@@ -84,6 +84,10 @@ int main(int argc, char** argv) {
   std::map<std::string, Samples> groups;
   for (const std::string& run : runs) {
     std::filesystem::path path(run);
+    if (!std::filesystem::exists(path)) {
+      std::cerr << "report: error: " << run << ": no such run folder or results.json" << std::endl;
+      return 1;
+    }
     if (std::filesystem::is_directory(path)) path /= "results.json";
     std::ifstream file(path);
     if (!file) {

@@ -59,7 +59,7 @@ if "$REPORT" "$WORK/split1" "$WORK/split2" "$WORK/joint" --csv "$WORK/table.csv"
 else
   fail "report exited non-zero"; cat "$WORK/report.err"
 fi
-"$REPORT" /nonexistent 2> "$WORK/report.err"; [ $? -ne 0 ] && grep -q "cannot open /nonexistent/results.json" "$WORK/report.err" \
+"$REPORT" /nonexistent 2> "$WORK/report.err"; [ $? -ne 0 ] && grep -q "/nonexistent: no such run folder or results.json" "$WORK/report.err" \
   && pass "report: missing run folder is a clear error" || fail "report missing folder"
 
 finish
