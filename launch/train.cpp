@@ -121,11 +121,12 @@ int run(TrainOptions& options, Communicator& comm) {
   options.trainer.config_text = options.experiment_config;
 
   std::optional<CheckpointState> resume_from;
+  std::string resume_path;
   if (!options.resume_dir.empty()) {
     std::vector<std::string> problems;
     run_on_all_ranks(comm, [&] {
       CheckpointDirectory directory(checkpoint_dir, static_cast<int>(options.keep_checkpoints));
-      resume_from = directory.load_newest(&problems);
+      resume_from = directory.load_newest(&problems, &resume_path);
       if (!resume_from && !directory.files().empty()) {
         std::string reasons;
         for (const auto& problem : problems) reasons += "\n  " + problem;
@@ -138,7 +139,7 @@ int run(TrainOptions& options, Communicator& comm) {
 
   Trainer trainer(options.trainer, comm, stream, model.ptr(), *strategy, log);
   trainer.set_stop_flag(&stop_signals);
-  RunResult result = trainer.run(resume_from ? &*resume_from : nullptr);
+  RunResult result = trainer.run(resume_from ? &*resume_from : nullptr, resume_path);
   const MetricSummary metrics = summarise(result.matrix, joint_accuracies);
 
   run_on_all_ranks(comm, [&] {

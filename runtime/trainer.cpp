@@ -421,9 +421,9 @@ void Trainer::save_checkpoint(int stage, const Position* position, torch::optim:
               ")");
 }
 
-void Trainer::restore(const CheckpointState& checkpoint) {
+void Trainer::restore(const CheckpointState& checkpoint, const std::string& path) {
   if (checkpoint.config_text != config_.config_text)
-    throw CollectiveError("--resume: the checkpoint was written with a different configuration (" +
+    throw CollectiveError("--resume: " + path + ": /config: the checkpoint was written with a different configuration (" +
                           [&] {
                             std::istringstream a(checkpoint.config_text), b(config_.config_text);
                             std::string left, right;
@@ -439,7 +439,7 @@ void Trainer::restore(const CheckpointState& checkpoint) {
   {
     torch::NoGradGuard no_grad;
     const NamedTensors live = named_model_state(*model_);
-    check_tensors_match("checkpoint", "/model", checkpoint.model, live);
+    check_tensors_match(path, "/model", checkpoint.model, live);
     for (size_t k = 0; k < live.size(); ++k) live[k].second.copy_(checkpoint.model[k].second);
   }
   strategy_.load_state(checkpoint.strategy);
@@ -483,11 +483,9 @@ void Trainer::restore(const CheckpointState& checkpoint) {
     for (const auto& [name, tensor] : checkpoint.optimizer)
       if (name == "archive") resume_optimizer_ = tensor.contiguous();
   }
-  // Every rank read the same file; rank 0's copy is the reference all the same.
-  broadcast_parameters();
 }
 
-RunResult Trainer::run(const CheckpointState* resume) {
+RunResult Trainer::run(const CheckpointState* resume, const std::string& resume_path) {
   const auto start = std::chrono::steady_clock::now();
   progress_ = RunResult{};
   for (const Task& task : stream_.tasks) progress_.task_names.push_back(task.name);
@@ -497,7 +495,10 @@ RunResult Trainer::run(const CheckpointState* resume) {
   const auto stages = strategy_.stages(static_cast<int>(stream_.size()));
   size_t first_stage = 0;
   if (resume != nullptr) {
-    restore(*resume);
+    // Every rank reads the same file, so a bad checkpoint fails everywhere: one message.
+    run_on_all_ranks(comm_, [&] { restore(*resume, resume_path); });
+    // Rank 0's copy is the reference all the same.
+    broadcast_parameters();
     first_stage = static_cast<size_t>(resume->stage);
     log_.info("resumed from a checkpoint: stage " + std::to_string(first_stage + 1) + "/" +
               std::to_string(stages.size()) + ", " + resume->phase +

@@ -76,7 +76,8 @@ class Trainer {
   // Trains every stage; with `resume`, continues from that checkpoint instead
   // (between tasks, mid-epoch or mid-retraining) and produces the same
   // accuracy matrix as an uninterrupted run.
-  RunResult run(const CheckpointState* resume = nullptr);
+  // `resume_path` names the checkpoint file in messages.
+  RunResult run(const CheckpointState* resume = nullptr, const std::string& resume_path = "checkpoint");
   // A flag raised by a signal handler: at the next step the ranks agree to
   // stop, write a checkpoint and throw PreemptedError.
   void set_stop_flag(const std::atomic<int>* flag) { stop_flag_ = flag; }
@@ -104,7 +105,7 @@ class Trainer {
 
   int64_t head_for(int task) const { return config_.heads == HeadLayout::Multi ? task : 0; }
   const TaskData& eval_data(int task) const;
-  void restore(const CheckpointState& checkpoint);
+  void restore(const CheckpointState& checkpoint, const std::string& path);
   void save_checkpoint(int stage, const Position* position, torch::optim::Optimizer* optimizer);
   bool ranks_agree_to_stop();
 

@@ -76,6 +76,16 @@ else
   fail "killed rank: exit $code after ${elapsed}s"; tail -15 "$WORK/killed.out"
 fi
 
+# A checkpoint from another configuration: refused, naming the file and the first difference.
+expect_failure "resume with another configuration" "/config: the checkpoint was written with a different configuration (checkpoint 'anpyc.lambda = 1000' vs now 'anpyc.lambda = 10')" \
+  "${MPI[@]}" -np 2 "$TRAIN" --resume "$WORK/resume-between_tasks-1" --anpyc.lambda=10 --run.progress=off
+
+# A checkpoint that cannot be written stops every rank (here the checkpoint folder is a file).
+mkdir -p "$WORK/unwritable"
+touch "$WORK/unwritable/checkpoints"
+expect_failure "checkpoint cannot be written" "$WORK/unwritable/checkpoints" \
+  "${MPI[@]}" -np 2 "$TRAIN" "${RUN[@]}" --output "$WORK/unwritable"
+
 # A rank that hangs (stopped with SIGSTOP): the others' collective times out and the job ends.
 "${MPI[@]}" -np 2 "$TRAIN" "${RUN[@]}" --run.collective_timeout=5 --output "$WORK/hung" > "$WORK/hung.out" 2>&1 &
 pid=$!
