@@ -157,22 +157,16 @@ void AnpycStrategy::after_task(StageContext& ctx) {
 }
 
 NamedTensors AnpycStrategy::state() const {
-  NamedTensors all = prefixed("omega", omega_);
-  for (auto& item : prefixed("theta_old", theta_old_)) all.push_back(item);
-  for (auto& item : prefixed("mask", masks_)) all.push_back(item);
-  for (auto& item : prefixed("candidates", candidates_)) all.push_back(item);
-  for (auto& item : prefixed("freed", freed_)) all.push_back(item);
+  NamedTensors all = join_sets({{"omega", &omega_}, {"theta_old", &theta_old_}, {"mask", &masks_},
+                                {"candidates", &candidates_}, {"freed", &freed_}});
   all.emplace_back("progress.steps_done", torch::tensor(steps_done_, torch::kInt64));
   all.emplace_back("progress.retraining", torch::tensor(static_cast<int64_t>(retraining_), torch::kInt64));
   return all;
 }
 
 void AnpycStrategy::load_state(const NamedTensors& state) {
-  omega_ = with_prefix(state, "omega");
-  theta_old_ = with_prefix(state, "theta_old");
-  masks_ = with_prefix(state, "mask");
-  candidates_ = with_prefix(state, "candidates");
-  freed_ = with_prefix(state, "freed");
+  split_sets(state, {{"omega", &omega_}, {"theta_old", &theta_old_}, {"mask", &masks_},
+                     {"candidates", &candidates_}, {"freed", &freed_}});
   steps_done_ = named(state, "progress.steps_done").item<int64_t>();
   retraining_ = named(state, "progress.retraining").item<int64_t>() != 0;
   prunable_.clear();

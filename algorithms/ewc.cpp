@@ -60,8 +60,8 @@ void EwcStrategy::after_task(StageContext& ctx) {
 NamedTensors EwcStrategy::state() const {
   NamedTensors all;
   for (size_t k = 0; k < fishers_.size(); ++k) {
-    for (auto& item : prefixed("fisher" + std::to_string(k + 1), fishers_[k])) all.push_back(item);
-    for (auto& item : prefixed("anchor" + std::to_string(k + 1), anchors_[k])) all.push_back(item);
+    const std::string fisher = "fisher" + std::to_string(k + 1), anchor = "anchor" + std::to_string(k + 1);
+    for (auto& item : join_sets({{fisher.c_str(), &fishers_[k]}, {anchor.c_str(), &anchors_[k]}})) all.push_back(item);
   }
   return all;
 }

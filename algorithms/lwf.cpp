@@ -62,16 +62,8 @@ NamedTensors LwfStrategy::state() const {
 
 void LwfStrategy::load_state(const NamedTensors& state) {
   targets_.clear();
-  for (size_t head = 1;; ++head) {
-    const NamedTensors found = with_prefix(state, "targets");
-    bool present = false;
-    for (const auto& [name, tensor] : found)
-      if (name == "head" + std::to_string(head)) {
-        targets_.push_back(tensor);
-        present = true;
-      }
-    if (!present) break;
-  }
+  const NamedTensors saved = with_prefix(state, "targets");
+  for (size_t head = 1; head <= saved.size(); ++head) targets_.push_back(named(saved, "head" + std::to_string(head)));
 }
 
 }  // namespace clx

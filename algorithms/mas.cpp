@@ -26,15 +26,10 @@ void MasStrategy::after_task(StageContext& ctx) {
   anchor_ = snapshot_shared(ctx.model);
 }
 
-NamedTensors MasStrategy::state() const {
-  NamedTensors all = prefixed("omega", omega_);
-  for (auto& item : prefixed("anchor", anchor_)) all.push_back(item);
-  return all;
-}
+NamedTensors MasStrategy::state() const { return join_sets({{"omega", &omega_}, {"anchor", &anchor_}}); }
 
 void MasStrategy::load_state(const NamedTensors& state) {
-  omega_ = with_prefix(state, "omega");
-  anchor_ = with_prefix(state, "anchor");
+  split_sets(state, {{"omega", &omega_}, {"anchor", &anchor_}});
 }
 
 }  // namespace clx

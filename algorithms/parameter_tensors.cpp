@@ -18,26 +18,15 @@ NamedTensors zeros_like_shared(const ContinualNet& model) {
   return zeros;
 }
 
-NamedTensors prefixed(const std::string& prefix, const NamedTensors& tensors) {
-  NamedTensors named;
-  for (const auto& [name, tensor] : tensors) named.emplace_back(prefix + "." + name, tensor);
-  return named;
+NamedTensors join_sets(std::initializer_list<std::pair<const char*, const NamedTensors*>> sets) {
+  NamedTensors all;
+  for (const auto& [prefix, set] : sets)
+    for (const auto& [name, tensor] : *set) all.emplace_back(std::string(prefix) + "." + name, tensor);
+  return all;
 }
 
-NamedTensors restore_shared(const ContinualNet& model, const NamedTensors& state, const std::string& prefix) {
-  const NamedTensors saved = with_prefix(state, prefix);
-  const auto parameters = model.named_shared_parameters();
-  if (saved.size() != parameters.size())
-    throw Error("strategy state '" + prefix + "' holds " + std::to_string(saved.size()) + " tensors, the model has " +
-                std::to_string(parameters.size()) + " shared parameters");
-  NamedTensors restored;
-  for (size_t k = 0; k < parameters.size(); ++k) {
-    if (saved[k].first != parameters[k].first || saved[k].second.sizes() != parameters[k].second.sizes())
-      throw Error("strategy state '" + prefix + "." + saved[k].first + "' does not match shared parameter '" +
-                  parameters[k].first + "'");
-    restored.emplace_back(saved[k].first, saved[k].second.detach().to(torch::kCPU).contiguous().clone());
-  }
-  return restored;
+void split_sets(const NamedTensors& state, std::initializer_list<std::pair<const char*, NamedTensors*>> sets) {
+  for (const auto& [prefix, set] : sets) *set = with_prefix(state, prefix);
 }
 
 void accumulate_into(NamedTensors& total, const NamedTensors& add, const std::string& mode) {

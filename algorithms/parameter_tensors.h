@@ -17,12 +17,11 @@ namespace clx {
 NamedTensors snapshot_shared(const ContinualNet& model);
 // Zeros shaped like the shared parameters.
 NamedTensors zeros_like_shared(const ContinualNet& model);
-// `prefix` + "." + name for every entry: names in Strategy::state().
-NamedTensors prefixed(const std::string& prefix, const NamedTensors& tensors);
-// Restores a set saved with prefixed(prefix, ...): the entries of `state`
-// under `prefix`, checked against the shared parameters' names and shapes
-// (throws clx::Error naming the first mismatch), as contiguous CPU copies.
-NamedTensors restore_shared(const ContinualNet& model, const NamedTensors& state, const std::string& prefix);
+// Strategy::state() from a strategy's named sets: every entry of each set
+// under "<prefix>.". split_sets is the inverse, for load_state: each set is
+// replaced by the entries of `state` under its prefix.
+NamedTensors join_sets(std::initializer_list<std::pair<const char*, const NamedTensors*>> sets);
+void split_sets(const NamedTensors& state, std::initializer_list<std::pair<const char*, NamedTensors*>> sets);
 // total = total + add (sum) or max(total, add), element-wise and in place.
 void accumulate_into(NamedTensors& total, const NamedTensors& add, const std::string& mode);
 

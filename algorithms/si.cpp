@@ -61,20 +61,13 @@ void SiStrategy::after_task(StageContext& ctx) {
 }
 
 NamedTensors SiStrategy::state() const {
-  NamedTensors all = prefixed("omega", omega_);
-  for (auto& item : prefixed("anchor", anchor_)) all.push_back(item);
-  for (auto& item : prefixed("path", path_)) all.push_back(item);
-  for (auto& item : prefixed("start", start_)) all.push_back(item);
-  for (auto& item : prefixed("previous", previous_)) all.push_back(item);
-  return all;
+  return join_sets({{"omega", &omega_}, {"anchor", &anchor_}, {"path", &path_}, {"start", &start_},
+                    {"previous", &previous_}});
 }
 
 void SiStrategy::load_state(const NamedTensors& state) {
-  omega_ = with_prefix(state, "omega");
-  anchor_ = with_prefix(state, "anchor");
-  path_ = with_prefix(state, "path");
-  start_ = with_prefix(state, "start");
-  previous_ = with_prefix(state, "previous");
+  split_sets(state, {{"omega", &omega_}, {"anchor", &anchor_}, {"path", &path_}, {"start", &start_},
+                     {"previous", &previous_}});
 }
 
 }  // namespace clx

@@ -34,6 +34,27 @@ for spec in "between_tasks 1" "between_tasks 2" "training 2" "training 6" "after
   [ -n "$file" ] && resume_from "$1-$2" "$file" || fail "no $1 checkpoint number $2 in the reference log"
 done
 
+# Every algorithm's state survives a resume: a mid-task-2 checkpoint of each, resumed on 1 rank.
+for algorithm in ewc si mas lwf sgdf; do
+  ALGO=(--config "$SOURCE_DIR/configs/split_fmnist.ini" --data.tasks=3 --data.train_samples_per_task=400
+        --data.test_samples_per_task=200 --train.epochs=2 --train.batch_size=64 --train.momentum=0.9
+        --train.algorithm=$algorithm --ewc.fisher_samples=100 --run.progress=off)
+  timeout 300 "$TRAIN" "${ALGO[@]}" --run.checkpoint_every_steps=5 --run.keep_checkpoints=1000 \
+    --output "$WORK/$algorithm-reference" > "$WORK/$algorithm-reference.out" 2>&1
+  file=$(grep -o "checkpoint [^ ]* (training, stage 2[^)]*)" "$WORK/$algorithm-reference/train.log" | sed -n 2p | awk '{print $2}')
+  dir="$WORK/$algorithm-resumed"
+  mkdir -p "$dir/checkpoints"
+  cp "$WORK/$algorithm-reference/config.ini" "$dir/"
+  [ -n "$file" ] && cp "$file" "$dir/checkpoints/"
+  timeout 300 "$TRAIN" --resume "$dir" --run.progress=off > "$dir.out" 2>&1
+  if [ -n "$file" ] && cmp -s "$WORK/$algorithm-reference/accuracy_matrix.csv" "$dir/accuracy_matrix.csv" \
+     && grep -q "resumed from a checkpoint: stage 2/3, training" "$dir/train.log"; then
+    pass "$algorithm: resumed mid-task 2, same accuracy matrix"
+  else
+    fail "$algorithm resume"; tail -3 "$dir.out"
+  fi
+done
+
 # A real preemption: SIGUSR1 to mpirun (forwarded to every rank) -> checkpoint, exit 3; --resume finishes the run.
 "${MPI[@]}" -np 2 "$TRAIN" "${RUN[@]}" --output "$WORK/preempted" > "$WORK/preempted.out" 2>&1 &
 pid=$!

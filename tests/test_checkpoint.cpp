@@ -3,6 +3,8 @@
 // fallback to the previous file) and every kind of damage a reader must
 // report with the file and the HDF5 object it concerns.
 #include <gtest/gtest.h>
+
+#include "tests/expect_error.h"
 #include <hdf5.h>
 #include <torch/torch.h>
 #include <unistd.h>
@@ -27,20 +29,9 @@ namespace fs = std::filesystem;
 using clx::CheckpointState;
 using clx::NamedTensors;
 
-// Runs `body`, expects clx::CheckpointError, and checks that the message
-// contains every one of `phrases`.
 template <typename Body>
 void expect_checkpoint_error(Body&& body, const std::vector<std::string>& phrases) {
-  try {
-    body();
-    ADD_FAILURE() << "expected clx::CheckpointError, nothing was thrown";
-  } catch (const clx::CheckpointError& error) {
-    const std::string message = error.what();
-    for (const std::string& phrase : phrases)
-      EXPECT_NE(message.find(phrase), std::string::npos) << "message: '" << message << "'\nlacks: '" << phrase << "'";
-  } catch (const std::exception& error) {
-    ADD_FAILURE() << "expected clx::CheckpointError, got another exception: " << error.what();
-  }
+  clx::testing_support::expect_error<clx::CheckpointError>(std::forward<Body>(body), phrases);
 }
 
 // Every field set, every supported dtype, 0-dim and empty tensors, names

@@ -1,6 +1,8 @@
 // Unit tests of the IDX reader (runtime/data/idx.h): plain and gzipped files,
 // every element type's big-endian decoding, load_mnist_split and the errors.
 #include <gtest/gtest.h>
+
+#include "tests/expect_error.h"
 #include <torch/torch.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -16,26 +18,12 @@
 #include "runtime/data/idx.h"
 #include "runtime/error.h"
 
+using clx::testing_support::expect_error;
+
 namespace {
 
 namespace fs = std::filesystem;
 using Bytes = std::vector<unsigned char>;
-
-// Runs `body`, expects it to throw clx::Error, and checks that the message
-// contains every one of `phrases`.
-template <typename Body>
-void expect_error(Body&& body, const std::vector<std::string>& phrases) {
-  try {
-    body();
-    ADD_FAILURE() << "expected clx::Error, nothing was thrown";
-  } catch (const clx::Error& error) {
-    const std::string message = error.what();
-    for (const std::string& phrase : phrases)
-      EXPECT_NE(message.find(phrase), std::string::npos) << "message: '" << message << "'\nlacks: '" << phrase << "'";
-  } catch (const std::exception& error) {
-    ADD_FAILURE() << "expected clx::Error, got another exception: " << error.what();
-  }
-}
 
 void append_be32(Bytes& out, uint32_t value) {
   out.push_back(static_cast<unsigned char>(value >> 24));

@@ -1,6 +1,8 @@
 // Unit tests of the continual-learning metrics (runtime/metrics.h, DESIGN.md
 // section 4.1) and of the fingerprints (runtime/fingerprint.h).
 #include <gtest/gtest.h>
+
+#include "tests/expect_error.h"
 #include <torch/torch.h>
 #include <unistd.h>
 
@@ -14,23 +16,11 @@
 #include "runtime/fingerprint.h"
 #include "runtime/metrics.h"
 
+using clx::testing_support::expect_error;
+
 namespace {
 
 namespace fs = std::filesystem;
-
-template <typename Body>
-void expect_error(Body&& body, const std::vector<std::string>& phrases) {
-  try {
-    body();
-    ADD_FAILURE() << "expected clx::Error, nothing was thrown";
-  } catch (const clx::Error& error) {
-    const std::string message = error.what();
-    for (const std::string& phrase : phrases)
-      EXPECT_NE(message.find(phrase), std::string::npos) << "message: '" << message << "'\nlacks: '" << phrase << "'";
-  } catch (const std::exception& error) {
-    ADD_FAILURE() << "expected clx::Error, got another exception: " << error.what();
-  }
-}
 
 constexpr double kTol = 1e-12;
 

@@ -1,6 +1,8 @@
 // Unit tests of task streams (runtime/data/task_stream.h) on small synthetic
 // datasets: split and permuted streams, subsets, validation and config checks.
 #include <gtest/gtest.h>
+
+#include "tests/expect_error.h"
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -14,21 +16,9 @@
 #include "runtime/data/task_stream.h"
 #include "runtime/error.h"
 
-namespace {
+using clx::testing_support::expect_error;
 
-template <typename Body>
-void expect_error(Body&& body, const std::vector<std::string>& phrases) {
-  try {
-    body();
-    ADD_FAILURE() << "expected clx::Error, nothing was thrown";
-  } catch (const clx::Error& error) {
-    const std::string message = error.what();
-    for (const std::string& phrase : phrases)
-      EXPECT_NE(message.find(phrase), std::string::npos) << "message: '" << message << "'\nlacks: '" << phrase << "'";
-  } catch (const std::exception& error) {
-    ADD_FAILURE() << "expected clx::Error, got another exception: " << error.what();
-  }
-}
+namespace {
 
 std::vector<int64_t> to_vector(const torch::Tensor& tensor) {
   const torch::Tensor t = tensor.to(torch::kInt64).contiguous();

@@ -71,10 +71,16 @@ for _ in $(seq 1 50); do
 done
 cpus=${CLX_SLURM_CPUS:-$(nproc)}
 [ "$cpus" -ge 2 ] || cpus=2
+# Listen on loopback only where the host name resolves to it (as on the test
+# machine); otherwise NoCtldInAddrAny would bind slurmctld to another address.
+comm_params="#CommunicationParameters= (host name does not resolve to loopback)"
+if getent hosts "$(hostname)" 2>/dev/null | awk '{print $1; exit}' | grep -q '^127\.'; then
+  comm_params="CommunicationParameters=NoCtldInAddrAny,NoInAddrAny"
+fi
 render() {
   sed -e "s|@DIR@|$DIR|g" -e "s|@CTLD_PORT@|$ctld_port|g" -e "s|@SLURMD_PORT@|$((ctld_port + 1))|g" \
       -e "s|@CPUS@|$cpus|g" -e "s|@MEMORY_MB@|2048|g" -e "s|@SELECT_TYPE@|select/cons_tres|g" \
-      -e "s|@MPI_DEFAULT@|$1|g" "$HERE/slurm.conf.in" > "$DIR/etc/slurm.conf"
+      -e "s|@MPI_DEFAULT@|$1|g" -e "s|@COMM_PARAMS@|$comm_params|g" "$HERE/slurm.conf.in" > "$DIR/etc/slurm.conf"
 }
 render none
 cp "$HERE/cgroup.conf" "$DIR/etc/cgroup.conf"
@@ -91,7 +97,7 @@ render "$mpi"
 echo "export SLURM_CONF=$DIR/etc/slurm.conf" > "$DIR/env.sh"
 
 # --- slurmctld and slurmd ---
-"${daemon_env[@]}" slurmctld -f "$SLURM_CONF" -c -i </dev/null >>"$DIR/log/slurmctld.out" 2>&1 9>&- \
+"${daemon_env[@]}" slurmctld -f "$SLURM_CONF" -c </dev/null >>"$DIR/log/slurmctld.out" 2>&1 9>&- \
   || die "slurmctld did not start: $(tail -5 "$DIR/log/slurmctld.log" "$DIR/log/slurmctld.out" 2>/dev/null)"
 up=""
 for _ in $(seq 1 100); do scontrol ping 2>/dev/null | grep -q UP && { up=1; break; }; sleep 0.2; done
