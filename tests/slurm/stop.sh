@@ -55,6 +55,7 @@ stop_pids() {
 if [ -f "$DIR/etc/slurm.conf" ] && daemon_pid slurmctld >/dev/null; then
   jobs=$(SLURM_CONF="$DIR/etc/slurm.conf" timeout 10 squeue -h -o %i 2>/dev/null)
   if [ -n "$jobs" ]; then
+    # shellcheck disable=SC2086  # one argument per job id
     SLURM_CONF="$DIR/etc/slurm.conf" timeout 10 scancel $jobs 2>/dev/null
     for _ in $(seq 1 50); do
       [ -z "$(SLURM_CONF="$DIR/etc/slurm.conf" timeout 5 squeue -h -t R,CG -o %i 2>/dev/null)" ] && break
