@@ -34,6 +34,20 @@ for spec in "between_tasks 1" "between_tasks 2" "training 2" "training 6" "after
   [ -n "$file" ] && resume_from "$1-$2" "$file" || fail "no $1 checkpoint number $2 in the reference log"
 done
 
+# A different number of ranks: a 2-rank checkpoint resumed on 1 rank continues (with a warning about
+# dropout's random streams); the rows before the interruption are the reference's.
+dir="$WORK/one-rank"
+mkdir -p "$dir/checkpoints"
+cp "$WORK/reference/config.ini" "$dir/"
+cp "$(pick training 4)" "$dir/checkpoints/"
+if timeout 300 "$TRAIN" --resume "$dir" --run.progress=off > "$dir.out" 2>&1 \
+   && grep -q "the checkpoint was written by 2 ranks, this job has 1" "$dir/train.log" \
+   && [ "$(sed -n 1,3p "$dir/accuracy_matrix.csv")" = "$(sed -n 1,3p "$REFERENCE")" ]; then
+  pass "2-rank checkpoint resumed on 1 rank: continues, warns, earlier rows unchanged"
+else
+  fail "resume with another world size"; tail -3 "$dir.out"
+fi
+
 # Every algorithm's state survives a resume: a mid-task-2 checkpoint of each, resumed on 1 rank.
 for algorithm in ewc si mas lwf sgdf; do
   ALGO=(--config "$SOURCE_DIR/configs/split_fmnist.ini" --data.tasks=3 --data.train_samples_per_task=400
