@@ -1,5 +1,14 @@
 # Checkpoints, exact resume, preemption and a killed rank, as a user meets them.
 source "$(dirname "$0")/cli_lib.sh"
+# wait_for FILE PATTERN: up to 20 s for PATTERN to appear in FILE.
+wait_for() { for _ in $(seq 1 200); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+# rank_pid MPIRUN_PID RANK: the process of that rank among mpirun's children.
+rank_pid() {
+  local child
+  for child in $(pgrep -P "$1"); do
+    tr '\0' '\n' < /proc/$child/environ 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$2" && echo "$child"
+  done
+}
 # A small ANPyC-with-pruning sequence on 2 ranks: pruning retrains inside after_task,
 # so checkpoints land between tasks, mid-epoch and mid-pruning.
 RUN=(--config "$SOURCE_DIR/configs/split_fmnist.ini" --data.tasks=3 --data.train_samples_per_task=600
@@ -72,7 +81,7 @@ done
 # A real preemption: SIGUSR1 to mpirun (forwarded to every rank) -> checkpoint, exit 3; --resume finishes the run.
 "${MPI[@]}" -np 2 "$TRAIN" "${RUN[@]}" --output "$WORK/preempted" > "$WORK/preempted.out" 2>&1 &
 pid=$!
-for _ in $(seq 1 200); do grep -q "stage 2/3" "$WORK/preempted/train.log" 2>/dev/null && break; sleep 0.1; done
+wait_for "$WORK/preempted/train.log" "stage 2/3"
 kill -USR1 $pid
 wait $pid
 code=$?
@@ -85,7 +94,7 @@ cmp -s "$REFERENCE" "$WORK/preempted/accuracy_matrix.csv" && pass "preempted and
 # A second signal exits at once (128 + SIGUSR1), without waiting for the checkpoint.
 "$TRAIN" "${RUN[@]}" --output "$WORK/twice" > "$WORK/twice.out" 2>&1 &
 pid=$!
-for _ in $(seq 1 200); do grep -q "stage 1/3" "$WORK/twice/train.log" 2>/dev/null && break; sleep 0.1; done
+wait_for "$WORK/twice/train.log" "stage 1/3"
 kill -USR1 $pid; sleep 0.02; kill -USR1 $pid
 wait $pid
 code=$?
@@ -94,11 +103,8 @@ code=$?
 # A rank killed with SIGKILL: the job ends non-zero within a bounded time and names the lost rank.
 "${MPI[@]}" -np 2 "$TRAIN" "${RUN[@]}" --output "$WORK/killed" > "$WORK/killed.out" 2>&1 &
 pid=$!
-for _ in $(seq 1 200); do grep -q "stage 1/3" "$WORK/killed/train.log" 2>/dev/null && break; sleep 0.1; done
-victim=""
-for child in $(pgrep -P "$pid"); do
-  tr '\0' '\n' < /proc/$child/environ 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=1" && victim=$child
-done
+wait_for "$WORK/killed/train.log" "stage 1/3"
+victim=$(rank_pid "$pid" 1)
 start=$(date +%s)
 kill -9 "$victim"
 timeout 120 tail --pid=$pid -f /dev/null
@@ -124,11 +130,8 @@ expect_failure "checkpoint cannot be written" "$WORK/unwritable/checkpoints" \
 # A rank that hangs (stopped with SIGSTOP): the others' collective times out and the job ends.
 "${MPI[@]}" -np 2 "$TRAIN" "${RUN[@]}" --run.collective_timeout=5 --output "$WORK/hung" > "$WORK/hung.out" 2>&1 &
 pid=$!
-for _ in $(seq 1 200); do grep -q "stage 1/3" "$WORK/hung/train.log" 2>/dev/null && break; sleep 0.1; done
-victim=""
-for child in $(pgrep -P "$pid"); do
-  tr '\0' '\n' < /proc/$child/environ 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=1" && victim=$child
-done
+wait_for "$WORK/hung/train.log" "stage 1/3"
+victim=$(rank_pid "$pid" 1)
 start=$(date +%s)
 kill -STOP "$victim"
 timeout 120 tail --pid=$pid -f /dev/null

@@ -20,16 +20,12 @@
 
 #include "runtime/data/idx.h"
 #include "runtime/error.h"
+#include "tests/fuzz/fuzz_file_target.h"
 
 namespace {
 
 using Bytes = std::vector<unsigned char>;
 
-
-std::string input_path() {
-  const char* tmp = std::getenv("TMPDIR");
-  return std::string(tmp && *tmp ? tmp : "/tmp") + "/clx_fuzz_idx_" + std::to_string(::getpid());
-}
 
 Bytes idx(unsigned char type, const std::vector<uint32_t>& shape, size_t element_size) {
   Bytes out = {0, 0, type, static_cast<unsigned char>(shape.size())};
@@ -67,32 +63,8 @@ void write_seeds(const std::string& dir) {
 
 }  // namespace
 
-extern "C" int LLVMFuzzerInitialize(int* /*argc*/, char*** /*argv*/) {
-  if (const char* dir = std::getenv("CLX_FUZZ_WRITE_SEEDS")) {
-    write_seeds(dir);
-    std::exit(0);
-  }
-  return 0;
-}
+extern "C" int LLVMFuzzerInitialize(int* /*argc*/, char*** /*argv*/) { return clx::fuzz::initialize(write_seeds); }
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  static const std::string path = [] {
-    std::atexit([] { std::remove(input_path().c_str()); });
-    return input_path();
-  }();
-  {
-    std::ofstream file(path, std::ios::binary | std::ios::trunc);
-    file.write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(size));
-    if (!file) {
-      std::cerr << "cannot write " << path << "\n";
-      std::abort();
-    }
-  }
-  try {
-    const torch::Tensor values = clx::read_idx(path);
-    (void)values;
-  } catch (const clx::Error&) {
-    // Expected for damaged input.
-  }
-  return 0;
+  return clx::fuzz::test_file_input(data, size, "clx_fuzz_idx_", [](const std::string& path) { clx::read_idx(path); });
 }
