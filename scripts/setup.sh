@@ -14,6 +14,7 @@ PACKAGES=(
   clang libclang-rt-14-dev               # libFuzzer targets (tests/fuzz)
   nlohmann-json3-dev zlib1g-dev          # results.json, gzipped IDX files
   dataset-fashion-mnist                  # the real data of the default experiment
+  gnuplot-nox                            # report --plots
   slurm-wlm slurm-wlm-basic-plugins munge  # throwaway one-node Slurm of tests/slurm_preempt.sh (pmix plugin)
 )
 missing=()

@@ -59,6 +59,15 @@ if "$REPORT" "$WORK/split1" "$WORK/split2" "$WORK/joint" --csv "$WORK/table.csv"
 else
   fail "report exited non-zero"; cat "$WORK/report.err"
 fi
+# report --plots: PNG files (checked by their signature) for each method and the per-task curves.
+if "$REPORT" "$WORK/split1" "$WORK/split2" "$WORK/joint" --plots "$WORK/plots" > /dev/null 2> "$WORK/plots.err"; then
+  for png in finetune_accuracy_matrix.png joint_accuracy_matrix.png acc_after_each_task.png bwt_after_each_task.png; do
+    [ "$(head -c 8 "$WORK/plots/$png" 2>/dev/null | od -An -tx1 | tr -d ' \n')" = "89504e470d0a1a0a" ] \
+      && pass "report --plots wrote $png" || fail "report --plots: $png missing or not a PNG"
+  done
+else
+  fail "report --plots exited non-zero"; cat "$WORK/plots.err"
+fi
 "$REPORT" /nonexistent 2> "$WORK/report.err"; [ $? -ne 0 ] && grep -q "/nonexistent: no such run folder or results.json" "$WORK/report.err" \
   && pass "report: missing run folder is a clear error" || fail "report missing folder"
 
