@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "tests/expect_error.h"
+#include "tests/temp_dir_test.h"
 #include <hdf5.h>
 #include <torch/torch.h>
 #include <unistd.h>
@@ -154,20 +155,9 @@ void edit_file(const fs::path& path, Edit&& edit) {
   ASSERT_GE(H5Fclose(file), 0);
 }
 
-class CheckpointTest : public ::testing::Test {
+class CheckpointTest : public clx::testing_support::TempDirTest {
  protected:
-  void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::temp_directory_path() /
-           ("clx_test_ckpt_" + std::to_string(::getpid()) + "_" + info->test_suite_name() + "_" + info->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override {
-    std::error_code ignored;
-    fs::remove_all(dir_, ignored);
-  }
-  fs::path path(const std::string& name) const { return dir_ / name; }
+  CheckpointTest() : TempDirTest("clx_test_ckpt_") {}
   std::vector<std::string> names_in_dir() const {
     std::vector<std::string> names;
     for (const auto& entry : fs::directory_iterator(dir_)) names.push_back(entry.path().filename().string());
@@ -180,8 +170,6 @@ class CheckpointTest : public ::testing::Test {
     clx::write_checkpoint(file.string(), full_state());
     return file;
   }
-
-  fs::path dir_;
 };
 
 TEST_F(CheckpointTest, RoundTripsEveryFieldBitExactly) {

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "tests/expect_error.h"
+#include "tests/temp_dir_test.h"
 #include <torch/torch.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -79,20 +80,9 @@ Bytes noise(size_t count, uint32_t seed) {
   return out;
 }
 
-class IdxTest : public ::testing::Test {
+class IdxTest : public clx::testing_support::TempDirTest {
  protected:
-  void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::temp_directory_path() /
-           ("clx_test_idx_" + std::to_string(::getpid()) + "_" + info->test_suite_name() + "_" + info->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override {
-    std::error_code ignored;
-    fs::remove_all(dir_, ignored);
-  }
-  fs::path path(const std::string& name) const { return dir_ / name; }
+  IdxTest() : TempDirTest("clx_test_idx_") {}
 
   // A tiny MNIST-format split: `count` images of 2x3 pixels, labels 0..9.
   static Bytes image_pixels(uint32_t count) {
@@ -102,8 +92,6 @@ class IdxTest : public ::testing::Test {
     pixels[1] = 255;
     return pixels;
   }
-
-  fs::path dir_;
 };
 
 TEST_F(IdxTest, ReadsPlainUint8ImagesAndLabels) {

@@ -17,16 +17,6 @@ using namespace clx::testing_support;
 
 namespace {
 
-TrainerConfig config_for(int64_t batch) {
-  TrainerConfig config;
-  config.batch_size = batch;
-  config.epochs = 2;
-  config.lr = 0.1;
-  config.momentum = 0.9;
-  config.progress_seconds = 1e9;
-  return config;
-}
-
 // Relative tolerance against the largest element, so values near zero do not
 // demand more than float32 summation order can give.
 void expect_close(const NamedTensors& got, const NamedTensors& expected, double rtol) {
@@ -71,11 +61,11 @@ TEST(DistributedAnpyc, PruningRunGivesTheSameOmegaAndMasksAsOneProcess) {
   MultiHeadModel reference = tiny_mlp(stream, {8, 5}, 52);
   SingleCommunicator single;
   AnpycStrategy reference_anpyc(options);
-  Trainer reference_trainer(config_for(4), single, stream, reference.ptr(), reference_anpyc, quiet);
+  Trainer reference_trainer(clx::testing_support::small_trainer_config(4), single, stream, reference.ptr(), reference_anpyc, quiet);
 
   MultiHeadModel model = tiny_mlp(stream, {8, 5}, 52);
   AnpycStrategy anpyc(options);
-  Trainer trainer(config_for(4), *world, stream, model.ptr(), anpyc, quiet);
+  Trainer trainer(clx::testing_support::small_trainer_config(4), *world, stream, model.ptr(), anpyc, quiet);
   trainer.broadcast_parameters();
 
   for (int stage = 0; stage < 3; ++stage) {
@@ -107,10 +97,10 @@ TEST(DistributedBaselines, EwcFishersAndMasOmegaMatchOneProcess) {
     options.fisher_samples = 9;
     MultiHeadModel reference = tiny_mlp(stream, {6}, 53);
     EwcStrategy reference_ewc(options);
-    Trainer(config_for(4), single, stream, reference.ptr(), reference_ewc, quiet).run();
+    Trainer(clx::testing_support::small_trainer_config(4), single, stream, reference.ptr(), reference_ewc, quiet).run();
     MultiHeadModel model = tiny_mlp(stream, {6}, 53);
     EwcStrategy ewc(options);
-    Trainer(config_for(4), *world, stream, model.ptr(), ewc, quiet).run();
+    Trainer(clx::testing_support::small_trainer_config(4), *world, stream, model.ptr(), ewc, quiet).run();
     ASSERT_EQ(ewc.fishers().size(), 2u);
     ASSERT_EQ(reference_ewc.fishers().size(), 2u);
     for (size_t t = 0; t < 2; ++t) {
@@ -121,10 +111,10 @@ TEST(DistributedBaselines, EwcFishersAndMasOmegaMatchOneProcess) {
   {
     MultiHeadModel reference = tiny_mlp(stream, {6}, 54);
     MasStrategy reference_mas(1.0);
-    Trainer(config_for(4), single, stream, reference.ptr(), reference_mas, quiet).run();
+    Trainer(clx::testing_support::small_trainer_config(4), single, stream, reference.ptr(), reference_mas, quiet).run();
     MultiHeadModel model = tiny_mlp(stream, {6}, 54);
     MasStrategy mas(1.0);
-    Trainer(config_for(4), *world, stream, model.ptr(), mas, quiet).run();
+    Trainer(clx::testing_support::small_trainer_config(4), *world, stream, model.ptr(), mas, quiet).run();
     SCOPED_TRACE("MAS omega");
     expect_close(mas.omega(), reference_mas.omega(), 1e-4);
   }

@@ -39,16 +39,6 @@ clx::MultiHeadModel fresh_model(const clx::TaskStream& stream) {
   return clx::make_mlp(stream.input_shape, mlp, clx::head_sizes_for(stream, clx::HeadLayout::Multi));
 }
 
-clx::TrainerConfig small_config(int64_t global_batch) {
-  clx::TrainerConfig config;
-  config.batch_size = global_batch;
-  config.lr = 0.1;
-  config.momentum = 0.9;
-  config.epochs = 2;
-  config.progress_seconds = 1e9;
-  return config;
-}
-
 void expect_same_parameters(clx::MultiHeadModel& a, clx::MultiHeadModel& b) {
   auto pa = a->named_parameters(), pb = b->named_parameters();
   ASSERT_EQ(pa.size(), pb.size());
@@ -70,7 +60,7 @@ TEST(DataParallelTrainer, WorldSizeDoesNotChangeTheTrajectory) {
 
     clx::MultiHeadModel reference = fresh_model(stream);
     clx::SingleCommunicator single;
-    clx::Trainer reference_trainer(small_config(global_batch), single, stream, reference.ptr(), strategy, quiet);
+    clx::Trainer reference_trainer(clx::testing_support::small_trainer_config(global_batch), single, stream, reference.ptr(), strategy, quiet);
     reference_trainer.train_stage(0, {0});
 
     clx::MultiHeadModel distributed = fresh_model(stream);
@@ -79,7 +69,7 @@ TEST(DataParallelTrainer, WorldSizeDoesNotChangeTheTrajectory) {
       torch::NoGradGuard no_grad;
       for (auto& p : distributed->parameters()) p.uniform_(-1, 1);
     }
-    clx::Trainer trainer(small_config(global_batch), *world, stream, distributed.ptr(), strategy, quiet);
+    clx::Trainer trainer(clx::testing_support::small_trainer_config(global_batch), *world, stream, distributed.ptr(), strategy, quiet);
     trainer.broadcast_parameters();
     trainer.train_stage(0, {0});
 
@@ -97,9 +87,9 @@ TEST(DataParallelTrainer, FullRunMatchesSingleProcessAccuracyMatrix) {
   clx::Logger quiet(1, "");
   clx::MultiHeadModel reference = fresh_model(stream);
   clx::SingleCommunicator single;
-  const auto expected = clx::Trainer(small_config(16), single, stream, reference.ptr(), strategy, quiet).run();
+  const auto expected = clx::Trainer(clx::testing_support::small_trainer_config(16), single, stream, reference.ptr(), strategy, quiet).run();
   clx::MultiHeadModel distributed = fresh_model(stream);
-  const auto got = clx::Trainer(small_config(16), *world, stream, distributed.ptr(), strategy, quiet).run();
+  const auto got = clx::Trainer(clx::testing_support::small_trainer_config(16), *world, stream, distributed.ptr(), strategy, quiet).run();
   ASSERT_EQ(got.matrix.stages.size(), 2u);
   EXPECT_EQ(got.matrix.initial, expected.matrix.initial);
   for (size_t j = 0; j < 2; ++j)
@@ -112,7 +102,7 @@ TEST(DataParallelTrainer, PerturbedRankIsCaughtByFingerprints) {
   clx::FinetuneStrategy strategy;
   clx::Logger quiet(1, "");
   clx::MultiHeadModel model = fresh_model(stream);
-  clx::Trainer trainer(small_config(16), *world, stream, model.ptr(), strategy, quiet);
+  clx::Trainer trainer(clx::testing_support::small_trainer_config(16), *world, stream, model.ptr(), strategy, quiet);
   trainer.broadcast_parameters();
   const std::string before = trainer.state_fingerprints();
   if (world->size() < 2) return;
@@ -135,7 +125,7 @@ TEST(DataParallelTrainer, DivergingLossStopsEveryRank) {
   clx::FinetuneStrategy strategy;
   clx::Logger quiet(1, "");
   clx::MultiHeadModel model = fresh_model(stream);
-  clx::TrainerConfig config = small_config(16);
+  clx::TrainerConfig config = clx::testing_support::small_trainer_config(16);
   config.lr = 1e30;
   clx::Trainer trainer(config, *world, stream, model.ptr(), strategy, quiet);
   try {
