@@ -79,7 +79,9 @@ TrainOptions parse_train_options(int argc, const char* const* argv) {
       ("train.momentum", po::value<double>(&options.trainer.momentum)->default_value(0.0), "SGD momentum")
       ("train.weight_decay", po::value<double>(&options.trainer.weight_decay)->default_value(0.0), "L2 weight decay")
       ("train.seed", po::value<uint64_t>(&options.trainer.seed)->default_value(1), "seed of initial weights and of the sampling order")
-      ("train.bucket_mb", po::value<double>()->default_value(25.0), "gradient all-reduce bucket size in MiB");
+      ("train.bucket_mb", po::value<double>()->default_value(25.0), "gradient all-reduce bucket size in MiB")
+      ("train.overlap_allreduce", po::value<bool>(&options.trainer.overlap_allreduce)->default_value(true),
+       "all-reduce gradient buckets while backward is still running (false: after backward)");
 
   po::options_description eval("Evaluation [eval]");
   eval.add_options()

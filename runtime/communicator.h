@@ -16,6 +16,26 @@ namespace clx {
 
 enum class ReduceOp { Sum, Max, Min };
 
+// A collective started by an *_async call. Its tensor must stay alive and
+// untouched until wait() returns. Collectives complete in the order they were
+// started, and every rank must start them in the same order.
+class PendingCollective {
+ public:
+  virtual ~PendingCollective() = default;
+  // Gives the backend a chance to progress without blocking; true once complete.
+  virtual bool test() = 0;
+  // Blocks until complete; afterwards the tensor holds the result (for CUDA:
+  // work queued later on the current stream sees the result).
+  virtual void wait() = 0;
+};
+
+// What a blocking backend returns from allreduce_async: the work is already done.
+class CompletedCollective final : public PendingCollective {
+ public:
+  bool test() override { return true; }
+  void wait() override {}
+};
+
 class Communicator {
  public:
   virtual ~Communicator() = default;
@@ -31,6 +51,13 @@ class Communicator {
 
   // In-place reduction of a contiguous tensor across all ranks.
   virtual void allreduce(torch::Tensor& tensor, ReduceOp op) = 0;
+  // Starts an in-place reduction and returns at once where the backend can
+  // overlap it with computation (MPI non-blocking collectives, an NCCL stream);
+  // the default reduces before returning.
+  virtual std::unique_ptr<PendingCollective> allreduce_async(torch::Tensor& tensor, ReduceOp op) {
+    allreduce(tensor, op);
+    return std::make_unique<CompletedCollective>();
+  }
   // In-place broadcast of a contiguous tensor from `root`.
   virtual void broadcast(torch::Tensor& tensor, int root) = 0;
   // Returns a tensor of shape [size(), *tensor.shape] with every rank's input.

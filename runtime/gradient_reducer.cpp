@@ -4,9 +4,13 @@
 
 namespace clx {
 
-GradientReducer::GradientReducer(Communicator& comm, std::vector<torch::Tensor> parameters, int64_t bucket_bytes)
+GradientReducer::GradientReducer(Communicator& comm, std::vector<torch::Tensor> parameters, int64_t bucket_bytes,
+                                 bool overlap)
     : comm_(comm), parameters_(std::move(parameters)) {
   if (bucket_bytes <= 0) throw Error("train.bucket_mb must be positive");
+  bucket_of_.assign(parameters_.size(), 0);
+  offset_of_.assign(parameters_.size(), 0);
+  slot_filled_.assign(parameters_.size(), false);
   Bucket current;
   int64_t current_bytes = 0;
   for (size_t k = parameters_.size(); k-- > 0;) {
@@ -20,17 +24,33 @@ GradientReducer::GradientReducer(Communicator& comm, std::vector<torch::Tensor> 
       current_bytes = 0;
     }
     current.parameter_indices.push_back(k);
+    current.offsets.push_back(current.gradient_elements);
     current.gradient_elements += parameter.numel();
     current_bytes += bytes;
   }
   if (!current.parameter_indices.empty()) buckets_.push_back(std::move(current));
-  // Side sums ride in the last bucket: a few scalars never justify a collective of their own.
-  side_capacity_ = 16;
   for (size_t b = 0; b < buckets_.size(); ++b) {
-    const int64_t extra = b + 1 == buckets_.size() ? side_capacity_ : 0;
-    buckets_[b].flat = torch::zeros({buckets_[b].gradient_elements + extra},
-                                    parameters_.empty() ? torch::TensorOptions() : parameters_[0].options());
+    Bucket& bucket = buckets_[b];
+    // Side sums ride in the last bucket: a few scalars never justify a collective of their own.
+    const int64_t extra = b + 1 == buckets_.size() ? kMaxSideSums : 0;
+    bucket.flat = torch::zeros({bucket.gradient_elements + extra},
+                               parameters_[bucket.parameter_indices[0]].options().requires_grad(false));
+    for (size_t i = 0; i < bucket.parameter_indices.size(); ++i) {
+      bucket_of_[bucket.parameter_indices[i]] = b;
+      offset_of_[bucket.parameter_indices[i]] = bucket.offsets[i];
+    }
   }
+  if (overlap && comm_.size() > 1) {
+    for (size_t k = 0; k < parameters_.size(); ++k)
+      hook_handles_.push_back(parameters_[k].register_hook([this, k](const torch::Tensor& grad) { on_gradient(k, grad); }));
+  }
+}
+
+GradientReducer::~GradientReducer() {
+  for (size_t k = 0; k < hook_handles_.size(); ++k) parameters_[k].remove_hook(hook_handles_[k]);
+  // A step abandoned by an exception may still have collectives in flight;
+  // their destructors complete them before the buckets are freed.
+  for (Bucket& bucket : buckets_) bucket.pending.reset();
 }
 
 std::vector<std::vector<size_t>> GradientReducer::bucket_layout() const {
@@ -39,9 +59,43 @@ std::vector<std::vector<size_t>> GradientReducer::bucket_layout() const {
   return layout;
 }
 
+void GradientReducer::copy_slot_from_parameter(size_t index) {
+  const torch::Tensor& parameter = parameters_[index];
+  torch::Tensor slot = buckets_[bucket_of_[index]].flat.narrow(0, offset_of_[index], parameter.numel());
+  const torch::Tensor& grad = parameter.grad();
+  if (grad.defined()) slot.copy_(grad.reshape({-1}));
+  else slot.zero_();
+}
+
+void GradientReducer::start_bucket(size_t b) {
+  Bucket& bucket = buckets_[b];
+  const bool last = b + 1 == buckets_.size();
+  if (last && side_sums_.defined())
+    bucket.flat.narrow(0, bucket.gradient_elements, side_sums_.numel()).copy_(side_sums_.reshape({-1}));
+  bucket.pending = comm_.allreduce_async(bucket.flat, ReduceOp::Sum);
+}
+
+void GradientReducer::write_back(torch::Tensor side_sums) {
+  const double scale = 1.0 / comm_.size();
+  for (size_t b = 0; b < buckets_.size(); ++b) {
+    Bucket& bucket = buckets_[b];
+    bucket.pending->wait();
+    bucket.pending.reset();
+    bucket.flat.narrow(0, 0, bucket.gradient_elements).mul_(scale);
+    for (size_t i = 0; i < bucket.parameter_indices.size(); ++i) {
+      torch::Tensor& parameter = parameters_[bucket.parameter_indices[i]];
+      torch::Tensor slot = bucket.flat.narrow(0, bucket.offsets[i], parameter.numel()).view(parameter.sizes());
+      if (parameter.grad().defined()) parameter.mutable_grad().copy_(slot);
+      else parameter.mutable_grad() = slot.clone();
+    }
+    if (b + 1 == buckets_.size() && side_sums.defined())
+      side_sums.copy_(bucket.flat.narrow(0, bucket.gradient_elements, side_sums.numel()).view(side_sums.sizes()));
+  }
+}
+
 void GradientReducer::reduce(torch::Tensor side_sums) {
   torch::NoGradGuard no_grad;
-  if (side_sums.defined() && side_sums.numel() > side_capacity_)
+  if (side_sums.defined() && side_sums.numel() > kMaxSideSums)
     throw Error("GradientReducer: at most 16 side sums");
   if (comm_.size() == 1) {
     // Nothing to exchange; only make the set of gradients the same as a multi-rank run's.
@@ -53,34 +107,73 @@ void GradientReducer::reduce(torch::Tensor side_sums) {
     if (side_sums.defined()) comm_.allreduce(side_sums, ReduceOp::Sum);
     return;
   }
-  const double scale = 1.0 / comm_.size();
+  side_sums_ = side_sums;
+  // The copy into bucket b+1 overlaps bucket b's reduction.
   for (size_t b = 0; b < buckets_.size(); ++b) {
-    Bucket& bucket = buckets_[b];
-    const bool last = b + 1 == buckets_.size();
-    int64_t offset = 0;
-    for (size_t index : bucket.parameter_indices) {
-      const torch::Tensor& parameter = parameters_[index];
-      torch::Tensor slot = bucket.flat.narrow(0, offset, parameter.numel());
-      const torch::Tensor& grad = parameter.grad();
-      if (grad.defined()) slot.copy_(grad.reshape({-1}));
-      else slot.zero_();
-      offset += parameter.numel();
-    }
-    if (last && side_sums.defined())
-      bucket.flat.narrow(0, offset, side_sums.numel()).copy_(side_sums.reshape({-1}));
-    comm_.allreduce(bucket.flat, ReduceOp::Sum);
-    bucket.flat.narrow(0, 0, bucket.gradient_elements).mul_(scale);
-    offset = 0;
-    for (size_t index : bucket.parameter_indices) {
-      torch::Tensor& parameter = parameters_[index];
-      torch::Tensor slot = bucket.flat.narrow(0, offset, parameter.numel()).view(parameter.sizes());
-      if (parameter.grad().defined()) parameter.mutable_grad().copy_(slot);
-      else parameter.mutable_grad() = slot.clone();
-      offset += parameter.numel();
-    }
-    if (last && side_sums.defined())
-      side_sums.copy_(bucket.flat.narrow(0, offset, side_sums.numel()).view(side_sums.sizes()));
+    for (size_t index : buckets_[b].parameter_indices) copy_slot_from_parameter(index);
+    start_bucket(b);
   }
+  side_sums_ = torch::Tensor();
+  write_back(side_sums);
+}
+
+void GradientReducer::begin_backward(torch::Tensor side_sums) {
+  if (side_sums.defined() && side_sums.numel() > kMaxSideSums)
+    throw Error("GradientReducer: at most 16 side sums");
+  if (!overlapping()) {
+    side_sums_ = side_sums;  // reduced by finish_backward
+    return;
+  }
+  if (armed_) throw Error("GradientReducer: begin_backward called twice without finish_backward");
+  side_sums_ = side_sums;
+  std::fill(slot_filled_.begin(), slot_filled_.end(), false);
+  for (Bucket& bucket : buckets_) bucket.waiting = static_cast<int64_t>(bucket.parameter_indices.size());
+  next_to_start_ = 0;
+  armed_ = true;
+}
+
+void GradientReducer::on_gradient(size_t index, const torch::Tensor& grad) {
+  if (!armed_) return;  // an importance pass or evaluation, not a training step
+  torch::NoGradGuard no_grad;
+  if (slot_filled_[index])
+    throw Error("GradientReducer: parameter " + std::to_string(index) +
+                " received a second gradient in one step; overlapped all-reduce needs exactly one backward per step "
+                "(set train.overlap_allreduce=false)");
+  Bucket& bucket = buckets_[bucket_of_[index]];
+  bucket.flat.narrow(0, offset_of_[index], grad.numel()).copy_(grad.reshape({-1}));
+  slot_filled_[index] = true;
+  --bucket.waiting;
+  start_ready_buckets();
+}
+
+void GradientReducer::start_ready_buckets() {
+  while (next_to_start_ < buckets_.size() && buckets_[next_to_start_].waiting == 0) start_bucket(next_to_start_++);
+  // Non-blocking MPI collectives progress only inside MPI calls: poke the oldest one.
+  for (size_t b = 0; b < next_to_start_; ++b)
+    if (buckets_[b].pending && !buckets_[b].pending->test()) break;
+}
+
+void GradientReducer::finish_backward() {
+  torch::NoGradGuard no_grad;
+  torch::Tensor side_sums = side_sums_;
+  if (!overlapping()) {
+    side_sums_ = torch::Tensor();
+    reduce(side_sums);
+    return;
+  }
+  if (!armed_) throw Error("GradientReducer: finish_backward without begin_backward");
+  armed_ = false;
+  // Parameters backward did not reach on this rank contribute zeros (or a
+  // gradient set by hand); then every remaining bucket starts, in order.
+  for (size_t b = next_to_start_; b < buckets_.size(); ++b) {
+    Bucket& bucket = buckets_[b];
+    for (size_t index : bucket.parameter_indices)
+      if (!slot_filled_[index]) copy_slot_from_parameter(index);
+    bucket.waiting = 0;
+  }
+  start_ready_buckets();
+  side_sums_ = torch::Tensor();
+  write_back(side_sums);
 }
 
 }  // namespace clx

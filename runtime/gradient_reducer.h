@@ -5,8 +5,23 @@
 // construction and therefore identical on every rank; each bucket is reduced
 // with one fused all-reduce and scaled by 1/world_size. Buckets are filled in
 // reverse parameter order, the order backward produces gradients in.
+//
+// Two ways to use it, with the same result bit for bit:
+//  - after backward: reduce(side) copies every gradient and reduces bucket by
+//    bucket;
+//  - overlapped with backward (as PyTorch DDP and Horovod do):
+//    begin_backward(side) before backward arms hooks on the parameters; each
+//    gradient is copied into its bucket the moment autograd produces it, and a
+//    full bucket starts its all-reduce at once (non-blocking) while backward
+//    goes on with earlier layers; finish_backward() after backward starts
+//    what is left, waits, and writes the averages back.
+// Buckets always start in bucket order, on every rank: a bucket that is full
+// waits for the ones before it, so ranks whose local batches leave different
+// parameters unused (a head with no local sample) still issue the same
+// sequence of collectives.
 #include <torch/torch.h>
 
+#include <memory>
 #include <vector>
 
 #include "runtime/communicator.h"
@@ -16,9 +31,15 @@ namespace clx {
 class GradientReducer {
  public:
   static constexpr int64_t kDefaultBucketBytes = 25LL << 20;
+  static constexpr int64_t kMaxSideSums = 16;
 
+  // `overlap`: register the hooks begin_backward() needs (a 1-rank job never
+  // needs them). Hooks are removed when the reducer is destroyed.
   GradientReducer(Communicator& comm, std::vector<torch::Tensor> parameters,
-                  int64_t bucket_bytes = kDefaultBucketBytes);
+                  int64_t bucket_bytes = kDefaultBucketBytes, bool overlap = false);
+  ~GradientReducer();
+  GradientReducer(const GradientReducer&) = delete;
+  GradientReducer& operator=(const GradientReducer&) = delete;
 
   // Replaces every parameter's gradient by its average over ranks. A gradient
   // that backward did not produce on this rank (a head no local sample used)
@@ -27,6 +48,15 @@ class GradientReducer {
   // and counts), is summed across ranks in the same collective, in place.
   void reduce(torch::Tensor side_sums = {});
 
+  // Overlapped form of reduce(): call begin_backward before the one backward
+  // of a step, finish_backward after it. Needs overlap=true at construction.
+  // `side_sums` is read when its bucket starts and written by finish_backward.
+  void begin_backward(torch::Tensor side_sums = {});
+  void finish_backward();
+
+  bool overlapping() const { return !hook_handles_.empty(); }
+  // Buckets whose all-reduce has started in the current step (overlap only).
+  size_t buckets_started() const { return next_to_start_; }
   size_t bucket_count() const { return buckets_.size(); }
   // Parameter indices of each bucket, in reduction order.
   std::vector<std::vector<size_t>> bucket_layout() const;
@@ -34,14 +64,29 @@ class GradientReducer {
  private:
   struct Bucket {
     std::vector<size_t> parameter_indices;
+    std::vector<int64_t> offsets;  // of each parameter's slot in `flat`
     int64_t gradient_elements = 0;
     torch::Tensor flat;  // gradient_elements (+ side sums for the last bucket)
+    int64_t waiting = 0;  // gradients not yet copied in this step
+    std::unique_ptr<PendingCollective> pending;
   };
+
+  void on_gradient(size_t parameter_index, const torch::Tensor& grad);
+  void start_ready_buckets();
+  void start_bucket(size_t b);
+  void copy_slot_from_parameter(size_t parameter_index);
+  void write_back(torch::Tensor side_sums);
 
   Communicator& comm_;
   std::vector<torch::Tensor> parameters_;
   std::vector<Bucket> buckets_;
-  int64_t side_capacity_ = 0;
+  std::vector<size_t> bucket_of_;       // parameter index -> bucket
+  std::vector<int64_t> offset_of_;      // parameter index -> offset in its bucket
+  std::vector<bool> slot_filled_;       // parameter index -> gradient copied this step
+  std::vector<unsigned> hook_handles_;  // parameter index -> hook handle (overlap only)
+  bool armed_ = false;
+  size_t next_to_start_ = 0;
+  torch::Tensor side_sums_;
 };
 
 }  // namespace clx

@@ -27,6 +27,8 @@ class MpiCommunicator final : public Communicator {
   std::string backend() const override { return "mpi"; }
 
   void allreduce(torch::Tensor& tensor, ReduceOp op) override;
+  // MPI_Iallreduce; progressed by test() and completed by wait() (watched).
+  std::unique_ptr<PendingCollective> allreduce_async(torch::Tensor& tensor, ReduceOp op) override;
   void broadcast(torch::Tensor& tensor, int root) override;
   torch::Tensor allgather(const torch::Tensor& tensor) override;
   std::vector<std::string> allgather_strings(const std::string& value) override;
@@ -47,6 +49,7 @@ class MpiCommunicator final : public Communicator {
    private:
     MpiCommunicator& owner_;
   };
+  class PendingAllreduce;
   void watchdog_loop();
   void stop_watchdog();
 

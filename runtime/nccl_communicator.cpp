@@ -59,10 +59,52 @@ NcclCommunicator::NcclCommunicator() {
   mpi_.broadcast(id_bytes, 0);
   std::memcpy(&id, id_bytes.data_ptr(), sizeof(id));
   check_nccl(ncclCommInitRank(&comm_, mpi_.size(), id, mpi_.rank()), "CommInitRank");
+  check_cuda(cudaStreamCreateWithFlags(&overlap_stream_, cudaStreamNonBlocking), "StreamCreateWithFlags");
 }
 
 NcclCommunicator::~NcclCommunicator() {
+  if (overlap_stream_ != nullptr) cudaStreamSynchronize(overlap_stream_);
   if (comm_ != nullptr) ncclCommDestroy(comm_);
+  if (overlap_stream_ != nullptr) cudaStreamDestroy(overlap_stream_);
+}
+
+class NcclCommunicator::PendingAllreduce final : public PendingCollective {
+ public:
+  PendingAllreduce(cudaEvent_t done, cudaStream_t compute_stream) : done_(done), compute_stream_(compute_stream) {}
+  ~PendingAllreduce() override {
+    if (done_ != nullptr) {
+      cudaStreamWaitEvent(compute_stream_, done_, 0);
+      cudaEventDestroy(done_);
+    }
+  }
+  bool test() override { return done_ == nullptr || cudaEventQuery(done_) == cudaSuccess; }
+  void wait() override {
+    if (done_ == nullptr) return;
+    check_cuda(cudaStreamWaitEvent(compute_stream_, done_, 0), "StreamWaitEvent after AllReduce");
+    // Destroying a recorded event is allowed: CUDA releases it once it completes.
+    cudaEventDestroy(done_);
+    done_ = nullptr;
+  }
+
+ private:
+  cudaEvent_t done_;
+  cudaStream_t compute_stream_;
+};
+
+std::unique_ptr<PendingCollective> NcclCommunicator::allreduce_async(torch::Tensor& tensor, ReduceOp op) {
+  require_device_tensor(tensor, "allreduce");
+  cudaEvent_t ready = nullptr, done = nullptr;
+  check_cuda(cudaEventCreateWithFlags(&ready, cudaEventDisableTiming), "EventCreate");
+  check_cuda(cudaEventCreateWithFlags(&done, cudaEventDisableTiming), "EventCreate");
+  // The bucket was filled by kernels on the compute stream: start after them.
+  check_cuda(cudaEventRecord(ready, stream_), "EventRecord");
+  check_cuda(cudaStreamWaitEvent(overlap_stream_, ready, 0), "StreamWaitEvent");
+  cudaEventDestroy(ready);
+  check_nccl(ncclAllReduce(tensor.data_ptr(), tensor.data_ptr(), static_cast<size_t>(tensor.numel()),
+                           nccl_type(tensor), nccl_op(op), comm_, overlap_stream_),
+             "AllReduce");
+  check_cuda(cudaEventRecord(done, overlap_stream_), "EventRecord");
+  return std::make_unique<PendingAllreduce>(done, stream_);
 }
 
 void NcclCommunicator::require_device_tensor(const torch::Tensor& tensor, const char* operation) const {

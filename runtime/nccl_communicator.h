@@ -28,6 +28,10 @@ class NcclCommunicator final : public Communicator {
   torch::Device device() const override { return torch::Device(torch::kCUDA, device_index_); }
 
   void allreduce(torch::Tensor& tensor, ReduceOp op) override;
+  // Queued on a separate non-blocking stream after the work already queued on
+  // the compute stream; wait() makes the compute stream wait for it without
+  // blocking the host, so backward keeps running while buckets reduce.
+  std::unique_ptr<PendingCollective> allreduce_async(torch::Tensor& tensor, ReduceOp op) override;
   void broadcast(torch::Tensor& tensor, int root) override;
   torch::Tensor allgather(const torch::Tensor& tensor) override;
   std::vector<std::string> allgather_strings(const std::string& value) override {
@@ -39,6 +43,7 @@ class NcclCommunicator final : public Communicator {
   [[noreturn]] void abort(int exit_code) override;
 
  private:
+  class PendingAllreduce;
   void require_device_tensor(const torch::Tensor& tensor, const char* operation) const;
   void synchronize(const char* operation);
 
@@ -48,6 +53,9 @@ class NcclCommunicator final : public Communicator {
   // uses unless told otherwise, so it is ordered after the kernels that
   // produced the gradients without extra events.
   cudaStream_t stream_ = cudaStreamLegacy;
+  // Stream for overlapped all-reduces. Non-blocking: a stream created the
+  // ordinary way would synchronise with the legacy stream and overlap nothing.
+  cudaStream_t overlap_stream_ = nullptr;
   int device_index_ = 0;
 };
 

@@ -167,7 +167,7 @@ StageRecord Trainer::train_stage(int stage, const std::vector<int>& tasks) {
     optimizer->load(archive);
     resume_optimizer_ = torch::Tensor();
   }
-  GradientReducer reducer(comm_, trainable, config_.bucket_bytes);
+  GradientReducer reducer(comm_, trainable, config_.bucket_bytes, config_.overlap_allreduce);
 
   // The stage's training data is the concatenation of its tasks' training splits.
   std::vector<int64_t> offsets{0};
@@ -253,15 +253,17 @@ StageRecord Trainer::train_stage(int stage, const std::vector<int>& tasks) {
         torch::Tensor loss = loss_sum * context.loss_scale;
         torch::Tensor penalty = strategy_.penalty_loss(context);
         if (penalty.defined()) loss = loss + penalty;
-        if (loss.requires_grad()) loss.backward();
-        context.batch_features = torch::Tensor();
 
-        // Loss, counts and the stop request ride in the gradient all-reduce.
+        // Loss, counts and the stop request ride in the gradient all-reduce,
+        // which runs while backward does when train.overlap_allreduce is on.
         const float stop = stop_flag_ != nullptr && stop_flag_->load() > 0 ? 1.0f : 0.0f;
         torch::Tensor side =
             torch::tensor({loss_sum.item<float>(), static_cast<float>(correct),
                            penalty.defined() ? penalty.item<float>() / static_cast<float>(world) : 0.0f, stop});
-        reducer.reduce(side);
+        reducer.begin_backward(side);
+        if (loss.requires_grad()) loss.backward();
+        context.batch_features = torch::Tensor();
+        reducer.finish_backward();
         const double batch_loss = side[0].item<double>() / global_count;
         const double penalty_value = side[2].item<double>();
         if (!std::isfinite(batch_loss) || !std::isfinite(penalty_value)) {

@@ -34,6 +34,8 @@ struct TrainerConfig {
   HeadLayout heads = HeadLayout::Multi;
   std::string eval_split = "test";  // test | validation
   int64_t bucket_bytes = GradientReducer::kDefaultBucketBytes;
+  // All-reduce gradient buckets while backward is still running.
+  bool overlap_allreduce = true;
   double progress_seconds = 10.0;
   bool check_consistency = true;  // compare state fingerprints across ranks after each stage
   // Checkpoints: none when checkpoint_dir is empty. Written after every stage

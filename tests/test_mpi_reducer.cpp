@@ -61,6 +61,70 @@ TEST(GradientReducer, AveragesEveryBucketAndSumsSideValues) {
   EXPECT_FLOAT_EQ(side[1].item<float>(), n * (n - 1) / 2.0f);
 }
 
+// Gradients of a small two-head network on this rank's own data. Head 1 is
+// used only on ranks other than 0, as when rank 0's local batch has no sample
+// of that task.
+std::vector<torch::Tensor> two_head_network_gradients(clx::GradientReducer& reducer, bool overlapped,
+                                                      std::vector<torch::Tensor>& parameters, torch::Tensor& side,
+                                                      size_t* started_during_backward = nullptr) {
+  torch::manual_seed(7);
+  const int r = world->rank();
+  torch::Tensor inputs = torch::randn({6, 5}) + r;
+  for (auto& p : parameters) p.mutable_grad() = torch::Tensor();
+  torch::Tensor hidden = torch::relu(inputs.mm(parameters[0]) + parameters[1]);
+  torch::Tensor loss = hidden.mm(parameters[2]).pow(2).sum();
+  if (r != 0) loss = loss + hidden.mm(parameters[3]).sum();
+  side = torch::tensor({loss.item<float>(), 1.0f});
+  if (overlapped) {
+    reducer.begin_backward(side);
+    loss.backward();
+    if (started_during_backward != nullptr) *started_during_backward = reducer.buckets_started();
+    reducer.finish_backward();
+  } else {
+    loss.backward();
+    reducer.reduce(side);
+  }
+  std::vector<torch::Tensor> grads;
+  for (auto& p : parameters) grads.push_back(p.grad().clone());
+  return grads;
+}
+
+TEST(GradientReducer, OverlappedWithBackwardEqualsReducingAfterIt) {
+  const int n = world->size();
+  torch::manual_seed(3);
+  std::vector<torch::Tensor> parameters{torch::randn({5, 8}), torch::randn({8}), torch::randn({8, 3}),
+                                        torch::randn({8, 2})};
+  for (auto& p : parameters) p.set_requires_grad(true);
+  // One parameter per bucket, so buckets start one by one while backward runs
+  // and the unused head (parameter 3, the first bucket) holds back the rest on rank 0.
+  for (int64_t bucket_bytes : {int64_t{16}, int64_t{1} << 20}) {
+    clx::GradientReducer after(*world, parameters, bucket_bytes, /*overlap=*/false);
+    torch::Tensor side_after, side_overlapped;
+    const auto expected = two_head_network_gradients(after, false, parameters, side_after);
+    clx::GradientReducer overlapped(*world, parameters, bucket_bytes, /*overlap=*/true);
+    EXPECT_EQ(overlapped.overlapping(), n > 1);
+    // Twice: the reducer must re-arm for every step.
+    for (int step = 0; step < 2; ++step) {
+      size_t started = 0;
+      const auto got = two_head_network_gradients(overlapped, true, parameters, side_overlapped, &started);
+      if (n > 1 && bucket_bytes == 16) {
+        // Other ranks start all four buckets inside backward; on rank 0 the
+        // unused head's bucket comes first, so nothing may start before finish.
+        EXPECT_EQ(started, world->rank() == 0 ? 0u : 4u);
+      }
+      for (size_t k = 0; k < parameters.size(); ++k)
+        EXPECT_TRUE(got[k].equal(expected[k])) << "parameter " << k << ", bucket bytes " << bucket_bytes;
+      EXPECT_TRUE(side_overlapped.equal(side_after));
+    }
+    EXPECT_FLOAT_EQ(side_after[1].item<float>(), static_cast<float>(n));
+  }
+  // Outside begin/finish the hooks do nothing: a plain backward leaves local gradients.
+  clx::GradientReducer overlapped(*world, parameters, 1 << 20, /*overlap=*/true);
+  for (auto& p : parameters) p.mutable_grad() = torch::Tensor();
+  (parameters[0].sum() * (world->rank() + 1)).backward();
+  EXPECT_TRUE(parameters[0].grad().equal(torch::full({5, 8}, static_cast<float>(world->rank() + 1))));
+}
+
 TEST(GradientReducer, BucketLayoutIsReverseParameterOrder) {
   std::vector<torch::Tensor> parameters{torch::zeros({4}), torch::zeros({4}), torch::zeros({4})};
   clx::GradientReducer one_bucket(*world, parameters, 1 << 20);
