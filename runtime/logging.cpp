@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <stdexcept>
@@ -93,6 +94,91 @@ void Progress::update(int64_t done, const std::string& detail) {
   line << " elapsed " << format_duration(elapsed) << " left " << format_duration(left);
   if (logger_.interactive()) logger_.status(line.str());
   else logger_.info(line.str());
+}
+
+void SequenceClock::start_stage(int stage, int64_t epochs, int64_t epochs_done, double now) {
+  stage_ = stage;
+  epochs_ = epochs;
+  epochs_done_ = epochs_done;
+  stage_start_ = last_epoch_end_ = now;
+  main_done_ = false;
+  stage_epoch_seconds_ = 0.0;
+  stage_epochs_timed_ = 0;
+}
+
+void SequenceClock::epoch_done(int64_t epochs_done, double now) {
+  const double seconds = now - last_epoch_end_;
+  last_epoch_end_ = now;
+  epochs_done_ = epochs_done;
+  stage_epoch_seconds_ += seconds;
+  ++stage_epochs_timed_;
+  all_epoch_seconds_ += seconds;
+  ++all_epochs_timed_;
+}
+
+void SequenceClock::main_training_done(double now) {
+  main_done_ = true;
+  main_end_ = now;
+}
+
+void SequenceClock::stage_done(bool complete, double now) {
+  if (complete) {
+    stage_seconds_.push_back(now - stage_start_);
+    rest_seconds_.push_back(main_done_ ? now - main_end_ : 0.0);
+  }
+}
+
+std::optional<double> SequenceClock::epoch_mean() const {
+  // This stage's epochs first: tasks can differ in size.
+  if (stage_epochs_timed_ > 0) return stage_epoch_seconds_ / static_cast<double>(stage_epochs_timed_);
+  if (all_epochs_timed_ > 0) return all_epoch_seconds_ / static_cast<double>(all_epochs_timed_);
+  return std::nullopt;
+}
+
+std::optional<double> SequenceClock::rest_mean() const {
+  if (rest_seconds_.empty()) return std::nullopt;
+  double sum = 0.0;
+  for (double seconds : rest_seconds_) sum += seconds;
+  return sum / static_cast<double>(rest_seconds_.size());
+}
+
+std::optional<double> SequenceClock::stage_mean() const {
+  if (!stage_seconds_.empty()) {
+    double sum = 0.0;
+    for (double seconds : stage_seconds_) sum += seconds;
+    return sum / static_cast<double>(stage_seconds_.size());
+  }
+  const auto epoch = epoch_mean();
+  if (!epoch) return std::nullopt;
+  return static_cast<double>(epochs_) * *epoch + rest_mean().value_or(0.0);
+}
+
+std::optional<double> SequenceClock::stage_left(double now) const {
+  if (main_done_) {
+    // Importance, pruning and evaluation: as long as in the stages before, if any were timed.
+    const auto rest = rest_mean();
+    if (!rest) return std::nullopt;
+    return std::max(0.0, *rest - (now - main_end_));
+  }
+  const auto epoch = epoch_mean();
+  if (!epoch) return std::nullopt;
+  return static_cast<double>(std::max<int64_t>(0, epochs_ - epochs_done_)) * *epoch + rest_mean().value_or(0.0);
+}
+
+std::optional<double> SequenceClock::sequence_left(double now) const {
+  const auto stage = stage_left(now);
+  const auto per_stage = stage_mean();
+  if (!stage || !per_stage) return std::nullopt;
+  return *stage + static_cast<double>(std::max(0, stages_ - stage_ - 1)) * *per_stage;
+}
+
+std::string SequenceClock::describe(double now, const std::string& stage_name) const {
+  const auto stage = stage_left(now);
+  const auto sequence = sequence_left(now);
+  std::string text;
+  if (stage) text = stage_name + " ~" + format_duration(*stage) + " left";
+  if (sequence && stages_ > 1) text += (text.empty() ? "" : ", ") + std::string("sequence ~") + format_duration(*sequence) + " left";
+  return text;
 }
 
 }  // namespace clx

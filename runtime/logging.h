@@ -4,7 +4,9 @@
 // lines otherwise (batch jobs, Slurm output files, pipes).
 #include <chrono>
 #include <fstream>
+#include <optional>
 #include <string>
+#include <vector>
 
 namespace clx {
 
@@ -48,5 +50,42 @@ class Progress {
 };
 
 std::string format_duration(double seconds);
+
+// Estimates of the time left in the current stage (task) and in the whole
+// sequence, from what this process has timed so far: the main-training epochs
+// of the current stage, and the stages already completed (which include what
+// follows the epochs: importance, pruning and retraining, evaluation). Times
+// are seconds on one monotonic clock, passed in so the arithmetic is testable.
+class SequenceClock {
+ public:
+  explicit SequenceClock(int stages = 0) : stages_(stages) {}
+  // `epochs` main-training epochs, of which `epochs_done` were done before a resume.
+  void start_stage(int stage, int64_t epochs, int64_t epochs_done, double now);
+  void epoch_done(int64_t epochs_done, double now);
+  void main_training_done(double now);
+  // `complete` false: the stage was resumed midway, so its time is no sample.
+  void stage_done(bool complete, double now);
+  // Nothing until there is a basis for an estimate.
+  std::optional<double> stage_left(double now) const;
+  std::optional<double> sequence_left(double now) const;
+  // "task ~1m10s left, sequence ~5m02s left" (or the parts that are known; "" when none).
+  std::string describe(double now, const std::string& stage_name = "task") const;
+
+ private:
+  std::optional<double> epoch_mean() const;
+  std::optional<double> rest_mean() const;
+  std::optional<double> stage_mean() const;
+
+  int stages_;
+  int stage_ = 0;
+  int64_t epochs_ = 0, epochs_done_ = 0;
+  double stage_start_ = 0.0, last_epoch_end_ = 0.0, main_end_ = 0.0;
+  bool main_done_ = false;
+  double stage_epoch_seconds_ = 0.0;
+  int64_t stage_epochs_timed_ = 0;
+  double all_epoch_seconds_ = 0.0;
+  int64_t all_epochs_timed_ = 0;
+  std::vector<double> stage_seconds_, rest_seconds_;  // completed stages: in all, and after the main epochs
+};
 
 }  // namespace clx

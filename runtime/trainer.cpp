@@ -302,18 +302,58 @@ StageRecord Trainer::train_stage(int stage, const std::vector<int>& tasks) {
       std::ostringstream line;
       line << name << ": loss " << std::fixed << std::setprecision(4) << record.final_loss << ", train accuracy "
            << percent(record.final_train_accuracy) << ", " << format_duration(progress.elapsed_seconds());
+      if (phase == "training") clock_.epoch_done(epoch + 1, seconds_running());
+      const std::string left = clock_.describe(seconds_running(), tasks.size() > 1 ? "stage" : "task");
+      if (!left.empty()) line << " | " << left;
       log_.info(line.str());
     }
   };
 
   context.train_epochs = train_epochs;
   if (resumed_phase.empty() || resumed_phase == "training") train_epochs(config_.epochs, "epoch");
+  clock_.main_training_done(seconds_running());
   phase = "after_task";
   context.resuming_after_task = resumed_phase == "after_task";
   strategy_.after_task(context);
   context.train_epochs = nullptr;
   record.train_seconds = seconds_since(start);
   return record;
+}
+
+double Trainer::seconds_running() const { return seconds_since(run_start_); }
+
+void Trainer::log_what_is_trained(const std::vector<std::vector<int>>& stages) const {
+  if (!log_.enabled()) return;
+  std::ostringstream what;
+  what << "training " << strategy_.name() << ": " << stream_.size() << " task(s) in " << stages.size() << " stage(s), "
+       << config_.epochs << " epoch(s) per task, " << comm_.size() << " rank(s), global batch " << config_.batch_size
+       << " (" << config_.batch_size / comm_.size() << " per rank), " << config_.optimizer << " lr " << config_.lr;
+  if (config_.optimizer == "sgd" && config_.momentum > 0) what << " momentum " << config_.momentum;
+  if (config_.weight_decay > 0) what << " weight decay " << config_.weight_decay;
+  what << ", evaluated on the " << config_.eval_split << " split";
+  log_.info(what.str());
+
+  int64_t shared = 0, total = 0;
+  std::ostringstream layers;
+  for (const auto& [name, tensor] : model_->named_shared_parameters()) {
+    shared += tensor.numel();
+    if (tensor.dim() < 2) continue;
+    layers << (layers.tellp() > 0 ? ", " : "") << name << " ";
+    for (int64_t d = 0; d < tensor.dim(); ++d) layers << (d ? "x" : "") << tensor.size(d);
+  }
+  for (const auto& parameter : model_->parameters()) total += parameter.numel();
+  log_.info("model: " + std::to_string(total) + " parameters: shared trunk " + std::to_string(shared) + " (" +
+            layers.str() + ") and " + std::to_string(model_->num_heads()) + " head(s) " + std::to_string(total - shared) +
+            " (" + to_string(config_.heads) + "-head layout)");
+
+  std::ostringstream data;
+  data << "data per task (training / " << config_.eval_split << " samples):";
+  for (size_t t = 0; t < stream_.tasks.size(); ++t) {
+    const Task& task = stream_.tasks[t];
+    data << (t ? "," : "") << " " << t + 1 << ": " << task.train.size() << " / "
+         << (config_.eval_split == "validation" ? task.validation.size() : task.test.size());
+  }
+  log_.info(data.str());
 }
 
 std::string Trainer::state_fingerprints() const {
@@ -495,6 +535,9 @@ RunResult Trainer::run(const CheckpointState* resume, const std::string& resume_
     checkpoints_ = std::make_unique<CheckpointDirectory>(config_.checkpoint_dir, static_cast<int>(config_.keep_checkpoints));
 
   const auto stages = strategy_.stages(static_cast<int>(stream_.size()));
+  run_start_ = start;
+  clock_ = SequenceClock(static_cast<int>(stages.size()));
+  log_what_is_trained(stages);
   size_t first_stage = 0;
   if (resume != nullptr) {
     // Every rank reads the same file, so a bad checkpoint fails everywhere: one message.
@@ -515,6 +558,12 @@ RunResult Trainer::run(const CheckpointState* resume, const std::string& resume_
     const std::vector<int>& tasks = stages[s];
     log_.info("== stage " + std::to_string(s + 1) + "/" + std::to_string(stages.size()) + ": " +
               (tasks.size() == 1 ? stream_.tasks[tasks[0]].name : task_list(tasks)) + ", strategy " + strategy_.name());
+    // A stage resumed midway is timed only from the resume: no sample for the estimates.
+    const bool resumed_midway = resume_position_.has_value();
+    clock_.start_stage(static_cast<int>(s), config_.epochs,
+                       !resumed_midway ? 0 : resume_position_->phase == "training" ? resume_position_->epoch_in_call
+                                                                                   : config_.epochs,
+                       seconds_running());
     StageRecord record = train_stage(static_cast<int>(s), tasks);
 
     if (config_.check_consistency)
@@ -532,9 +581,9 @@ RunResult Trainer::run(const CheckpointState* resume, const std::string& resume_
       for (int t = 0; t <= tasks.back(); ++t) sum += progress_.matrix.stages.back()[t];
       return sum / (tasks.back() + 1);
     }()) << " | train " << format_duration(record.train_seconds);
-    const double elapsed = seconds_since(start);
+    clock_.stage_done(!resumed_midway, seconds_running());
     if (s + 1 < stages.size())
-      line << ", sequence left ~" << format_duration(elapsed / (s + 1 - first_stage) * (stages.size() - s - 1));
+      if (const auto left = clock_.sequence_left(seconds_running())) line << ", sequence ~" << format_duration(*left) << " left";
     log_.info(line.str());
     progress_.stages.push_back(record);
     save_checkpoint(static_cast<int>(s + 1), nullptr, nullptr);

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include <atomic>
+#include <chrono>
 #include <optional>
 
 #include "runtime/checkpoint.h"
@@ -110,6 +111,9 @@ class Trainer {
   void restore(const CheckpointState& checkpoint, const std::string& path);
   void save_checkpoint(int stage, const Position* position, torch::optim::Optimizer* optimizer);
   bool ranks_agree_to_stop();
+  // Rank 0's log: what is being trained (strategy, model, tasks, ranks, data sizes).
+  void log_what_is_trained(const std::vector<std::vector<int>>& stages) const;
+  double seconds_running() const;
 
   TrainerConfig config_;
   Communicator& comm_;
@@ -122,6 +126,8 @@ class Trainer {
   torch::Tensor resume_optimizer_;             // serialised optimizer state of the resumed stage
   std::unique_ptr<CheckpointDirectory> checkpoints_;
   const std::atomic<int>* stop_flag_ = nullptr;
+  std::chrono::steady_clock::time_point run_start_ = std::chrono::steady_clock::now();
+  SequenceClock clock_;  // "task ~X left, sequence ~Y left" in the per-epoch log lines
 };
 
 // Heads the model needs for `layout`: one per task, or one over every class.
