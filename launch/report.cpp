@@ -1,7 +1,10 @@
 // report: reads run folders (results.json of `train`) and prints, per method,
 // FWT, BWT, ACC (and SMT) as mean +- standard deviation over the runs, as a
-// Markdown table and optionally a CSV file.
+// Markdown table and optionally a CSV file, PNG plots (gnuplot) and a Markdown
+// document with the table, the plots and the importance statistics read from
+// the runs' checkpoints.
 #include <boost/program_options.hpp>
+#include <algorithm>
 #include <cctype>
 #include <cstdlib>
 #include <tuple>
@@ -12,7 +15,10 @@
 #include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
+
+#include "runtime/checkpoint.h"
 
 namespace po = boost::program_options;
 
@@ -21,6 +27,8 @@ namespace {
 struct Samples {
   std::vector<double> acc, bwt, fwt_paper, fwt_gem, smt;
   std::vector<std::vector<std::vector<double>>> matrices;  // each run's accuracy matrix (stages x tasks)
+  std::vector<std::string> run_dirs;
+  std::vector<std::string> strategies;  // results.json's strategy of each run
 };
 
 using Matrix = std::vector<std::vector<double>>;
@@ -48,12 +56,171 @@ std::string file_safe(const std::string& name) {
   return safe;
 }
 
+// The importance a method consolidates with, pooled over the shared (trunk)
+// parameters of its runs, as found in each run's newest checkpoint.
+struct Importance {
+  std::string tensor;                 // which checkpoint tensors, in words
+  std::vector<std::string> checkpoints;
+  std::vector<float> log10_positive;  // log10 of every value > 0
+  int64_t count = 0, zeros = 0;
+  double sum = 0.0, max = 0.0, median = 0.0;
+};
+
+// omega.* is ANPyC's Omega(1:t) and SI's and MAS's omega; EWC keeps one
+// fisher<k>.* set per task (or one decayed set when online), whose sum is the
+// curvature its penalty applies.
+std::optional<std::pair<std::string, std::vector<torch::Tensor>>> importance_tensors(const clx::NamedTensors& state) {
+  std::vector<torch::Tensor> omega;
+  std::map<std::string, torch::Tensor> fisher_sum;
+  int64_t fisher_sets = 0;
+  for (const auto& [name, tensor] : state) {
+    if (name.rfind("omega.", 0) == 0) omega.push_back(tensor.to(torch::kFloat64));
+    if (name.rfind("fisher", 0) == 0 && name.find('.') != std::string::npos) {
+      const std::string set = name.substr(0, name.find('.')), parameter = name.substr(name.find('.') + 1);
+      if (set.find_first_not_of("0123456789", 6) != std::string::npos || set.size() == 6) continue;
+      fisher_sets = std::max<int64_t>(fisher_sets, std::stoll(set.substr(6)));
+      auto& sum = fisher_sum[parameter];
+      sum = sum.defined() ? sum + tensor.to(torch::kFloat64) : tensor.to(torch::kFloat64);
+    }
+  }
+  if (!omega.empty()) return std::make_pair(std::string("omega (the accumulated importance Omega)"), omega);
+  if (!fisher_sum.empty()) {
+    std::vector<torch::Tensor> sums;
+    for (auto& item : fisher_sum) sums.push_back(item.second);
+    return std::make_pair(fisher_sets == 1 ? std::string("fisher1 (the Fisher information)")
+                                           : "fisher1..fisher" + std::to_string(fisher_sets) +
+                                                 " summed (the Fisher information of every task)",
+                          sums);
+  }
+  return std::nullopt;
+}
+
+// Reads the newest complete checkpoint of every run (the runtime's reader);
+// nothing when no run of the method holds importance tensors.
+std::optional<Importance> read_importance(const std::string& method, const Samples& samples) {
+  Importance importance;
+  std::vector<double> positive;
+  for (const std::string& run : samples.run_dirs) {
+    const std::filesystem::path folder = std::filesystem::path(run) / "checkpoints";
+    if (!std::filesystem::is_directory(folder)) continue;
+    std::vector<std::string> problems;
+    std::string path;
+    const auto state = clx::CheckpointDirectory(folder.string(), 1).load_newest(&problems, &path);
+    for (const std::string& problem : problems) std::cerr << "report: warning: " << problem << std::endl;
+    if (!state) continue;
+    const auto tensors = importance_tensors(state->strategy);
+    if (!tensors) continue;
+    if (!importance.tensor.empty() && importance.tensor != tensors->first)
+      std::cerr << "report: warning: " << method << ": runs hold different importance tensors (" << importance.tensor
+                << "; " << tensors->first << ")" << std::endl;
+    importance.tensor = tensors->first;
+    importance.checkpoints.push_back(path);
+    for (const torch::Tensor& tensor : tensors->second) {
+      const torch::Tensor flat = tensor.contiguous().view({-1});
+      const double* values = flat.data_ptr<double>();
+      for (int64_t k = 0; k < flat.numel(); ++k) {
+        const double value = values[k];
+        ++importance.count;
+        importance.sum += value;
+        importance.max = std::max(importance.max, value);
+        if (value > 0) {
+          positive.push_back(value);
+          importance.log10_positive.push_back(static_cast<float>(std::log10(value)));
+        } else {
+          ++importance.zeros;
+        }
+      }
+    }
+  }
+  if (importance.count == 0) return std::nullopt;
+  // The median over every value, zeros included (they sort first).
+  const int64_t middle = importance.count / 2;
+  if (middle < importance.zeros) {
+    importance.median = 0.0;
+  } else {
+    const auto nth = positive.begin() + (middle - importance.zeros);
+    std::nth_element(positive.begin(), nth, positive.end());
+    importance.median = *nth;
+  }
+  return importance;
+}
+
+std::string scientific(double value) {
+  std::ostringstream text;
+  text << std::scientific << std::setprecision(2) << value;
+  return text.str();
+}
+
+// Histogram of log10(importance) per method, one step line each, as the
+// percentage of the method's values in each tenth of a decade. Zeros cannot be
+// drawn on a log axis: the key gives their share. Returns the PNG's path, or
+// "" when no method has importance values.
+std::string write_importance_plot(const std::filesystem::path& dir, const std::vector<std::string>& order,
+                                  const std::map<std::string, Importance>& importances, std::ostringstream& script) {
+  double low = 1e300, high = -1e300;
+  for (const std::string& key : order) {
+    if (!importances.count(key) || importances.at(key).log10_positive.empty()) continue;
+    std::vector<float> values = importances.at(key).log10_positive;
+    // The lowest 1% would stretch the axis over many nearly empty decades; the key gives their share.
+    const auto low_quantile = values.begin() + static_cast<std::ptrdiff_t>(values.size() / 100);
+    std::nth_element(values.begin(), low_quantile, values.end());
+    low = std::min(low, std::floor(static_cast<double>(*low_quantile)));
+    high = std::max(high, std::ceil(static_cast<double>(*std::max_element(values.begin(), values.end())) + 1e-9));
+  }
+  if (low > high) return "";
+  constexpr double kBinWidth = 0.1;  // decades
+  const int bins = std::max(1, static_cast<int>(std::lround((high - low) / kBinWidth)));
+  std::vector<std::pair<std::string, std::string>> curves;  // title, data file
+  for (const std::string& key : order) {
+    if (!importances.count(key)) continue;
+    const Importance& importance = importances.at(key);
+    std::vector<int64_t> counts(bins, 0);
+    int64_t below = 0;
+    for (float value : importance.log10_positive) {
+      const int bin = static_cast<int>(std::floor((value - low) / kBinWidth));
+      if (bin < 0) ++below;
+      else ++counts[std::min(bin, bins - 1)];
+    }
+    const std::string data = (dir / "data" / (file_safe(key) + "_importance.dat")).string();
+    std::ofstream out(data);
+    out << "# log10(importance) bin centre, percent of the " << importance.count << " values of " << key << "\n";
+    for (int b = 0; b < bins; ++b)
+      out << low + (b + 0.5) * kBinWidth << " " << 100.0 * static_cast<double>(counts[b]) / static_cast<double>(importance.count)
+          << "\n";
+    std::ostringstream title;
+    title << key << " (" << std::fixed << std::setprecision(1)
+          << 100.0 * static_cast<double>(importance.zeros) / static_cast<double>(importance.count) << "% exactly 0";
+    if (below > 0) {
+      const double share = 100.0 * static_cast<double>(below) / static_cast<double>(importance.count);
+      title << ", ";
+      if (share < 0.1) title << "<0.1%";
+      else title << share << "%";
+      title << " below 1e" << static_cast<int>(low);
+    }
+    title << ")";
+    curves.emplace_back(title.str(), data);
+  }
+  const std::string png = (dir / "importance_distribution.png").string();
+  script << "\nset output '" << png << "'\n"
+         << "set title 'Importance of the shared weights after the last task (newest checkpoint of each run)'\n"
+         << "set key inside top left\nset xlabel 'log10(importance)'\nset ylabel \"weights per 0.1 decade (% of each method's values)\"\n"
+         << "set grid\nset xtics auto\nset xrange [" << low << ":" << high << "]\nset yrange [0:*]\nplot ";
+  for (size_t k = 0; k < curves.size(); ++k)
+    script << (k ? ", " : "") << "'" << curves[k].second << "' using 1:2 with steps lw 2 title '" << curves[k].first << "'";
+  script << "\nunset grid\nunset xrange\nunset yrange\n";
+  return png;
+}
+
 // Writes the data and a gnuplot script into `directory` and runs gnuplot:
 // <method>_accuracy_matrix.png per method (mean over its runs), and
 // acc_after_each_task.png / bwt_after_each_task.png with one line per
-// sequential method (ACC over the tasks seen so far, BWT so far).
+// sequential method (ACC over the tasks seen so far, BWT so far), and
+// importance_distribution.png when runs hold importance tensors. `written`
+// receives each PNG with a caption, in the order a reader wants them.
 int write_plots(const std::string& directory, const std::vector<std::string>& order,
-                const std::map<std::string, Samples>& groups) {
+                const std::map<std::string, Samples>& groups, const std::map<std::string, Importance>& importances,
+                std::vector<std::pair<std::string, std::string>>& written) {
+  std::vector<std::pair<std::string, std::string>> matrices;  // caption, png
   std::filesystem::create_directories(std::filesystem::path(directory) / "data");
   const std::filesystem::path dir(directory);
   std::ostringstream script;
@@ -75,7 +242,8 @@ int write_plots(const std::string& directory, const std::vector<std::string>& or
       out << "\n";
     }
     const bool sequential = matrix.size() == tasks;
-    script << "\nset output '" << (dir / (name + "_accuracy_matrix.png")).string() << "'\n"
+    matrices.emplace_back(key + ": accuracy matrix", (dir / (name + "_accuracy_matrix.png")).string());
+    script << "\nset output '" << matrices.back().second << "'\n"
            << "set title '" << key << ": accuracy (%) on task i after training " << (sequential ? "task j" : "all tasks")
            << " (mean of " << groups.at(key).matrices.size() << " run(s))'\n"
            << "unset key\nset xlabel 'task evaluated (i)'\nset ylabel '" << (sequential ? "after training task (j)" : "")
@@ -85,8 +253,11 @@ int write_plots(const std::string& directory, const std::vector<std::string>& or
     for (size_t i = 1; i < tasks; ++i) script << ", '" << i + 1 << "' " << i;
     script << ")\nset ytics (" << (sequential ? "'1' 0" : "'all' 0");
     for (size_t j = 1; j < matrix.size(); ++j) script << ", '" << j + 1 << "' " << j;
-    script << ")\nplot '" << data << "' matrix with image, '" << data
-           << "' matrix using 1:2:(sprintf('%.1f', $3)) with labels tc rgb 'white' font ',9'\n"
+    // Boxes rather than `with image`, which draws nothing for a single row (a joint run's matrix).
+    // Labels in black on the light end of the palette, white on the dark end.
+    script << ")\nplot '" << data << "' matrix using 1:2:(0.5):(0.5):3 with boxxyerror fs solid 1.0 noborder fc palette, '"
+           << data << "' matrix using 1:2:($3 >= 60 ? sprintf('%.1f', $3) : '') with labels tc rgb 'black' font ',9', '"
+           << data << "' matrix using 1:2:($3 < 60 ? sprintf('%.1f', $3) : '') with labels tc rgb 'white' font ',9'\n"
            << "unset xrange\nunset yrange\nset xtics auto\nset ytics auto\n";
     if (!sequential || tasks < 2) continue;
     const std::string curve = (dir / "data" / (name + "_curves.dat")).string();
@@ -114,8 +285,12 @@ int write_plots(const std::string& directory, const std::vector<std::string>& or
         script << (k ? ", " : "") << "'" << curves[k].second << "' using 1:" << column << " with linespoints lw 2 title '"
                << curves[k].first << "'";
       script << "\nunset grid\n";
+      written.emplace_back(what + ", after each task", (dir / file).string());
     }
   }
+  written.insert(written.end(), matrices.begin(), matrices.end());
+  const std::string importance_png = write_importance_plot(dir, order, importances, script);
+  if (!importance_png.empty()) written.emplace_back("importance of the shared weights", importance_png);
   const std::string script_path = (dir / "plots.gp").string();
   std::ofstream(script_path) << script.str();
   if (std::system("command -v gnuplot > /dev/null 2>&1") != 0) {
@@ -159,20 +334,76 @@ std::string format(const MeanStd& value, const char* separator) {
   return text.str();
 }
 
+// The Markdown document: title, notes, the table, which runs each row
+// averages, the importance statistics and the plots (linked relative to the
+// document, so the folder can be moved or checked in as a whole).
+bool write_markdown(const std::string& path, const std::string& title, const std::string& notes,
+                    const std::string& table, const std::vector<std::string>& order,
+                    const std::map<std::string, Samples>& groups, const std::map<std::string, Importance>& importances,
+                    const std::vector<std::pair<std::string, std::string>>& plots) {
+  const std::filesystem::path base = std::filesystem::absolute(path).parent_path();
+  std::ostringstream doc;
+  doc << "# " << title << "\n\n";
+  if (!notes.empty()) doc << notes << (notes.back() == '\n' ? "" : "\n") << "\n";
+  doc << "## Results\n\nMean ± sample standard deviation over the runs of each method. FWT, BWT and ACC in percent, "
+         "SMT in units of 1e-4 (definitions: DESIGN.md section 4.1; FWT (paper) needs a joint run's accuracies, "
+         "FWT (GEM) compares with the untrained network).\n\n"
+      << table << "\nRuns:\n\n";
+  for (const std::string& key : order) {
+    doc << "- " << key << ":";
+    for (const std::string& run : groups.at(key).run_dirs) doc << " `" << run << "`";
+    doc << "\n";
+  }
+  if (!importances.empty()) {
+    doc << "\n## Importance\n\nThe importance each method consolidates with, over the shared (trunk) parameters, from "
+           "the newest checkpoint of each run (after the last task), pooled over the runs:\n\n"
+        << "| method | tensor | runs | values | exactly 0 | median | mean | max |\n|---|---|---|---|---|---|---|---|\n";
+    for (const std::string& key : order) {
+      if (!importances.count(key)) continue;
+      const Importance& importance = importances.at(key);
+      doc << "| " << key << " | " << importance.tensor << " | " << importance.checkpoints.size() << " | "
+          << importance.count << " | " << std::fixed << std::setprecision(1)
+          << 100.0 * static_cast<double>(importance.zeros) / static_cast<double>(importance.count) << "% | "
+          << scientific(importance.median) << " | " << scientific(importance.sum / static_cast<double>(importance.count))
+          << " | " << scientific(importance.max) << " |\n";
+    }
+    doc << "\nCheckpoints read:";
+    for (const std::string& key : order)
+      if (importances.count(key))
+        for (const std::string& file : importances.at(key).checkpoints) doc << " `" << file << "`";
+    doc << "\n";
+  }
+  if (!plots.empty()) {
+    doc << "\n## Plots\n";
+    for (const auto& [caption, png] : plots)
+      doc << "\n" << caption << ":\n\n![" << caption << "](" << std::filesystem::absolute(png).lexically_relative(base).string()
+          << ")\n";
+  }
+  std::ofstream out(path);
+  out << doc.str();
+  return static_cast<bool>(out);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::vector<std::string> runs;
-  std::string csv_path, group_by, plots_dir;
+  std::string csv_path, group_by, plots_dir, markdown_path, notes_path, title;
   po::options_description options(
-      "Usage: report RUN_DIR... [--csv FILE] [--group-by strategy|folder]\n\n"
+      "Usage: report RUN_DIR... [--group-by strategy|folder] [--csv FILE] [--plots DIR] [--markdown FILE]\n\n"
       "Summarises runs of `train`: FWT (paper), FWT (GEM), BWT, ACC in percent and\n"
       "SMT (x1e-4) as mean ± sample standard deviation over the runs of each method,\n"
-      "and with --plots, PNG plots of the accuracy matrices and of ACC and BWT after each task.\n\nOptions");
+      "with --plots, PNG plots of the accuracy matrices, of ACC and BWT after each task and of the\n"
+      "importance distribution (from the runs' newest checkpoints), and with --markdown a document\n"
+      "with the table, the importance statistics and the plots.\n\nOptions");
   options.add_options()("help,h", "print this help and exit")(
       "csv", po::value<std::string>(&csv_path), "also write the table as CSV to FILE")(
       "plots", po::value<std::string>(&plots_dir),
       "write PNG plots (gnuplot) into DIR: each method's mean accuracy matrix as a heatmap, ACC and BWT after each task")(
+      "markdown", po::value<std::string>(&markdown_path),
+      "write a Markdown report to FILE: the table, the importance statistics, the plots of --plots")(
+      "title", po::value<std::string>(&title)->default_value("Continual-learning report"), "the Markdown report's title")(
+      "notes", po::value<std::string>(&notes_path), "Markdown text inserted under the report's title (e.g. how the runs were made)")(
       "group-by", po::value<std::string>(&group_by)->default_value("strategy"),
       "strategy (results.json's strategy) or folder (the run folder's parent name)")(
       "runs", po::value<std::vector<std::string>>(&runs), "run folders (or results.json files)");
@@ -222,6 +453,8 @@ int main(int argc, char** argv) {
       add(samples.fwt_paper, metrics.at("fwt_paper"));
       add(samples.fwt_gem, metrics.at("fwt_gem"));
       add(samples.smt, metrics.at("smt"));
+      samples.run_dirs.push_back(path.parent_path().string());
+      samples.strategies.push_back(results.at("strategy").get<std::string>());
       samples.matrices.push_back(results.at("accuracy_matrix").at("stages").get<Matrix>());
     } catch (const nlohmann::json::exception& error) {
       std::cerr << "report: error: " << path.string() << " is not a results.json of train (" << error.what() << ")"
@@ -257,6 +490,32 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
-  if (!plots_dir.empty()) return write_plots(plots_dir, order, groups);
+  // Importance: read only when a plot or a document will show it (checkpoints are large).
+  std::map<std::string, Importance> importances;
+  if (!plots_dir.empty() || !markdown_path.empty())
+    for (const std::string& key : order) {
+      try {
+        if (auto importance = read_importance(key, groups[key])) importances[key] = std::move(*importance);
+      } catch (const std::exception& error) {
+        std::cerr << "report: warning: " << key << ": importance not read: " << error.what() << std::endl;
+      }
+    }
+  std::vector<std::pair<std::string, std::string>> plots;
+  if (!plots_dir.empty() && write_plots(plots_dir, order, groups, importances, plots) != 0) return 1;
+  if (!markdown_path.empty()) {
+    std::string notes;
+    if (!notes_path.empty()) {
+      std::ifstream file(notes_path);
+      if (!file) {
+        std::cerr << "report: error: --notes: cannot open " << notes_path << std::endl;
+        return 1;
+      }
+      notes.assign(std::istreambuf_iterator<char>(file), std::istreambuf_iterator<char>());
+    }
+    if (!write_markdown(markdown_path, title, notes, markdown.str(), order, groups, importances, plots)) {
+      std::cerr << "report: error: cannot write " << markdown_path << std::endl;
+      return 1;
+    }
+  }
   return 0;
 }
