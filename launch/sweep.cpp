@@ -1,0 +1,662 @@
+// sweep: runs a grid of continual-learning methods x seeds (and a small
+// hyperparameter grid chosen on validation data) from one sweep file, each run
+// in its own folder, resumable, and ends with `report` over the runs.
+// See docs/sweep.md and launch/sweep_plan.h.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <boost/program_options.hpp>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "launch/sweep_plan.h"
+
+namespace {
+
+using namespace clx;
+namespace fs = std::filesystem;
+namespace po = boost::program_options;
+
+// Exit codes, as train's: 0 every run finished, 1 some run failed, 2 bad
+// command line or sweep file, 3 stopped by a signal (rerun to continue).
+constexpr int kExitFailedRuns = 1, kExitUsage = 2, kExitStopped = 3;
+constexpr int kTrainExitPreempted = 3;
+
+// Written by the signal handler: how many SIGINT/SIGTERM arrived, and the
+// running child (mpirun or train) they are forwarded to.
+volatile sig_atomic_t g_stop_signals = 0;
+volatile sig_atomic_t g_last_signal = 0;
+volatile pid_t g_child = 0;
+
+extern "C" void on_stop_signal(int signal_number) {
+  g_stop_signals = g_stop_signals + 1;
+  g_last_signal = signal_number;
+  // SIGUSR1 is train's "checkpoint and exit 3" (mpirun forwards it to every
+  // rank); a second one makes train exit at once. Only the child itself gets
+  // it: signalling the ranks as well would make mpirun's copy the second.
+  if (g_child > 0) kill(g_child, SIGUSR1);
+}
+
+void install_stop_handlers() {
+  struct sigaction action {};
+  action.sa_handler = on_stop_signal;
+  sigemptyset(&action.sa_mask);
+  sigaction(SIGINT, &action, nullptr);
+  sigaction(SIGTERM, &action, nullptr);
+}
+
+std::string duration_text(double seconds) {
+  std::ostringstream text;
+  if (seconds < 90) text << static_cast<long>(std::lround(seconds)) << " s";
+  else if (seconds < 90 * 60) text << static_cast<long>(std::lround(seconds / 60)) << " min";
+  else text << std::fixed << std::setprecision(1) << seconds / 3600 << " h";
+  return text.str();
+}
+
+std::string percent(double fraction) {
+  std::ostringstream text;
+  text << std::fixed << std::setprecision(2) << 100 * fraction << "%";
+  return text.str();
+}
+
+std::string shell_quote(const std::string& word) {
+  if (!word.empty() && word.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.,/=:+@%") ==
+                           std::string::npos)
+    return word;
+  std::string quoted = "'";
+  for (char c : word) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return quoted + "'";
+}
+
+std::string command_text(const std::vector<std::string>& words) {
+  std::string text;
+  for (const auto& word : words) text += (text.empty() ? "" : " ") + shell_quote(word);
+  return text;
+}
+
+std::string read_text(const fs::path& path) {
+  std::ifstream file(path);
+  std::ostringstream text;
+  text << file.rdbuf();
+  return text.str();
+}
+
+void write_text(const fs::path& path, const std::string& text) {
+  std::ofstream file(path);
+  file << text;
+  if (!file) throw Error("cannot write " + path.string());
+}
+
+// The sweep's own lines: to stdout and to <output>/sweep.log.
+class SweepLog {
+ public:
+  void open(const fs::path& path) { file_.open(path, std::ios::app); }
+  // A line in two parts ("[3/12] ewc seed 2 ... " and "done ..."), so that
+  // the run being trained is visible while it trains.
+  void begin(const std::string& text) {
+    std::cout << text << std::flush;
+    pending_ = text;
+  }
+  void end(const std::string& text) { line(pending_ + text, true); }
+  void line(const std::string& text, bool continues = false) {
+    if (!pending_.empty() && !continues) std::cout << "\n";
+    std::cout << (continues ? text.substr(pending_.size()) : text) << std::endl;
+    pending_.clear();
+    if (file_.is_open()) file_ << text << std::endl;
+  }
+
+ private:
+  std::ofstream file_;
+  std::string pending_;
+};
+
+// Runs `command` in its own process group (so that a terminal's Ctrl-C
+// reaches only the sweep, which forwards it as SIGUSR1), output appended to
+// `log_path` (or inherited when empty). Returns the exit code, 128 + signal
+// for a child killed by a signal.
+int run_command(const std::vector<std::string>& command, const std::string& log_path) {
+  sigset_t stop_signals, previous;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  // Blocked until the child's pid is recorded, so a signal in between is forwarded, not lost.
+  sigprocmask(SIG_BLOCK, &stop_signals, &previous);
+  const pid_t parent = getpid();
+  const pid_t pid = fork();
+  if (pid < 0) {
+    sigprocmask(SIG_SETMASK, &previous, nullptr);
+    throw Error(std::string("cannot start a process: ") + std::strerror(errno));
+  }
+  if (pid == 0) {
+    setpgid(0, 0);
+    // If the sweep itself is killed, the run still checkpoints and stops.
+    prctl(PR_SET_PDEATHSIG, SIGUSR1);
+    if (getppid() != parent) _exit(kTrainExitPreempted);
+    const int null_input = open("/dev/null", O_RDONLY);
+    if (null_input >= 0) dup2(null_input, STDIN_FILENO);
+    if (!log_path.empty()) {
+      const int log = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+      if (log < 0) {
+        std::fprintf(stderr, "sweep: error: cannot open %s: %s\n", log_path.c_str(), std::strerror(errno));
+        _exit(127);
+      }
+      dup2(log, STDOUT_FILENO);
+      dup2(log, STDERR_FILENO);
+    }
+    sigprocmask(SIG_SETMASK, &previous, nullptr);
+    std::vector<char*> argv;
+    for (const auto& word : command) argv.push_back(const_cast<char*>(word.c_str()));
+    argv.push_back(nullptr);
+    execvp(argv[0], argv.data());
+    std::fprintf(stderr, "sweep: error: cannot run %s: %s\n", argv[0], std::strerror(errno));
+    _exit(127);
+  }
+  g_child = pid;
+  if (g_stop_signals > 0) kill(pid, SIGUSR1);  // stopped while starting: the run checkpoints at once
+  sigprocmask(SIG_SETMASK, &previous, nullptr);
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0)
+    if (errno != EINTR) throw Error(std::string("waitpid: ") + std::strerror(errno));
+  g_child = 0;
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return 1;
+}
+
+fs::path executable_folder() {
+  std::error_code error;
+  const fs::path self = fs::read_symlink("/proc/self/exe", error);
+  return error ? fs::path(".") : self.parent_path();
+}
+
+enum class Outcome { Finished, Failed, Blocked, Stopped };
+
+struct RunRecord {
+  Outcome outcome = Outcome::Blocked;
+  std::optional<double> acc;
+  std::string reason;  // failed or blocked: why, and where the log is
+  bool trained_here = false;
+  bool resumed = false;
+  double seconds = 0.0;
+};
+
+// What the sweep started a run with: its settings (except paths that follow
+// from the output folder) and the base config's text. A rerun compares them,
+// so that a run is never reused or resumed for settings that changed since.
+std::string settings_record(const OptionList& settings, const std::string& base_config_path) {
+  std::ostringstream text;
+  text << "# The train settings this run was started with by sweep; a rerun of the sweep checks them.\n";
+  for (const auto& setting : settings)
+    if (setting.option != "metrics.joint_results") text << "--" << setting.option << "=" << setting.value << "\n";
+  text << "# base config (" << base_config_path << "):\n" << read_text(base_config_path);
+  return text.str();
+}
+
+std::string first_difference(const std::string& then, const std::string& now) {
+  std::istringstream a(then), b(now);
+  std::string left, right;
+  while (true) {
+    const bool more_a = static_cast<bool>(std::getline(a, left));
+    const bool more_b = static_cast<bool>(std::getline(b, right));
+    if (!more_a && !more_b) return "";
+    if (!more_a) left = "<nothing>";
+    if (!more_b) right = "<nothing>";
+    if (left != right) return "'" + left + "' then, '" + right + "' now";
+  }
+}
+
+class Sweep {
+ public:
+  Sweep(SweepConfig config, std::vector<std::string> original_command, fs::path train, std::string mpirun,
+        bool retry_failed)
+      : config_(std::move(config)), command_(std::move(original_command)), train_(std::move(train)),
+        mpirun_(std::move(mpirun)), retry_failed_(retry_failed), root_(config_.output), runs_(plan_runs(config_)) {
+    // Every run's settings are checked before anything is trained, so that a
+    // conflict in the sweep file is found now, not after an hour of grid runs.
+    for (const PlannedRun& run : runs_) {
+      OptionList representative;
+      if (run.kind == RunKind::Method)
+        for (const SweepMethod& method : config_.methods)
+          if (method.name == run.method && !method.grid.empty()) representative = grid_points(method.grid).front();
+      run_settings(config_, run, representative, "");
+    }
+  }
+
+  void print_plan() const {
+    std::cout << describe() << "\n";
+    for (size_t k = 0; k < runs_.size(); ++k) {
+      const PlannedRun& run = runs_[k];
+      const fs::path dir = root_ / run.folder;
+      std::string state = "to train";
+      if (finished_run_acc(dir.string())) state = "finished";
+      else if (fs::exists(dir / "sweep_failed.txt")) state = "failed earlier";
+      else if (fs::exists(dir / "config.ini")) state = "interrupted: to resume";
+      std::cout << "[" << k + 1 << "/" << runs_.size() << "] " << run.label << ": " << state << ", " << dir.string()
+                << "\n";
+    }
+  }
+
+  int run() {
+    fs::create_directories(root_);
+    log_.open(root_ / "sweep.log");
+    log_.line("sweep: " + describe());
+    log_.line("sweep: each run logs to train.log (and console.log: every rank's output) in its folder");
+    const auto start = std::chrono::steady_clock::now();
+    for (size_t k = 0; k < runs_.size(); ++k) {
+      if (g_stop_signals > 0) return stopped(k, false);
+      records_[k] = execute(k);
+      if (records_[k].outcome == Outcome::Stopped) return stopped(k, true);
+    }
+    write_chosen();
+    const int failures = report_failures();
+    log_.line("sweep: " + std::to_string(runs_.size()) + " runs, " + std::to_string(failures) + " failed or not run; " +
+              duration_text(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()) +
+              " in this invocation");
+    return failures > 0 ? kExitFailedRuns : 0;
+  }
+
+  // Calls report over the finished test runs: report.md, report.csv, plots/.
+  int report(const fs::path& report_binary) {
+    std::vector<std::string> command{report_binary.string(), "--group-by", "folder",
+                                     "--markdown", (root_ / "report.md").string(),
+                                     "--csv", (root_ / "report.csv").string(),
+                                     "--plots", (root_ / "plots").string(),
+                                     "--notes", (root_ / "sweep_notes.md").string(),
+                                     "--title", "Sweep " + fs::path(config_.path).filename().string()};
+    size_t finished = 0;
+    std::vector<std::string> names;
+    for (const SweepMethod& method : config_.methods) names.push_back(method.name);
+    if (config_.joint) names.push_back("joint");
+    for (const std::string& name : names)
+      for (size_t k = 0; k < runs_.size(); ++k)
+        if (runs_[k].kind != RunKind::Grid && runs_[k].method == name && records_.count(k) &&
+            records_[k].outcome == Outcome::Finished) {
+          command.push_back((root_ / runs_[k].folder).string());
+          ++finished;
+        }
+    if (finished == 0) {
+      log_.line("sweep: no finished test run: no report");
+      return 1;
+    }
+    write_notes();
+    log_.line("sweep: report over " + std::to_string(finished) + " runs: " + command_text(command));
+    const int code = run_command(command, "");
+    if (code != 0) {
+      log_.line("sweep: error: report exited with " + std::to_string(code));
+      return 1;
+    }
+    log_.line("sweep: wrote " + (root_ / "report.md").string() + ", " + (root_ / "report.csv").string() + " and " +
+              (root_ / "plots").string() + "/");
+    return 0;
+  }
+
+ private:
+  std::string describe() const {
+    std::ostringstream text;
+    size_t grid = 0;
+    for (const PlannedRun& run : runs_) grid += run.kind == RunKind::Grid;
+    text << runs_.size() << " runs (" << grid << " on the validation grid, " << runs_.size() - grid
+         << " on test data) of " << config_.train_config << " in " << root_.string() << ", " << config_.ranks
+         << " rank(s) per run" << (config_.threads > 0 ? " x " + std::to_string(config_.threads) + " thread(s)" : "");
+    return text.str();
+  }
+
+  std::vector<std::string> launcher() const {
+    if (config_.ranks == 1) return {};
+    std::vector<std::string> words{mpirun_, "-np", std::to_string(config_.ranks)};
+    if (geteuid() == 0) words.push_back("--allow-run-as-root");
+    if (config_.ranks > static_cast<int>(std::max(1u, std::thread::hardware_concurrency())))
+      words.push_back("--oversubscribe");
+    words.insert(words.end(), config_.mpirun_args.begin(), config_.mpirun_args.end());
+    return words;
+  }
+
+  // The grid point chosen for `method` on validation data; blocked when every point failed.
+  std::optional<OptionList> choice_for(const std::string& method, std::string* reason) {
+    std::vector<GridOutcome> outcomes;
+    for (size_t k = 0; k < runs_.size(); ++k)
+      if (runs_[k].kind == RunKind::Grid && runs_[k].method == method)
+        outcomes.push_back({runs_[k].grid_point, records_[k].outcome == Outcome::Finished ? records_[k].acc : std::nullopt});
+    if (outcomes.empty()) return OptionList{};
+    const auto best = choose_best(outcomes);
+    std::ostringstream summary;
+    for (const GridOutcome& outcome : outcomes)
+      summary << (&outcome == &outcomes.front() ? "" : ", ") << grid_point_name(outcome.point) << " "
+              << (outcome.validation_acc ? percent(*outcome.validation_acc) : std::string("failed"));
+    if (!best) {
+      *reason = "every grid point of " + method + " failed (" + summary.str() + ")";
+      return std::nullopt;
+    }
+    if (!announced_.count(method)) {
+      log_.line("sweep: " + method + ": " + grid_point_name(outcomes[*best].point) +
+                " chosen on validation data (" + summary.str() + ")");
+      announced_.insert(method);
+      chosen_[method] = {outcomes[*best].point, *outcomes[*best].validation_acc, summary.str()};
+    }
+    return outcomes[*best].point;
+  }
+
+  RunRecord execute(size_t index) {
+    const PlannedRun& run = runs_[index];
+    const fs::path dir = root_ / run.folder;
+    const std::string head = "[" + std::to_string(index + 1) + "/" + std::to_string(runs_.size()) + "] " + run.label;
+    RunRecord record;
+
+    // What the run depends on: the grid choice and the joint run of its seed.
+    OptionList chosen;
+    std::string joint_results;
+    if (run.kind == RunKind::Method) {
+      std::string reason;
+      const auto choice = choice_for(run.method, &reason);
+      if (!choice) {
+        record.reason = reason;
+        log_.line(head + ": not run: " + reason);
+        return record;
+      }
+      chosen = *choice;
+      if (config_.joint) {
+        for (size_t k = 0; k < index; ++k)
+          if (runs_[k].kind == RunKind::Joint && runs_[k].seed == run.seed && records_[k].outcome != Outcome::Finished) {
+            record.reason = "its FWT reference " + (root_ / runs_[k].folder).string() + " did not finish";
+            log_.line(head + ": not run: " + record.reason);
+            return record;
+          }
+        joint_results = (root_ / "runs/joint" / ("seed" + std::to_string(run.seed)) / "results.json").string();
+      }
+    }
+    const OptionList settings = run_settings(config_, run, chosen, joint_results);
+    const std::string wanted = settings_record(settings, config_.train_config);
+    const fs::path record_path = dir / "sweep_settings.txt";
+    if (fs::exists(record_path)) {
+      const std::string difference = first_difference(read_text(record_path), wanted);
+      if (!difference.empty())
+        throw Error(dir.string() + " was started with other settings (" + difference +
+                    "); delete that folder to redo the run with the new settings, or give the sweep another output folder");
+    } else if (fs::exists(dir) && !fs::is_empty(dir)) {
+      throw Error(dir.string() + " exists but was not started by this sweep (no sweep_settings.txt): move it away");
+    }
+
+    if (const auto acc = finished_run_acc(dir.string())) {
+      record.outcome = Outcome::Finished;
+      record.acc = acc;
+      log_.line(head + ": finished earlier, skipped (" + acc_text(run, *acc) + ")");
+      return record;
+    }
+    const fs::path failed_marker = dir / "sweep_failed.txt";
+    if (fs::exists(failed_marker)) {
+      if (!retry_failed_) {
+        record.outcome = Outcome::Failed;
+        record.reason = read_text(failed_marker);
+        while (!record.reason.empty() && record.reason.back() == '\n') record.reason.pop_back();
+        log_.line(head + ": failed earlier (" + record.reason + "), not retried (sweep --retry-failed retries it)");
+        return record;
+      }
+      fs::remove(failed_marker);
+    }
+
+    fs::create_directories(dir);
+    write_text(record_path, wanted);
+    std::vector<std::string> command = launcher();
+    command.push_back(train_.string());
+    std::string how = "";
+    if (fs::exists(dir / "config.ini")) {
+      // Started before and interrupted: train continues from its newest checkpoint.
+      record.resumed = true;
+      command.insert(command.end(), {"--resume", dir.string()});
+      const std::string latest = read_text(dir / "checkpoints" / "latest");
+      how = latest.empty() ? "restarting (no checkpoint yet) " : "resuming from " + latest.substr(0, latest.find('\n')) + " ";
+    } else {
+      command.insert(command.end(), {"--config", config_.train_config});
+      for (const std::string& argument : to_arguments(settings)) command.push_back(argument);
+      command.insert(command.end(), {"--output", dir.string()});
+    }
+    if (config_.threads > 0) command.push_back("--run.threads=" + std::to_string(config_.threads));
+    const fs::path console = dir / "console.log";
+    {
+      std::ofstream(console, std::ios::app) << "# sweep: " << command_text(command) << std::endl;
+    }
+    log_.begin(head + " ... " + how);
+    const auto start = std::chrono::steady_clock::now();
+    const int code = run_command(command, console.string());
+    record.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    record.trained_here = true;
+
+    if (code == 0) {
+      if (const auto acc = finished_run_acc(dir.string())) {
+        record.outcome = Outcome::Finished;
+        record.acc = acc;
+        if (!record.resumed) durations_[run.kind == RunKind::Grid ? "grid " + run.method : run.method].push_back(record.seconds);
+        records_[index] = record;
+        log_.end("done in " + duration_text(record.seconds) + ", " + acc_text(run, *acc) + time_left(index));
+        return record;
+      }
+    }
+    if (g_stop_signals > 0) {
+      record.outcome = Outcome::Stopped;
+      record.reason = code == kTrainExitPreempted ? "checkpoint written" : "exit " + std::to_string(code);
+      log_.end("stopped (" + record.reason + ")");
+      return record;
+    }
+    record.outcome = Outcome::Failed;
+    std::string error_line;
+    {
+      std::istringstream lines(read_text(console));
+      for (std::string line; std::getline(lines, line);)
+        if (line.find("error") != std::string::npos && error_line.empty()) error_line = line;
+    }
+    record.reason = "exit " + std::to_string(code) + (error_line.empty() ? "" : ": " + error_line) + "; log " +
+                    console.string();
+    write_text(failed_marker, record.reason + "\n");
+    log_.end("FAILED after " + duration_text(record.seconds) + " (" + record.reason + ")");
+    return record;
+  }
+
+  std::string acc_text(const PlannedRun& run, double acc) const {
+    return (run.kind == RunKind::Grid ? "validation ACC " : "ACC ") + percent(acc);
+  }
+
+  // Seconds the runs after `index` still need, from the runs trained so far:
+  // the mean of the same method (grid runs apart), else of every run.
+  std::string time_left(size_t index) const {
+    std::vector<double> all;
+    for (const auto& [key, values] : durations_) all.insert(all.end(), values.begin(), values.end());
+    if (all.empty()) return "";
+    auto mean = [](const std::vector<double>& values) {
+      double sum = 0;
+      for (double v : values) sum += v;
+      return sum / static_cast<double>(values.size());
+    };
+    double left = 0;
+    size_t remaining = 0;
+    for (size_t k = index + 1; k < runs_.size(); ++k) {
+      const fs::path dir = root_ / runs_[k].folder;
+      if (finished_run_acc(dir.string()) || fs::exists(dir / "sweep_failed.txt")) continue;
+      const std::string key = runs_[k].kind == RunKind::Grid ? "grid " + runs_[k].method : runs_[k].method;
+      const auto same = durations_.find(key);
+      left += same != durations_.end() ? mean(same->second) : mean(all);
+      ++remaining;
+    }
+    if (remaining == 0) return ", sweep done";
+    return ", sweep ~" + duration_text(left) + " left";
+  }
+
+  int stopped(size_t index, bool during_run) {
+    const std::string signal = g_last_signal == SIGINT ? "SIGINT" : "SIGTERM";
+    log_.line("sweep: stopped by " + signal + (during_run ? " during " + runs_[index].label +
+                                                                 " (checkpointed in " + (root_ / runs_[index].folder).string() + ")"
+                                                           : "") +
+              "; finished runs are kept. To continue, rerun the same command:\n  " + command_text(command_));
+    return kExitStopped;
+  }
+
+  void write_chosen() {
+    if (chosen_.empty()) return;
+    std::ostringstream csv;
+    csv << "method,chosen,validation_acc\n";
+    for (const auto& [method, choice] : chosen_)
+      csv << method << "," << grid_point_name(choice.point) << "," << std::setprecision(10) << choice.acc << "\n";
+    write_text(root_ / "chosen.csv", csv.str());
+  }
+
+  int report_failures() {
+    int failures = 0;
+    std::ostringstream list;
+    for (size_t k = 0; k < runs_.size(); ++k) {
+      const RunRecord& record = records_[k];
+      if (record.outcome == Outcome::Finished) continue;
+      ++failures;
+      list << "  " << runs_[k].label << " (" << (root_ / runs_[k].folder).string() << "): "
+           << (record.outcome == Outcome::Blocked ? "not run: " : "failed: ") << record.reason << "\n";
+    }
+    if (failures > 0) log_.line("sweep: " + std::to_string(failures) + " run(s) did not finish:\n" + list.str().substr(0, list.str().size() - 1));
+    return failures;
+  }
+
+  void write_notes() {
+    std::ostringstream notes;
+    notes << "Sweep file `" << config_.path << "`, base config `" << config_.train_config << "`: methods ";
+    for (const SweepMethod& method : config_.methods)
+      notes << (&method == &config_.methods.front() ? "" : ", ") << method.name;
+    notes << "; seeds";
+    for (uint64_t seed : config_.seeds) notes << " " << seed;
+    notes << " (`train.seed` and `data.seed`); " << config_.ranks << " rank(s) per run";
+    if (config_.joint) notes << "; a joint run per seed gives the m_i of FWT (paper)";
+    notes << ".";
+    if (!config_.options.empty()) {
+      notes << " Every run also has";
+      for (const std::string& argument : to_arguments(config_.options)) notes << " `" << argument << "`";
+      notes << ".";
+    }
+    notes << "\n";
+    if (!chosen_.empty()) {
+      notes << "\nHyperparameters chosen on validation data only (" << config_.validation_fraction * 100
+            << "% of each task's training data held out, seed " << config_.grid_seed
+            << "; test data is never used to choose):\n\n| method | chosen | validation ACC | grid (validation ACC) |\n"
+            << "|---|---|---|---|\n";
+      for (const auto& [method, choice] : chosen_)
+        notes << "| " << method << " | " << grid_point_name(choice.point) << " | " << percent(choice.acc) << " | "
+              << choice.summary << " |\n";
+    }
+    std::ostringstream failed;
+    for (size_t k = 0; k < runs_.size(); ++k)
+      if (records_[k].outcome != Outcome::Finished)
+        failed << "- " << runs_[k].label << ": " << records_[k].reason << "\n";
+    if (!failed.str().empty()) notes << "\nRuns that did not finish (not in the table):\n\n" << failed.str();
+    write_text(root_ / "sweep_notes.md", notes.str());
+  }
+
+  struct Choice {
+    OptionList point;
+    double acc = 0.0;
+    std::string summary;
+  };
+
+  SweepConfig config_;
+  std::vector<std::string> command_;
+  fs::path train_;
+  std::string mpirun_;
+  bool retry_failed_;
+  fs::path root_;
+  std::vector<PlannedRun> runs_;
+  std::map<size_t, RunRecord> records_;
+  std::map<std::string, std::vector<double>> durations_;
+  std::map<std::string, Choice> chosen_;
+  std::set<std::string> announced_;
+  SweepLog log_;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string config_path, mpirun;
+  std::vector<std::string> settings;
+  SweepOverrides overrides;
+  po::options_description options(
+      "Usage: sweep SWEEP_FILE [--output DIR] [--methods LIST] [--seeds LIST] [--ranks N] [--set option=value ...]\n\n"
+      "Trains every method of a sweep file over seeds with `train` (under mpirun when ranks > 1), first\n"
+      "choosing each method's hyperparameters on a grid scored on validation data (never on test data),\n"
+      "each run in its own folder under the output folder. A finished run is skipped and an interrupted\n"
+      "one resumed from its checkpoint, so rerunning the same command continues a stopped sweep.\n"
+      "SIGINT/SIGTERM: the running train checkpoints and the sweep exits with 3. Ends with `report`:\n"
+      "OUTPUT/report.md, report.csv and plots/. Exit: 0 all runs finished, 1 some failed, 2 bad input,\n"
+      "3 stopped. See docs/sweep.md for the sweep file.\n\nOptions");
+  options.add_options()("help,h", "print this help and exit")(
+      "config,c", po::value<std::string>(&config_path), "the sweep file (INI: [sweep], [methods], [grid])")(
+      "output,o", po::value<std::string>(), "output folder (replaces sweep.output)")(
+      "methods", po::value<std::string>(), "methods to run, comma-separated (replaces sweep.methods)")(
+      "seeds", po::value<std::string>(), "seeds, comma-separated (replaces sweep.seeds)")(
+      "ranks", po::value<int>(), "ranks per run (replaces sweep.ranks; 1: train without mpirun)")(
+      "threads", po::value<int>(), "threads per rank (replaces sweep.threads; 0: train's automatic choice)")(
+      "set", po::value<std::vector<std::string>>(&settings)->composing(),
+      "a train option for every run, section.option=value (repeatable; added to sweep.options)")(
+      "dry-run", "print the runs, their folders and states, and exit")(
+      "retry-failed", "retry runs that failed in an earlier invocation (by default they are listed, not rerun)")(
+      "no-report", "do not call report at the end")(
+      "mpirun", po::value<std::string>(&mpirun)->default_value("mpirun"), "the MPI launcher used when ranks > 1");
+  po::positional_options_description positional;
+  positional.add("config", 1);
+  po::variables_map values;
+  try {
+    po::store(po::command_line_parser(argc, argv).options(options).positional(positional).run(), values);
+    po::notify(values);
+  } catch (const po::error& error) {
+    std::cerr << "sweep: error: " << error.what() << "\n(sweep --help)" << std::endl;
+    return kExitUsage;
+  }
+  if (values.count("help")) {
+    std::cout << options << std::endl;
+    return 0;
+  }
+  if (config_path.empty()) {
+    std::cerr << "sweep: error: no sweep file given (e.g. sweep configs/sweep_split_fmnist.ini; sweep --help)" << std::endl;
+    return kExitUsage;
+  }
+  if (values.count("output")) overrides.output = values["output"].as<std::string>();
+  if (values.count("methods")) overrides.methods = values["methods"].as<std::string>();
+  if (values.count("seeds")) overrides.seeds = values["seeds"].as<std::string>();
+  if (values.count("ranks")) overrides.ranks = values["ranks"].as<int>();
+  if (values.count("threads")) overrides.threads = values["threads"].as<int>();
+
+  const fs::path here = executable_folder();
+  const fs::path train = here / "train", report = here / "report";
+  try {
+    for (const std::string& setting : settings)
+      for (const OptionSetting& parsed : parse_option_list(setting, "--set"))
+        overrides.options.push_back(parsed);
+    for (const fs::path& binary : {train, report})
+      if (access(binary.c_str(), X_OK) != 0)
+        throw Error(binary.string() + " not found: sweep runs the train and report executables built beside it");
+    std::vector<std::string> command(argv, argv + argc);
+    Sweep sweep(load_sweep_config(config_path, overrides), command, train, mpirun, values.count("retry-failed") > 0);
+    if (values.count("dry-run")) {
+      sweep.print_plan();
+      return 0;
+    }
+    install_stop_handlers();
+    int code = 0;
+    try {
+      code = sweep.run();
+    } catch (const Error& error) {
+      std::cerr << "sweep: error: " << error.what() << std::endl;
+      return kExitUsage;
+    }
+    if (code == kExitStopped) return code;
+    if (!values.count("no-report") && sweep.report(report) != 0 && code == 0) code = kExitFailedRuns;
+    return code;
+  } catch (const Error& error) {
+    std::cerr << "sweep: error: " << error.what() << std::endl;
+    return kExitUsage;
+  }
+}
