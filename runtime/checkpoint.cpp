@@ -647,9 +647,15 @@ class Reader {
     CheckpointState state;
     const std::string root = "/";
     state.format_version = read_int_attribute(file, root, "format_version");
-    if (state.format_version < 1 || state.format_version > kCheckpointFormatVersion)
-      fail(root, "unsupported format_version " + std::to_string(state.format_version) + " (this build reads 1 to " +
-                     std::to_string(kCheckpointFormatVersion) + ")");
+    if (state.format_version < kOldestReadableCheckpointFormatVersion ||
+        state.format_version > kCheckpointFormatVersion) {
+      std::string reason = "unsupported format_version " + std::to_string(state.format_version) +
+                           " (this build reads " + std::to_string(kOldestReadableCheckpointFormatVersion) + " to " +
+                           std::to_string(kCheckpointFormatVersion) + ")";
+      if (state.format_version == 1)
+        reason += "; version 1 files carry FNV-1a fingerprints: resume them with the build that wrote them";
+      fail(root, reason);
+    }
     state.world_size = read_int_attribute(file, root, "world_size");
     state.stage = read_int_attribute(file, root, "stage");
     state.phase = read_string_attribute(file, root, "phase");

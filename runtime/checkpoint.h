@@ -3,7 +3,7 @@
 // checkpoint; the exact layout is documented in docs/checkpoint_format.md so
 // that h5dump or h5py can read a checkpoint without the framework.
 //
-// Every dataset carries a 64-bit FNV-1a fingerprint (runtime/fingerprint.h)
+// Every dataset carries a 64-bit XXH64 fingerprint (runtime/fingerprint.h)
 // of its contents, checked on reading: HDF5 itself does not notice flipped
 // bytes inside raw data. All HDF5 calls made by this module are serialised
 // by one mutex (serial HDF5 is not thread-safe).
@@ -20,7 +20,11 @@
 
 namespace clx {
 
-inline constexpr int64_t kCheckpointFormatVersion = 1;
+// Version 2: dataset fingerprints are XXH64. Version 1 (FNV-1a fingerprints,
+// otherwise the same layout) is refused with a message saying so: a
+// checkpoint serves to resume a run with the build that wrote it.
+inline constexpr int64_t kCheckpointFormatVersion = 2;
+inline constexpr int64_t kOldestReadableCheckpointFormatVersion = 2;
 
 // A checkpoint that cannot be read or does not match what is expected. The
 // message names the file and the HDF5 object ("/model/trunk.1.weight", or

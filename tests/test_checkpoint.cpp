@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -484,16 +485,30 @@ TEST_F(CheckpointTest, NotAnHdf5File) {
   expect_checkpoint_error([&] { clx::read_checkpoint(dir_.string()); }, {dir_.string(), "not a regular file"});
 }
 
-TEST_F(CheckpointTest, NewerFormatVersionIsRejected) {
-  const fs::path file = written();
-  edit_file(file, [](hid_t h5) {
+void set_format_version(const fs::path& file, int64_t version) {
+  edit_file(file, [version](hid_t h5) {
     const hid_t attr = H5Aopen(h5, "format_version", H5P_DEFAULT);
-    const int64_t version = clx::kCheckpointFormatVersion + 1;
+    ASSERT_GE(attr, 0);
     H5Awrite(attr, H5T_NATIVE_INT64, &version);
     H5Aclose(attr);
   });
+}
+
+TEST_F(CheckpointTest, NewerFormatVersionIsRejected) {
+  const fs::path file = written();
+  set_format_version(file, clx::kCheckpointFormatVersion + 1);
   expect_checkpoint_error([&] { clx::read_checkpoint(file.string()); },
-                          {file.string(), "unsupported format_version 2"});
+                          {file.string(), "unsupported format_version " +
+                                              std::to_string(clx::kCheckpointFormatVersion + 1)});
+}
+
+// Version 1 had FNV-1a fingerprints; its files are refused with a reason, not
+// reported as damaged datasets.
+TEST_F(CheckpointTest, FormatVersion1IsRefusedAsSuch) {
+  const fs::path file = written();
+  set_format_version(file, 1);
+  expect_checkpoint_error([&] { clx::read_checkpoint(file.string()); },
+                          {file.string(), ": /: unsupported format_version 1 (this build reads 2 to", "FNV-1a"});
 }
 
 TEST_F(CheckpointTest, CheckTensorsMatchNamesTheFirstMismatch) {
@@ -561,6 +576,76 @@ TEST_F(CheckpointTest, RandomDamageIsAlwaysAnErrorNeverACrash) {
   }
   EXPECT_EQ(errors + successes, 500);
   EXPECT_GT(errors, 400);
+}
+
+// The small checkpoint shown in docs/checkpoint_format.md (h5dump excerpt
+// and h5py example).
+CheckpointState documented_example_state() {
+  CheckpointState state;
+  state.config_text = "model = mlp\nalgorithm = sgd\n";
+  state.world_size = 2;
+  state.stage = 1;
+  state.phase = "training";
+  state.epoch = 2;
+  state.step = 3;
+  state.global_step = 40;
+  state.model = {{"trunk.0.weight", torch::arange(12, torch::kFloat32).reshape({3, 4})},
+                 {"trunk.0.bias", torch::tensor({0.5, -0.5, 0.25}, torch::kFloat64)},
+                 {"count", torch::tensor(int64_t{7})}};
+  state.optimizer = {{"momentum.trunk.0.weight", torch::full({3, 4}, 0.125f)}};
+  state.strategy = {{"mask.trunk.0.weight", torch::ones({3, 4}, torch::kUInt8)},
+                    {"ids", torch::arange(4, torch::kInt32)},
+                    {"a/b", torch::empty({0}, torch::kUInt8)}};
+  state.strategy_text = {{"mode", ""}};
+  state.accuracy_initial = {0.1, 0.12};
+  state.accuracy_stages = {{0.5, 0.25}};
+  state.rank_states = {"rank0", "rank1"};
+  return state;
+}
+
+// The text between the first line starting with `opening` after `heading`
+// and the next line "```" of a Markdown file.
+std::string markdown_block(const std::string& markdown, const std::string& heading, const std::string& opening) {
+  const size_t section = markdown.find(heading);
+  if (section == std::string::npos) return "";
+  const size_t start = markdown.find("\n" + opening + "\n", section);
+  if (start == std::string::npos) return "";
+  const size_t body = start + opening.size() + 2;
+  const size_t end = markdown.find("\n```\n", body);
+  return end == std::string::npos ? "" : markdown.substr(body, end + 1 - body);
+}
+
+// A python3 that can import h5py, numpy and xxhash, or "" (the pyenv shim on
+// PATH may lack the Debian packages that /usr/bin/python3 has).
+std::string python_with_h5py() {
+  for (const std::string python : {"python3", "/usr/bin/python3"})
+    if (std::system((python + " -c 'import h5py, numpy, xxhash' >/dev/null 2>&1").c_str()) == 0) return python;
+  return "";
+}
+
+// The h5py reader in docs/checkpoint_format.md, run on the documented example:
+// it verifies every fingerprint and prints what the document says it prints.
+TEST_F(CheckpointTest, DocumentedH5pyReaderReadsTheExample) {
+  const std::string python = python_with_h5py();
+  if (python.empty()) GTEST_SKIP() << "needs python3 with h5py, numpy and xxhash (python3-h5py, python3-xxhash)";
+  const fs::path document = fs::path(__FILE__).parent_path().parent_path() / "docs" / "checkpoint_format.md";
+  std::ifstream in(document);
+  ASSERT_TRUE(in) << document;
+  const std::string markdown((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string script = markdown_block(markdown, "## Reading with h5py", "```python");
+  const std::string expected = markdown_block(markdown, "Output for the file above:", "```");
+  ASSERT_FALSE(script.empty()) << "no python block after '## Reading with h5py' in " << document;
+  ASSERT_FALSE(expected.empty()) << "no output block after 'Output for the file above:' in " << document;
+
+  const fs::path file = path("ckpt-00000001.h5"), program = path("read.py"), output = path("output.txt");
+  clx::write_checkpoint(file.string(), documented_example_state());
+  std::ofstream(program) << script;
+  const std::string command = python + " " + program.string() + " " + file.string() + " >" + output.string() + " 2>&1";
+  const int status = std::system(command.c_str());
+  std::ifstream result(output);
+  const std::string printed((std::istreambuf_iterator<char>(result)), std::istreambuf_iterator<char>());
+  ASSERT_EQ(status, 0) << command << "\n" << printed;
+  EXPECT_EQ(printed, expected) << "update the output shown in " << document;
 }
 
 // A tensor of the ResNet-18 state below: its name, shape and whether it is a

@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -258,11 +259,38 @@ TEST(Fingerprint, ToHex) {
   EXPECT_EQ(clx::to_hex(~0ULL), "ffffffffffffffff");
 }
 
-TEST(Fingerprint, IsFnv1a) {
-  // FNV-1a 64: offset basis for no bytes; the published value for "a".
-  EXPECT_EQ(clx::Fingerprint().value(), 0xcbf29ce484222325ULL);
-  EXPECT_EQ(clx::Fingerprint().add_bytes("a", 1).value(), 0xaf63dc4c8601ec8cULL);
-  EXPECT_EQ(clx::Fingerprint().add_bytes("a", 1).hex(), "af63dc4c8601ec8c");
+TEST(Fingerprint, IsXxh64) {
+  // XXH64 with seed 0: the published values for "", "a" and "abc"; the
+  // values of python3-xxhash for bytes 0..99 (all tail paths) and for 5
+  // rounds of bytes 0..255 (whole 32-byte stripes).
+  EXPECT_EQ(clx::Fingerprint().value(), 0xef46db3751d8e999ULL);
+  EXPECT_EQ(clx::Fingerprint().add_bytes("a", 1).value(), 0xd24ec4f1a98c6e5bULL);
+  EXPECT_EQ(clx::Fingerprint().add_bytes("abc", 3).hex(), "44bc2cf5ad770999");
+  std::string counting, rounds;
+  for (int i = 0; i < 100; ++i) counting.push_back(static_cast<char>(i));
+  for (int i = 0; i < 5 * 256; ++i) rounds.push_back(static_cast<char>(i % 256));
+  EXPECT_EQ(clx::Fingerprint().add_bytes(counting.data(), counting.size()).hex(), "6ac1e58032166597");
+  EXPECT_EQ(clx::Fingerprint().add_bytes(rounds.data(), rounds.size()).hex(), "afc184ad7938a354");
+  // The worked example of docs/checkpoint_format.md: the bytes fed for a tensor.
+  EXPECT_EQ(clx::Fingerprint().add(torch::tensor({{1.0f, 2.0f}})).hex(), "c8f5a86f0d987b60");
+}
+
+TEST(Fingerprint, PiecesGiveTheSameValueAsOneCall) {
+  std::string bytes;
+  for (int i = 0; i < 1000; ++i) bytes.push_back(static_cast<char>(i * 7));
+  const uint64_t whole = clx::Fingerprint().add_bytes(bytes.data(), bytes.size()).value();
+  for (size_t piece : {1, 3, 8, 31, 32, 33, 100, 999}) {
+    clx::Fingerprint pieces;
+    for (size_t offset = 0; offset < bytes.size(); offset += piece)
+      pieces.add_bytes(bytes.data() + offset, std::min(piece, bytes.size() - offset));
+    EXPECT_EQ(pieces.value(), whole) << "pieces of " << piece;
+  }
+  // value() does not end the stream.
+  clx::Fingerprint running;
+  running.add_bytes(bytes.data(), 500);
+  (void)running.value();
+  running.add_bytes(bytes.data() + 500, 500);
+  EXPECT_EQ(running.value(), whole);
 }
 
 TEST(Fingerprint, SameTensorSameHex) {
