@@ -67,26 +67,31 @@ void GradientReducer::copy_slot_from_parameter(size_t index) {
   else slot.zero_();
 }
 
-void GradientReducer::start_bucket(size_t b) {
+void GradientReducer::start_bucket(size_t b, bool blocking) {
   Bucket& bucket = buckets_[b];
   const bool last = b + 1 == buckets_.size();
   if (last && side_sums_.defined())
     bucket.flat.narrow(0, bucket.gradient_elements, side_sums_.numel()).copy_(side_sums_.reshape({-1}));
-  bucket.pending = comm_.allreduce_async(bucket.flat, ReduceOp::Sum);
+  // Blocking where nothing is left to overlap with: a backend's blocking
+  // all-reduce can be much faster than its non-blocking one (Open MPI's
+  // tuned shared-memory algorithms against libnbc's).
+  if (blocking) comm_.allreduce(bucket.flat, ReduceOp::Sum);
+  else bucket.pending = comm_.allreduce_async(bucket.flat, ReduceOp::Sum);
 }
 
 void GradientReducer::write_back(torch::Tensor side_sums) {
   const double scale = 1.0 / comm_.size();
   for (size_t b = 0; b < buckets_.size(); ++b) {
     Bucket& bucket = buckets_[b];
-    bucket.pending->wait();
+    if (bucket.pending) bucket.pending->wait();
     bucket.pending.reset();
     bucket.flat.narrow(0, 0, bucket.gradient_elements).mul_(scale);
     for (size_t i = 0; i < bucket.parameter_indices.size(); ++i) {
       torch::Tensor& parameter = parameters_[bucket.parameter_indices[i]];
-      torch::Tensor slot = bucket.flat.narrow(0, bucket.offsets[i], parameter.numel()).view(parameter.sizes());
-      if (parameter.grad().defined()) parameter.mutable_grad().copy_(slot);
-      else parameter.mutable_grad() = slot.clone();
+      // The gradient becomes a view of its bucket (as DDP's gradient_as_bucket_view):
+      // no copy back. It stays valid until the next step writes the bucket, and
+      // the trainer drops every gradient before that step's backward.
+      parameter.mutable_grad() = bucket.flat.narrow(0, bucket.offsets[i], parameter.numel()).view(parameter.sizes());
     }
     if (b + 1 == buckets_.size() && side_sums.defined())
       side_sums.copy_(bucket.flat.narrow(0, bucket.gradient_elements, side_sums.numel()).view(side_sums.sizes()));
@@ -108,10 +113,9 @@ void GradientReducer::reduce(torch::Tensor side_sums) {
     return;
   }
   side_sums_ = side_sums;
-  // The copy into bucket b+1 overlaps bucket b's reduction.
   for (size_t b = 0; b < buckets_.size(); ++b) {
     for (size_t index : buckets_[b].parameter_indices) copy_slot_from_parameter(index);
-    start_bucket(b);
+    start_bucket(b, /*blocking=*/true);
   }
   side_sums_ = torch::Tensor();
   write_back(side_sums);
@@ -147,7 +151,8 @@ void GradientReducer::on_gradient(size_t index, const torch::Tensor& grad) {
 }
 
 void GradientReducer::start_ready_buckets() {
-  while (next_to_start_ < buckets_.size() && buckets_[next_to_start_].waiting == 0) start_bucket(next_to_start_++);
+  while (next_to_start_ < buckets_.size() && buckets_[next_to_start_].waiting == 0)
+    start_bucket(next_to_start_++, /*blocking=*/false);
   // Non-blocking MPI collectives progress only inside MPI calls: poke the oldest one.
   for (size_t b = 0; b < next_to_start_; ++b)
     if (buckets_[b].pending && !buckets_[b].pending->test()) break;

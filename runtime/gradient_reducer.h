@@ -41,7 +41,8 @@ class GradientReducer {
   GradientReducer(const GradientReducer&) = delete;
   GradientReducer& operator=(const GradientReducer&) = delete;
 
-  // Replaces every parameter's gradient by its average over ranks. A gradient
+  // Replaces every parameter's gradient by its average over ranks, as a view
+  // into the reducer's bucket that the next reduce() overwrites. A gradient
   // that backward did not produce on this rank (a head no local sample used)
   // counts as zeros and is created, so every rank leaves with the same set.
   // `side_sums`, if given (a small 1-D float32 tensor such as the batch loss
@@ -73,7 +74,7 @@ class GradientReducer {
 
   void on_gradient(size_t parameter_index, const torch::Tensor& grad);
   void start_ready_buckets();
-  void start_bucket(size_t b);
+  void start_bucket(size_t b, bool blocking);
   void copy_slot_from_parameter(size_t parameter_index);
   void write_back(torch::Tensor side_sums);
 

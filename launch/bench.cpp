@@ -1,0 +1,581 @@
+// bench: measures the framework against what it must beat, side by side in
+// one run, and prints each comparison as a table (ours, the reference, the
+// ratio, the target). docs/benchmarks.md keeps the tables and the commands.
+//
+//   mpirun -np 2 build/bench                       every suite
+//   mpirun -np 2 build/bench --suite allreduce     one suite
+//   build/bench --help
+//
+// Suites that compare against one rank (overhead, passes, checkpoint) run on
+// rank 0 while the other ranks wait; scaling and allreduce use every rank.
+#include <boost/program_options.hpp>
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iomanip>
+#include <iostream>
+#include <map>
+#include <sstream>
+#include <thread>
+#include <unistd.h>
+
+#include "algorithms/finetune.h"
+#include "algorithms/importance.h"
+#include "models/model_factory.h"
+#include "runtime/checkpoint.h"
+#include "runtime/communicator.h"
+#include "runtime/error.h"
+#include "runtime/gradient_reducer.h"
+#include "runtime/logging.h"
+#include "runtime/trainer.h"
+#ifdef CLX_HAVE_MPI
+#include "runtime/mpi_communicator.h"
+#endif
+
+namespace po = boost::program_options;
+using clx::Communicator;
+
+namespace {
+
+const char* const kSuites = "overhead,scaling,allreduce,passes,checkpoint";
+
+struct BenchOptions {
+  std::vector<std::string> suites;
+  std::vector<std::string> models;
+  std::string data_root = "/usr/share/datasets/fashion-mnist";
+  int64_t batch = 128;  // per rank
+  int64_t mlp_steps = 300, conv_steps = 12;
+  int repeats = 3;
+  int threads = 1;
+  std::string scratch = "/tmp";
+  std::string json_path, ddp_json;
+  double lr = 0.01, momentum = 0.9;
+};
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
+
+double median(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  return values.empty() ? 0.0 : values[values.size() / 2];
+}
+
+std::vector<std::string> split_list(const std::string& text) {
+  std::vector<std::string> items;
+  std::stringstream stream(text);
+  for (std::string item; std::getline(stream, item, ',');)
+    if (!item.empty()) items.push_back(item);
+  return items;
+}
+
+// One line of a comparison table.
+struct Row {
+  std::string measure;
+  double ours = 0, reference = 0;
+  std::string unit;
+  std::string target;  // e.g. ">= 0.97"; empty: reported only
+  double target_ratio = 0;
+  bool higher_is_better = true;  // of the ratio ours / reference
+};
+
+struct Table {
+  std::string title, ours_label, reference_label;
+  std::vector<Row> rows;
+};
+
+std::string fixed(double value, int digits) {
+  std::ostringstream text;
+  text << std::fixed << std::setprecision(digits) << value;
+  return text.str();
+}
+
+std::string digits_for(double value) { return fixed(value, value >= 100 ? 0 : value >= 10 ? 1 : 2); }
+
+void print_table(const Table& table) {
+  std::cout << "\n### " << table.title << "\n\n| measure | " << table.ours_label << " | " << table.reference_label
+            << " | ratio | target | met |\n|---|---:|---:|---:|---|---|\n";
+  for (const Row& row : table.rows) {
+    const double ratio = row.reference > 0 ? row.ours / row.reference : 0.0;
+    std::string met = "";
+    if (!row.target.empty())
+      met = (row.higher_is_better ? ratio >= row.target_ratio : ratio <= row.target_ratio) ? "yes" : "**no**";
+    std::cout << "| " << row.measure << " | " << digits_for(row.ours) << " " << row.unit << " | "
+              << digits_for(row.reference) << " " << row.unit << " | " << fixed(ratio, 3) << " | " << row.target
+              << " | " << met << " |\n";
+  }
+  std::cout.flush();
+}
+
+nlohmann::json to_json(const Table& table) {
+  nlohmann::json rows = nlohmann::json::array();
+  for (const Row& row : table.rows)
+    rows.push_back({{"measure", row.measure},
+                    {"ours", row.ours},
+                    {"reference", row.reference},
+                    {"unit", row.unit},
+                    {"ratio", row.reference > 0 ? row.ours / row.reference : 0.0},
+                    {"target", row.target}});
+  return {{"title", table.title}, {"ours", table.ours_label}, {"reference", table.reference_label}, {"rows", rows}};
+}
+
+// ---- data and models ---------------------------------------------------------
+
+struct Data {
+  std::shared_ptr<const clx::LabelledImages> train, test;
+};
+
+// One task holding every class, with `samples` training images: a plain
+// classification problem, the same for the framework and the bare loop.
+clx::TaskStream one_task_stream(const Data& data, int64_t samples) {
+  clx::StreamConfig config;
+  config.kind = "split";
+  config.num_tasks = 1;
+  config.classes_per_task = 10;
+  config.train_samples_per_task = std::min<int64_t>(samples, data.train->size());
+  config.test_samples_per_task = 1000;
+  return clx::build_task_stream(config, data.train, data.test);
+}
+
+clx::MultiHeadModel bench_model(const std::string& arch, const clx::TaskStream& stream, uint64_t seed) {
+  torch::manual_seed(seed);
+  clx::ModelConfig config;
+  config.arch = arch;
+  return clx::make_model(config, stream.input_shape, clx::head_sizes_for(stream, clx::HeadLayout::Multi));
+}
+
+int64_t steps_for(const BenchOptions& options, const std::string& arch) {
+  return arch == "mlp" ? options.mlp_steps : options.conv_steps;
+}
+
+// ---- the two training loops ----------------------------------------------------
+
+clx::TrainerConfig trainer_config(const BenchOptions& options, int64_t global_batch) {
+  clx::TrainerConfig config;
+  config.epochs = 1;
+  config.batch_size = global_batch;
+  config.lr = options.lr;
+  config.momentum = options.momentum;
+  config.progress_seconds = 1e9;
+  config.check_consistency = false;
+  return config;
+}
+
+// Seconds the framework's trainer takes for one stage of one epoch over the stream's task.
+double framework_epoch_seconds(Communicator& comm, const clx::TaskStream& stream, const std::string& arch,
+                               const clx::TrainerConfig& config) {
+  clx::Logger silent(1, "", "off");
+  clx::FinetuneStrategy strategy;
+  clx::MultiHeadModel model = bench_model(arch, stream, 1);
+  clx::Trainer trainer(config, comm, stream, model.ptr(), strategy, silent);
+  return trainer.train_stage(0, {0}).train_seconds;
+}
+
+// The loop a user would write by hand with LibTorch: same model, optimizer,
+// batches drawn from the same in-memory data, no framework.
+double bare_epoch_seconds(const clx::TaskStream& stream, const std::string& arch, const BenchOptions& options,
+                          int64_t batch) {
+  clx::MultiHeadModel model = bench_model(arch, stream, 1);
+  model->train();
+  torch::optim::SGD optimizer(model->parameters(), torch::optim::SGDOptions(options.lr).momentum(options.momentum));
+  const clx::TaskData& data = stream.tasks[0].train;
+  const torch::Tensor images = data.source->images.index_select(0, data.rows);
+  const torch::Tensor labels = data.local_labels;
+  const torch::Tensor order = torch::randperm(data.size(), torch::kInt64);
+  const int64_t steps = data.size() / batch;
+  const auto start = Clock::now();
+  for (int64_t step = 0; step < steps; ++step) {
+    const torch::Tensor positions = order.narrow(0, step * batch, batch);
+    optimizer.zero_grad();
+    const torch::Tensor loss =
+        torch::nn::functional::cross_entropy(model->logits(images.index_select(0, positions), 0), labels.index_select(0, positions));
+    loss.backward();
+    optimizer.step();
+  }
+  return seconds_since(start);
+}
+
+// Runs `work` on rank 0 alone while the other ranks wait, so that it has a core to itself.
+template <typename Fn>
+void on_root_alone(Communicator& comm, Fn&& work) {
+  if (comm.is_root()) {
+    try {
+      work();
+    } catch (...) {
+      comm.barrier();
+      throw;
+    }
+  }
+  comm.barrier();
+}
+
+// ---- suites -------------------------------------------------------------------------
+
+Table overhead_suite(Communicator& comm, const Data& data, const BenchOptions& options) {
+  Table table{"Framework overhead: one rank, " + std::to_string(options.threads) + " thread, batch " +
+                  std::to_string(options.batch) + ", steps/s (median of " + std::to_string(options.repeats) + ")",
+              "framework", "bare LibTorch loop", {}};
+  on_root_alone(comm, [&] {
+    clx::SingleCommunicator single;
+    for (const std::string& arch : options.models) {
+      const int64_t steps = steps_for(options, arch);
+      const clx::TaskStream stream = one_task_stream(data, steps * options.batch);
+      const auto config = trainer_config(options, options.batch);
+      std::vector<double> ours, bare;
+      bare_epoch_seconds(stream, arch, options, options.batch);  // warm-up: allocator, BLAS buffers
+      for (int r = 0; r < options.repeats; ++r) {
+        bare.push_back(steps / bare_epoch_seconds(stream, arch, options, options.batch));
+        ours.push_back(steps / framework_epoch_seconds(single, stream, arch, config));
+      }
+      table.rows.push_back({arch, median(ours), median(bare), "steps/s", ">= 0.97", 0.97, true});
+    }
+  });
+  return table;
+}
+
+// Samples/s of the framework on every rank of `comm` with `per_rank_batch` each.
+double framework_samples_per_second(Communicator& comm, const Data& data, const std::string& arch,
+                                    const BenchOptions& options, int64_t steps, bool overlap, double bucket_mb) {
+  const int64_t global_batch = options.batch * comm.size();
+  const clx::TaskStream stream = one_task_stream(data, steps * global_batch);
+  auto config = trainer_config(options, global_batch);
+  config.overlap_allreduce = overlap;
+  config.bucket_bytes = static_cast<int64_t>(bucket_mb * (1 << 20));
+  std::vector<double> rates;
+  for (int r = 0; r < options.repeats; ++r)
+    rates.push_back(static_cast<double>(steps * global_batch) / framework_epoch_seconds(comm, stream, arch, config));
+  return median(rates);
+}
+
+std::vector<Table> scaling_suite(Communicator& comm, const Data& data, const BenchOptions& options,
+                                 std::map<std::string, double>* steps_per_second) {
+  const int n = comm.size();
+  Table scaling{"Scaling: " + std::to_string(n) + " ranks x " + std::to_string(options.threads) +
+                    " thread vs 1 rank, batch " + std::to_string(options.batch) + " per rank, samples/s",
+                std::to_string(n) + " ranks", std::to_string(n) + " x 1 rank", {}};
+  Table variants{"All-reduce overlap and bucket size: " + std::to_string(n) + " ranks, MLP, samples/s",
+                 "variant", "default (overlap on, 25 MiB)", {}};
+  for (const std::string& arch : options.models) {
+    const int64_t steps = steps_for(options, arch);
+    double one_rank = 0;
+    on_root_alone(comm, [&] {
+      clx::SingleCommunicator single;
+      one_rank = framework_samples_per_second(single, data, arch, options, steps, true, 25);
+    });
+    torch::Tensor shared = torch::tensor({one_rank}, torch::kFloat64);
+    comm.broadcast(shared, 0);
+    one_rank = shared.item<double>();
+    const double many = framework_samples_per_second(comm, data, arch, options, steps, true, 25);
+    (*steps_per_second)[arch] = many / (options.batch * n);
+    scaling.rows.push_back({arch, many, n * one_rank, "samples/s", n > 1 ? ">= 0.95" : "", 0.95, true});
+    if (arch == "mlp" && n > 1) {
+      for (auto [overlap, mb] : std::vector<std::pair<bool, double>>{{false, 25}, {true, 1}, {true, 5}, {true, 100}}) {
+        const double rate = framework_samples_per_second(comm, data, arch, options, steps, overlap, mb);
+        variants.rows.push_back({std::string(overlap ? "overlap on" : "overlap off") + ", " + fixed(mb, 0) + " MiB",
+                                 rate, many, "samples/s", "", 0, true});
+      }
+    }
+  }
+  if (variants.rows.empty()) return {scaling};
+  return {scaling, variants};
+}
+
+Table allreduce_suite(Communicator& comm, const BenchOptions& options) {
+  const int n = comm.size();
+  Table table{"All-reduce bus bandwidth: " + std::to_string(n) + " ranks, float32, busbw = 2(n-1)/n x bytes / time, GB/s",
+              "GradientReducer", "raw MPI_Allreduce", {}};
+  if (n < 2) return table;
+#ifdef CLX_HAVE_MPI
+  auto* mpi = dynamic_cast<clx::MpiCommunicator*>(&comm);
+  if (mpi == nullptr) return table;
+  const double bus_factor = 2.0 * (n - 1) / n;
+  for (int64_t megabytes : {1, 25, 100}) {
+    const int64_t bytes = megabytes << 20, elements = bytes / 4;
+    // The same iteration count on every rank, by size: a collective loop must not decide per rank.
+    const int iterations = static_cast<int>(std::clamp<int64_t>((2048LL << 20) / bytes, 8, 400));
+    auto timed = [&](const std::function<void()>& once) {
+      once();  // warm-up: MPI's shared-memory segments, page faults
+      std::vector<double> times;
+      for (int r = 0; r < options.repeats; ++r) {
+        comm.barrier();
+        const auto start = Clock::now();
+        for (int k = 0; k < iterations; ++k) once();
+        torch::Tensor elapsed = torch::tensor({seconds_since(start) / iterations}, torch::kFloat64);
+        comm.allreduce(elapsed, clx::ReduceOp::Max);  // the slowest rank decides
+        times.push_back(elapsed.item<double>());
+      }
+      return bus_factor * static_cast<double>(bytes) / median(times) / 1e9;
+    };
+    torch::Tensor raw = torch::ones({elements});
+    const double raw_busbw = timed([&] {
+      MPI_Allreduce(MPI_IN_PLACE, raw.data_ptr(), static_cast<int>(elements), MPI_FLOAT, MPI_SUM, mpi->comm());
+    });
+    // What overlapping costs on this backend: the non-blocking collective on its own.
+    const double nonblocking_busbw = timed([&] {
+      MPI_Request request;
+      MPI_Iallreduce(MPI_IN_PLACE, raw.data_ptr(), static_cast<int>(elements), MPI_FLOAT, MPI_SUM, mpi->comm(), &request);
+      MPI_Wait(&request, MPI_STATUS_IGNORE);
+    });
+    // Gradients of layer-sized tensors (at most 1 Mi elements each), handed to
+    // the reducer as backward hands them over: fresh tensors, not its buckets.
+    std::vector<torch::Tensor> parameters, gradients;
+    for (int64_t left = elements; left > 0; left -= std::min<int64_t>(left, 1 << 20)) {
+      parameters.push_back(torch::zeros({std::min<int64_t>(left, 1 << 20)}));
+      gradients.push_back(torch::ones({std::min<int64_t>(left, 1 << 20)}));
+    }
+    clx::GradientReducer reducer(comm, parameters);
+    const double reducer_busbw = timed([&] {
+      for (size_t k = 0; k < parameters.size(); ++k) parameters[k].mutable_grad() = gradients[k];
+      reducer.reduce();
+    });
+    table.rows.push_back({std::to_string(megabytes) + " MB (" + std::to_string(reducer.bucket_count()) + " bucket" +
+                              (reducer.bucket_count() > 1 ? "s" : "") + ")",
+                          reducer_busbw, raw_busbw, "GB/s", ">= 0.90", 0.90, true});
+    table.rows.push_back({std::to_string(megabytes) + " MB, raw MPI_Iallreduce + MPI_Wait (what overlap uses)",
+                          nonblocking_busbw, raw_busbw, "GB/s", "", 0, true});
+  }
+#endif
+  return table;
+}
+
+std::vector<Table> passes_suite(Communicator& comm, const Data& data, const BenchOptions& options) {
+  Table importance{"ANPyC importance pass vs one training epoch over the same data (1 rank, batch " +
+                       std::to_string(options.batch) + "), seconds",
+                   "importance pass", "training epoch", {}};
+  Table fisher{"EWC per-sample Fisher on 1000 samples vs one training epoch over 1000 samples (1 rank), seconds",
+               "Fisher", "training epoch", {}};
+  on_root_alone(comm, [&] {
+    clx::SingleCommunicator single;
+    clx::Logger silent(1, "", "off");
+    for (const std::string& arch : options.models) {
+      const clx::TaskStream stream = one_task_stream(data, steps_for(options, arch) * options.batch);
+      const clx::TaskStream thousand = one_task_stream(data, 1000);
+      const auto config = trainer_config(options, options.batch);
+      clx::MultiHeadModel model = bench_model(arch, stream, 1);
+      auto context_for = [&](const clx::TaskStream& s) {
+        clx::StageContext context{*model, single, s, silent, clx::HeadLayout::Multi, 0, {0}};
+        context.batch_size = options.batch;
+        context.seed = 1;
+        return context;
+      };
+      std::vector<double> epoch, pass, epoch_1000, fisher_1000;
+      for (int r = 0; r < options.repeats; ++r) {
+        epoch.push_back(framework_epoch_seconds(single, stream, arch, config));
+        auto context = context_for(stream);
+        auto start = Clock::now();
+        clx::entropy_taylor_importance(context, 0, -1.0);
+        pass.push_back(seconds_since(start));
+        epoch_1000.push_back(framework_epoch_seconds(single, thousand, arch, config));
+        auto context_1000 = context_for(thousand);
+        start = Clock::now();
+        clx::fisher_diagonal(context_1000, 0, 1000, true);
+        fisher_1000.push_back(seconds_since(start));
+      }
+      importance.rows.push_back({arch, median(pass), median(epoch), "s", "<= 1.0", 1.0, false});
+      fisher.rows.push_back({arch, median(fisher_1000), median(epoch_1000), "s", "< 3.0", 3.0, false});
+    }
+  });
+  return {importance, fisher};
+}
+
+int64_t file_bytes(const std::string& path) { return static_cast<int64_t>(std::filesystem::file_size(path)); }
+
+Table checkpoint_suite(Communicator& comm, const Data& data, const BenchOptions& options) {
+  Table table{"Checkpoints: ResNet-18 with ANPyC's state (parameters, buffers, momentum, theta_old, omega, masks)",
+              "measured", "reference", {}};
+  on_root_alone(comm, [&] {
+    clx::TaskStream stream = one_task_stream(data, 1280);
+    clx::ModelConfig config;
+    config.arch = "resnet18";
+    torch::manual_seed(1);
+    clx::MultiHeadModel model = clx::make_model(config, stream.input_shape, clx::head_sizes_for(stream, clx::HeadLayout::Multi));
+    clx::CheckpointState state;
+    state.config_text = "bench = checkpoint\n";
+    state.phase = "training";
+    for (const auto& item : model->named_parameters()) {
+      state.model.emplace_back(item.key(), item.value().detach());
+      state.optimizer.emplace_back("momentum." + item.key(), torch::randn_like(item.value()));
+    }
+    for (const auto& item : model->named_buffers()) state.model.emplace_back(item.key(), item.value());
+    for (const auto& [name, tensor] : model->named_shared_parameters()) {
+      state.strategy.emplace_back("theta_old." + name, tensor.detach().clone());
+      state.strategy.emplace_back("omega." + name, torch::rand_like(tensor));
+      state.strategy.emplace_back("mask." + name, torch::rand_like(tensor).gt(0.5).to(torch::kUInt8));
+    }
+    const std::string directory = options.scratch + "/clx-bench-" + std::to_string(::getpid());
+    std::filesystem::create_directories(directory);
+    std::vector<double> write_rates, read_rates, read_seconds;
+    int64_t bytes = 0;
+    for (int r = 0; r < options.repeats; ++r) {
+      const std::string path = directory + "/ckpt-" + std::to_string(r) + ".h5";
+      auto start = Clock::now();
+      clx::write_checkpoint(path, state);
+      const double write_seconds = seconds_since(start);
+      bytes = file_bytes(path);
+      start = Clock::now();
+      const clx::CheckpointState loaded = clx::read_checkpoint(path);
+      // Resume = read + verify + copy into the live model.
+      {
+        torch::NoGradGuard no_grad;
+        auto live = model->named_parameters();
+        for (const auto& [name, tensor] : loaded.model)
+          if (auto* parameter = live.find(name)) parameter->copy_(tensor);
+      }
+      read_seconds.push_back(seconds_since(start));
+      write_rates.push_back(bytes / write_seconds / 1e6);
+      read_rates.push_back(bytes / read_seconds.back() / 1e6);
+      std::filesystem::remove(path);
+    }
+    std::filesystem::remove_all(directory);
+    const std::string size = fixed(bytes / 1e6, 0) + " MB file";
+    table.rows.push_back({"write (fsync included), " + size, median(write_rates), 500, "MB/s", ">= 1.0", 1.0, true});
+    table.rows.push_back({"read + verify + load, " + size, median(read_rates), 500, "MB/s", "", 0, true});
+
+    // What resuming costs against the task it resumes: one task of split
+    // Fashion-MNIST (12000 images, 5 epochs, batch 128) at ResNet-18's measured step time.
+    const clx::TaskStream steps_stream = one_task_stream(data, 4 * options.batch);
+    clx::SingleCommunicator single;
+    std::vector<double> step_seconds;
+    auto step_config = trainer_config(options, options.batch);
+    for (int r = 0; r < 2; ++r) step_seconds.push_back(framework_epoch_seconds(single, steps_stream, "resnet18", step_config) / 4);
+    const double task_seconds = median(step_seconds) * (12000 / options.batch) * 5;
+    table.rows.push_back({"resume cost as a share of one task (ResNet-18, " + fixed(task_seconds, 0) + " s task)",
+                          median(read_seconds), task_seconds, "s", "< 0.05", 0.05, false});
+  });
+  return table;
+}
+
+nlohmann::json read_ddp_results(const std::string& path) {
+  std::ifstream file(path);
+  if (!file) throw clx::Error("--ddp-json: cannot open '" + path + "'");
+  nlohmann::json ddp;
+  try {
+    file >> ddp;
+    for (const auto& entry : ddp.at("results")) {
+      entry.at("model").get<std::string>();
+      entry.at("ranks").get<int>();
+      entry.at("per_rank_batch").get<int64_t>();
+      entry.at("steps_per_second").get<double>();
+    }
+  } catch (const std::exception& error) {
+    throw clx::Error("--ddp-json: '" + path + "' is not the output of scripts/bench_ddp.py: " + error.what());
+  }
+  return ddp;
+}
+
+Table ddp_table(const BenchOptions& options, const std::map<std::string, double>& ours_steps_per_second, int ranks) {
+  const nlohmann::json ddp = read_ddp_results(options.ddp_json);
+  Table table{"Against PyTorch DDP (gloo), same model, batches, ranks and threads: steps/s", "framework", "PyTorch DDP", {}};
+  for (const auto& entry : ddp.at("results")) {
+    const std::string arch = entry.at("model").get<std::string>();
+    if (entry.at("ranks").get<int>() != ranks || entry.at("per_rank_batch").get<int64_t>() != options.batch) continue;
+    const auto ours = ours_steps_per_second.find(arch);
+    if (ours == ours_steps_per_second.end()) continue;
+    table.rows.push_back({arch + ", " + std::to_string(ranks) + " ranks", ours->second,
+                          entry.at("steps_per_second").get<double>(), "steps/s", ">= 2.0", 2.0, true});
+  }
+  return table;
+}
+
+int run(const BenchOptions& options, Communicator& comm) {
+  torch::set_num_threads(options.threads);
+  Data data;
+  auto train = std::make_shared<clx::LabelledImages>(clx::load_mnist_split(options.data_root, "train"));
+  auto test = std::make_shared<clx::LabelledImages>(clx::load_mnist_split(options.data_root, "t10k"));
+  data.train = train;
+  data.test = test;
+  if (comm.is_root())
+    std::cout << "bench: " << comm.size() << " rank(s) over " << comm.backend() << ", " << options.threads
+              << " thread(s) per rank, " << std::thread::hardware_concurrency() << " cores, LibTorch "
+              << TORCH_VERSION << ", data " << options.data_root << std::endl;
+  std::vector<Table> tables;
+  std::map<std::string, double> steps_per_second;
+  auto emit = [&](const Table& table) {
+    if (comm.is_root()) print_table(table);
+    tables.push_back(table);
+  };
+  for (const std::string& suite : options.suites) {
+    if (comm.is_root()) std::cout << "\n[" << suite << "]" << std::endl;
+    if (suite == "overhead") emit(overhead_suite(comm, data, options));
+    else if (suite == "scaling") for (const Table& t : scaling_suite(comm, data, options, &steps_per_second)) emit(t);
+    else if (suite == "allreduce") {
+      if (comm.size() < 2 && comm.is_root()) std::cout << "(allreduce needs at least 2 ranks: run under mpirun -np 2)\n";
+      emit(allreduce_suite(comm, options));
+    } else if (suite == "passes") for (const Table& t : passes_suite(comm, data, options)) emit(t);
+    else if (suite == "checkpoint") emit(checkpoint_suite(comm, data, options));
+  }
+  if (!options.ddp_json.empty() && comm.is_root()) emit(ddp_table(options, steps_per_second, comm.size()));
+  if (!options.json_path.empty() && comm.is_root()) {
+    nlohmann::json out = {{"ranks", comm.size()}, {"threads", options.threads}, {"batch_per_rank", options.batch},
+                          {"tables", nlohmann::json::array()}};
+    for (const Table& table : tables) out["tables"].push_back(to_json(table));
+    std::ofstream file(options.json_path);
+    if (!file) throw clx::Error("--json: cannot write '" + options.json_path + "'");
+    file << out.dump(2) << "\n";
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  BenchOptions options;
+  std::string suites = kSuites, models = "mlp,vgg9";
+  po::options_description description(
+      "bench: the framework against a bare LibTorch loop, raw MPI_Allreduce and PyTorch DDP\n\n"
+      "Usage: mpirun -np 2 bench [options]   (scaling and allreduce need 2+ ranks)\n\nOptions");
+  description.add_options()
+      ("help,h", "show this help")
+      ("suite", po::value<std::string>(&suites)->default_value(kSuites), "comma-separated suites: overhead, scaling, allreduce, passes, checkpoint")
+      ("models", po::value<std::string>(&models)->default_value("mlp,vgg9"), "models for overhead, scaling and passes: mlp, vgg9")
+      ("batch", po::value<int64_t>(&options.batch)->default_value(128), "batch size per rank")
+      ("mlp-steps", po::value<int64_t>(&options.mlp_steps)->default_value(300), "timed steps per repetition for the MLP")
+      ("conv-steps", po::value<int64_t>(&options.conv_steps)->default_value(12), "timed steps per repetition for VGG-9")
+      ("repeats", po::value<int>(&options.repeats)->default_value(3), "repetitions; tables show the median")
+      ("threads", po::value<int>(&options.threads)->default_value(1), "intra-op threads per rank (ranks x threads <= cores)")
+      ("data", po::value<std::string>(&options.data_root)->default_value(options.data_root), "Fashion-MNIST folder (IDX files)")
+      ("scratch", po::value<std::string>(&options.scratch)->default_value("/tmp"), "folder for checkpoint files (removed afterwards)")
+      ("json", po::value<std::string>(&options.json_path), "also write every table to this JSON file")
+      ("ddp-json", po::value<std::string>(&options.ddp_json), "results of scripts/bench_ddp.py to compare against (needs the scaling suite)");
+  std::unique_ptr<Communicator> comm;
+  try {
+    po::variables_map values;
+    po::store(po::parse_command_line(argc, argv, description), values);
+    if (values.count("help")) {
+      std::cout << description << "\n";
+      return 0;
+    }
+    po::notify(values);
+    comm = clx::make_communicator("auto");
+    options.suites = split_list(suites);
+    options.models = split_list(models);
+    for (const auto& suite : options.suites)
+      if (std::string(",") .append(kSuites).append(",").find("," + suite + ",") == std::string::npos)
+        throw clx::Error("--suite: '" + suite + "' is not one of " + kSuites);
+    for (const auto& model : options.models)
+      if (model != "mlp" && model != "vgg9") throw clx::Error("--models: '" + model + "' is not one of mlp, vgg9");
+    if (options.batch < 1 || options.repeats < 1 || options.threads < 1 || options.mlp_steps < 1 || options.conv_steps < 1)
+      throw clx::Error("--batch, --repeats, --threads, --mlp-steps and --conv-steps must be positive");
+    // Checked up front on every rank alike, so a bad file costs no benchmark time.
+    if (!options.ddp_json.empty()) read_ddp_results(options.ddp_json);
+  } catch (const po::error& error) {
+    std::cerr << "bench: error: " << error.what() << " (see --help)\n";
+    return 2;
+  } catch (const std::exception& error) {
+    // The same on every rank: one message, from rank 0.
+    if (!comm || comm->is_root()) std::cerr << "bench: error: " << error.what() << "\n";
+    return 2;
+  }
+  try {
+    return run(options, *comm);
+  } catch (const std::exception& error) {
+    std::cerr << "bench: error" << (comm ? " on rank " + std::to_string(comm->rank()) : "") << ": " << error.what() << "\n";
+    if (comm && comm->size() > 1) comm->abort(1);
+    return 1;
+  }
+}

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The bench executable as a user runs it: --help, bad options, and a short run
+# of the suites on 2 ranks whose tables and JSON must hold real, positive
+# figures for every row. Speed itself is not asserted here (docs/benchmarks.md).
+# Needs BENCH, MPIRUN, SOURCE_DIR.
+source "$(dirname "$0")/cli_lib.sh"
+
+if "$BENCH" --help | grep -q "Usage: mpirun -np 2 bench"; then pass "bench --help"; else fail "bench --help"; fi
+expect_failure "unknown suite" "--suite: 'fast' is not one of" "$BENCH" --suite fast
+expect_failure "unknown model" "--models: 'lenet' is not one of" "$BENCH" --models lenet
+expect_failure "bad option value" "--batch" "$BENCH" --batch x
+expect_failure "missing DDP results" "--ddp-json: cannot open '$WORK/none.json'" \
+  "${MPI[@]}" -np 2 "$BENCH" --suite overhead --models mlp --mlp-steps 2 --repeats 1 --ddp-json "$WORK/none.json"
+
+if timeout 300 "${MPI[@]}" -np 2 "$BENCH" --suite overhead,scaling,allreduce,passes --models mlp --mlp-steps 8 \
+     --repeats 1 --json "$WORK/bench.json" >"$WORK/bench.txt" 2>&1; then
+  pass "2-rank short run"
+else
+  fail "2-rank short run"; tail -20 "$WORK/bench.txt"
+fi
+# Every table the suites promise, each row with positive figures on both sides.
+if python3 - "$WORK/bench.json" <<'PY'
+import json, sys
+tables = json.load(open(sys.argv[1]))["tables"]
+titles = " | ".join(t["title"] for t in tables)
+for expected in ["Framework overhead", "Scaling", "All-reduce overlap", "All-reduce bus bandwidth",
+                 "ANPyC importance pass", "EWC per-sample Fisher"]:
+    assert expected in titles, f"no '{expected}' table in: {titles}"
+for table in tables:
+    assert table["rows"], f"empty table: {table['title']}"
+    for row in table["rows"]:
+        assert row["ours"] > 0 and row["reference"] > 0, f"{table['title']}: {row}"
+        assert abs(row["ratio"] - row["ours"] / row["reference"]) < 1e-9, row
+sizes = [r["measure"].split()[0] for t in tables if "bus bandwidth" in t["title"] for r in t["rows"]]
+assert {"1", "25", "100"} <= set(sizes), sizes
+PY
+then pass "JSON tables complete"; else fail "JSON tables complete"; fi
+if grep -q "| mlp | .* steps/s | .* steps/s |" "$WORK/bench.txt"; then pass "Markdown table printed"; else fail "Markdown table printed"; fi
+finish
