@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Writes configs/<stream>_fmnist_<method>.ini for every method of the
 # protocol, from the base config and the hyperparameter the protocol's
-# validation grid chose (runs/protocol_<stream>/chosen.txt).
+# validation grid chose (runs/protocol_<stream>/chosen.csv, written by the
+# sweep of scripts/cl_protocol.sh).
 # Usage: scripts/make_algorithm_configs.sh split|permuted [PROTOCOL_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 stream=${1:?usage: scripts/make_algorithm_configs.sh split\|permuted [PROTOCOL_DIR]}
 protocol=${2:-runs/protocol_$stream}
 base=configs/${stream}_fmnist.ini
-chosen=$protocol/chosen.txt
+chosen=$protocol/chosen.csv
 [ -s "$chosen" ] || { echo "make_algorithm_configs: $chosen not found: run scripts/cl_protocol.sh $stream first" >&2; exit 1; }
 
 write_config() {  # write_config METHOD ALGORITHM [SECTION KEY VALUE NOTE]
@@ -17,7 +18,7 @@ write_config() {  # write_config METHOD ALGORITHM [SECTION KEY VALUE NOTE]
   {
     echo "# ${stream} Fashion-MNIST with ${method}: ${base} plus the settings below."
     if [ -n "$section" ]; then
-      echo "# ${section}.${key} = ${value} was chosen by scripts/cl_protocol.sh ${stream}: a grid of 4 values"
+      echo "# ${section}.${key} = ${value} was chosen by scripts/cl_protocol.sh ${stream} (configs/sweep_${stream}_fmnist.ini): a grid of 4 values"
       echo "# on validation data (10% of each task's training data, seed 100), never on test data."
       echo "# ${note}"
     fi
@@ -39,9 +40,10 @@ write_config() {  # write_config METHOD ALGORITHM [SECTION KEY VALUE NOTE]
 }
 
 for method in sgd sgdf finetune joint; do write_config "$method" "$method"; done
-while read -r method setting validation; do
+# chosen.csv: method,option=value,validation_acc (a header line first)
+tail -n +2 "$chosen" | while IFS=, read -r method setting validation; do
   option=${setting%%=*} value=${setting#*=}
   algorithm=$method
   [ "$method" != anpyc-noprune ] || algorithm=anpyc
-  write_config "$method" "$algorithm" "${option%%.*}" "${option#*.}" "$value" "Validation ACC of the chosen value: ${validation#validation_acc=}."
-done < "$chosen"
+  write_config "$method" "$algorithm" "${option%%.*}" "${option#*.}" "$value" "Validation ACC of the chosen value: ${validation}."
+done
