@@ -61,9 +61,16 @@ TrainOptions parse_train_options(int argc, const char* const* argv) {
 
   po::options_description model("Model [model]");
   model.add_options()
-      ("model.arch", po::value<std::string>()->default_value("mlp"), "network: mlp")
+      ("model.arch", po::value<std::string>()->default_value("mlp"),
+       "network: mlp | vgg9 (6 conv + 2 fc layers) | resnet18 (BatchNorm; see docs/usage.md)")
       ("model.hidden", po::value<std::string>(&options.hidden_layers)->default_value("512,256"), "MLP hidden layer sizes, comma-separated")
-      ("model.dropout", po::value<double>(&options.dropout)->default_value(0.0), "dropout after each hidden layer, in [0, 1)")
+      ("model.dropout", po::value<double>(&options.dropout)->default_value(0.0),
+       "dropout after each hidden layer (mlp) or fully connected layer (vgg9), in [0, 1)")
+      ("model.width", po::value<double>()->default_value(1.0),
+       "vgg9, resnet18: channel multiplier (0.25: a quarter of every layer's channels)")
+      ("model.stem", po::value<std::string>()->default_value("auto"),
+       "resnet18 input stem: small (3x3 conv, for 28-32 px) | imagenet (7x7/2 conv + max-pool, for 224 px) | "
+       "auto (imagenet when both sides are at least 128 px)")
       ("model.heads", po::value<std::string>(&options.heads)->default_value("auto"),
        "auto (the algorithm's choice) | multi (one head per task) | single (one head over all classes)");
 

@@ -13,7 +13,7 @@
 
 #include "algorithms/strategy.h"
 #include "launch/options.h"
-#include "models/multi_head_model.h"
+#include "models/model_factory.h"
 #include "runtime/collectives.h"
 #include "runtime/communicator.h"
 #include "runtime/data/sampler.h"
@@ -55,18 +55,19 @@ int choose_threads(int64_t requested, int local_ranks) {
 int run(TrainOptions& options, Communicator& comm) {
   std::unique_ptr<Strategy> strategy;
   HeadLayout heads = HeadLayout::Multi;
-  MlpConfig mlp;
+  ModelConfig model_config;
   std::vector<double> joint_accuracies;
   // Cheap checks first, on every rank, before any data is read.
   run_on_all_ranks(comm, [&] {
     strategy = make_strategy(options.algorithm, options.values);
     heads = options.heads == "auto" ? strategy->default_heads() : parse_head_layout(options.heads);
     options.trainer.heads = heads;
-    if (options.values["model.arch"].as<std::string>() != "mlp")
-      throw Error("model.arch: '" + options.values["model.arch"].as<std::string>() + "' is not one of mlp");
-    mlp.hidden = parse_layer_sizes(options.hidden_layers, "model.hidden");
-    mlp.dropout = options.dropout;
-    if (!(mlp.dropout >= 0.0 && mlp.dropout < 1.0)) throw Error("model.dropout: must be in [0, 1)");
+    model_config.arch = options.values["model.arch"].as<std::string>();
+    model_config.hidden = parse_layer_sizes(options.hidden_layers, "model.hidden");
+    model_config.dropout = options.dropout;
+    model_config.width = options.values["model.width"].as<double>();
+    model_config.stem = options.values["model.stem"].as<std::string>();
+    validate_model_config(model_config);
     validate_stream_config(options.stream, 10);
     validate_trainer_config(options.trainer, comm.size());
     if (options.threads < 0) throw Error("run.threads: must be >= 0 (0: automatic)");
@@ -108,7 +109,9 @@ int run(TrainOptions& options, Communicator& comm) {
   log.info(stream.description + "; " + std::to_string(stream.tasks[0].train.size()) + " training samples in task 1");
 
   torch::manual_seed(options.trainer.seed);
-  MultiHeadModel model = make_mlp(stream.input_shape, mlp, head_sizes_for(stream, heads));
+  MultiHeadModel model{nullptr};
+  // The input shape is known only now; a network that does not fit it fails on every rank alike.
+  run_on_all_ranks(comm, [&] { model = make_model(model_config, stream.input_shape, head_sizes_for(stream, heads)); });
   // Dropout masks differ per rank, as in any data-parallel run.
   torch::manual_seed(mix_seed({options.trainer.seed, 0xd0, static_cast<uint64_t>(comm.rank())}));
 

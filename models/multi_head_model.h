@@ -6,6 +6,7 @@
 // ("shared parameters"); heads are task-specific and never consolidated.
 #include <torch/torch.h>
 
+#include "models/layer_tape.h"
 #include "runtime/continual_net.h"
 
 #include <string>
@@ -28,6 +29,8 @@ class MultiHeadModelImpl : public ContinualNet {
   MultiHeadModelImpl(torch::nn::Sequential trunk, int64_t feature_size, const std::vector<int64_t>& head_sizes);
 
   torch::Tensor features(const torch::Tensor& inputs) override;
+  // features() through `tape`, which records the trunk's parameterised layers.
+  torch::Tensor features_recorded(const torch::Tensor& inputs, LayerTape& tape) { return tape.sequential(trunk_, inputs); }
   torch::Tensor head_forward(const torch::Tensor& features, int64_t head) override;
   torch::Tensor forward(const torch::Tensor& inputs, int64_t head) { return logits(inputs, head); }
 

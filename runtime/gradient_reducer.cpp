@@ -153,7 +153,7 @@ void GradientReducer::on_gradient(size_t index, const torch::Tensor& grad) {
 void GradientReducer::start_ready_buckets() {
   while (next_to_start_ < buckets_.size() && buckets_[next_to_start_].waiting == 0)
     start_bucket(next_to_start_++, /*blocking=*/false);
-  // Non-blocking MPI collectives progress only inside MPI calls: poke the oldest one.
+  // Backends whose collectives progress only when called (non-blocking MPI) get a poke.
   for (size_t b = 0; b < next_to_start_; ++b)
     if (buckets_[b].pending && !buckets_[b].pending->test()) break;
 }

@@ -12,9 +12,11 @@
 //  - overlapped with backward (as PyTorch DDP and Horovod do):
 //    begin_backward(side) before backward arms hooks on the parameters; each
 //    gradient is copied into its bucket the moment autograd produces it, and a
-//    full bucket starts its all-reduce at once (non-blocking) while backward
-//    goes on with earlier layers; finish_backward() after backward starts
-//    what is left, waits, and writes the averages back.
+//    full bucket starts its all-reduce at once while backward goes on with
+//    earlier layers (Communicator::allreduce_async: on a separate stream for
+//    NCCL; on the spot, blocking, for MPI, see mpi_communicator.h);
+//    finish_backward() after backward starts what is left, waits, and writes
+//    the averages back.
 // Buckets always start in bucket order, on every rank: a bucket that is full
 // waits for the ones before it, so ranks whose local batches leave different
 // parameters unused (a head with no local sample) still issue the same

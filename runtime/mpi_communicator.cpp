@@ -3,7 +3,6 @@
 #include <chrono>
 #include <climits>
 #include <cstdio>
-#include <vector>
 
 #include "runtime/error.h"
 
@@ -148,50 +147,6 @@ void MpiCommunicator::allreduce(torch::Tensor& tensor, ReduceOp op) {
   for_each_chunk(tensor, [&](void* data, int count) {
     check_mpi(MPI_Allreduce(MPI_IN_PLACE, data, count, type, mpi_op(op), comm_), "Allreduce");
   });
-}
-
-class MpiCommunicator::PendingAllreduce final : public PendingCollective {
- public:
-  PendingAllreduce(MpiCommunicator& owner, std::vector<MPI_Request> requests)
-      : owner_(owner), requests_(std::move(requests)) {}
-  ~PendingAllreduce() override {
-    // Never leave MPI writing into a tensor that may be freed (an exception
-    // unwound past the owner): complete the request first.
-    if (!requests_.empty()) MPI_Waitall(static_cast<int>(requests_.size()), requests_.data(), MPI_STATUSES_IGNORE);
-  }
-  bool test() override {
-    if (requests_.empty()) return true;
-    int done = 0;
-    check_mpi(MPI_Testall(static_cast<int>(requests_.size()), requests_.data(), &done, MPI_STATUSES_IGNORE),
-              "Iallreduce (test)");
-    if (done) requests_.clear();
-    return done != 0;
-  }
-  void wait() override {
-    if (requests_.empty()) return;
-    Watch watch(owner_, "Iallreduce");
-    const int code = MPI_Waitall(static_cast<int>(requests_.size()), requests_.data(), MPI_STATUSES_IGNORE);
-    requests_.clear();
-    check_mpi(code, "Iallreduce (wait)");
-  }
-
- private:
-  MpiCommunicator& owner_;
-  std::vector<MPI_Request> requests_;
-};
-
-std::unique_ptr<PendingCollective> MpiCommunicator::allreduce_async(torch::Tensor& tensor, ReduceOp op) {
-  require_cpu_contiguous(tensor, "allreduce");
-  std::vector<MPI_Request> requests;
-  if (size_ > 1) {
-    const MPI_Datatype type = mpi_type(tensor);
-    for_each_chunk(tensor, [&](void* data, int count) {
-      MPI_Request request;
-      check_mpi(MPI_Iallreduce(MPI_IN_PLACE, data, count, type, mpi_op(op), comm_, &request), "Iallreduce");
-      requests.push_back(request);
-    });
-  }
-  return std::make_unique<PendingAllreduce>(*this, std::move(requests));
 }
 
 void MpiCommunicator::broadcast(torch::Tensor& tensor, int root) {

@@ -98,6 +98,24 @@ void Trainer::broadcast_parameters() {
   for (auto& buffer : model_->buffers()) comm_.broadcast(buffer, 0);
 }
 
+void Trainer::average_buffers() {
+  const std::vector<torch::Tensor> buffers = model_->buffers();
+  if (comm_.size() == 1 || buffers.empty()) return;
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> flat;
+  for (const auto& buffer : buffers) flat.push_back(buffer.detach().to(torch::kFloat64).reshape({-1}));
+  torch::Tensor fused = torch::cat(flat);
+  comm_.allreduce(fused, ReduceOp::Sum);
+  fused.div_(static_cast<double>(comm_.size()));
+  int64_t offset = 0;
+  for (const auto& buffer : buffers) {
+    torch::Tensor mean = fused.narrow(0, offset, buffer.numel()).view(buffer.sizes());
+    offset += buffer.numel();
+    // Integer buffers (BatchNorm's batch counter) take the rounded mean.
+    buffer.copy_(buffer.is_floating_point() ? mean : mean.round());
+  }
+}
+
 std::vector<double> Trainer::evaluate_all(int trained_up_to) {
   torch::NoGradGuard no_grad;
   const bool was_training = model_->is_training();
@@ -297,6 +315,7 @@ StageRecord Trainer::train_stage(int stage, const std::vector<int>& tasks) {
         detail << "loss " << std::fixed << std::setprecision(4) << epoch_loss / epoch_seen;
         progress.update(batch + 1, detail.str());
       }
+      average_buffers();
       record.final_loss = epoch_loss / epoch_seen;
       record.final_train_accuracy = epoch_correct / epoch_seen;
       std::ostringstream line;
@@ -414,6 +433,10 @@ void set_generator_state(const std::string& bytes) {
 
 void Trainer::save_checkpoint(int stage, const Position* position, torch::optim::Optimizer* optimizer) {
   if (!checkpoints_) return;
+  // Only rank 0's buffers are written: averaging first lets a resumed run go on
+  // from what every rank had (the running averages are linear in the batch
+  // statistics, so averaging early changes the epoch's end result by rounding only).
+  if (position != nullptr) average_buffers();
   CheckpointState state;
   state.config_text = config_.config_text;
   state.world_size = comm_.size();

@@ -94,6 +94,12 @@ class Trainer {
   // Fingerprint lines ("name hex") of parameters, buffers and strategy state.
   std::string state_fingerprints() const;
   void broadcast_parameters();
+  // Replaces every buffer by its mean over the ranks, in one fused all-reduce
+  // (integer buffers: the rounded mean). BatchNorm's running statistics follow
+  // each rank's local batches and would drift apart; the trainer calls this
+  // after every epoch, so evaluation, importance passes and the cross-rank
+  // fingerprints see one model. Nothing to do for models without buffers.
+  void average_buffers();
 
  private:
   // Where a stage stands: enough to continue it exactly.

@@ -15,6 +15,7 @@ PACKAGES=(
   nlohmann-json3-dev zlib1g-dev          # results.json, gzipped IDX files
   dataset-fashion-mnist                  # the real data of the default experiment
   gnuplot-nox                            # report --plots
+  python3-h5py python3-numpy python3-xxhash  # the h5py checkpoint reader of docs/checkpoint_format.md, tested
   slurm-wlm slurm-wlm-basic-plugins munge  # throwaway one-node Slurm of tests/slurm_preempt.sh (pmix plugin)
 )
 missing=()

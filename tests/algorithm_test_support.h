@@ -44,6 +44,38 @@ inline TaskStream tiny_stream(int64_t tasks, int64_t classes_per_task, int64_t t
                            tiny_images(classes * 6, classes, seed + 200));
 }
 
+// n images of channels x side x side over `classes` balanced classes; class c
+// brightens a c-dependent 2x2 patch, so convolutional nets can learn them.
+inline std::shared_ptr<LabelledImages> tiny_square_images(int64_t n, int64_t classes, int64_t channels, int64_t side,
+                                                          uint64_t seed) {
+  torch::manual_seed(seed);
+  auto data = std::make_shared<LabelledImages>();
+  data->labels = torch::arange(n, torch::kInt64).remainder(classes);
+  data->images = torch::rand({n, channels, side, side}) * 0.6;
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t c = data->labels[i].item<int64_t>(), row = 2 * (c % (side / 2)), column = 2 * ((c / 2) % (side / 2));
+    data->images[i].narrow(1, row, 2).narrow(2, column, 2).add_(0.4);
+  }
+  data->num_classes = classes;
+  return data;
+}
+
+// Like tiny_stream, on channels x side x side images.
+inline TaskStream tiny_image_stream(int64_t tasks, int64_t classes_per_task, int64_t train_per_task, int64_t channels,
+                                    int64_t side, uint64_t seed = 3) {
+  StreamConfig config;
+  config.kind = "split";
+  config.dataset = "tiny images";
+  config.num_tasks = tasks;
+  config.classes_per_task = classes_per_task;
+  config.train_samples_per_task = train_per_task;
+  config.test_samples_per_task = 6;
+  config.seed = seed;
+  const int64_t classes = tasks * classes_per_task;
+  return build_task_stream(config, tiny_square_images(classes * 12, classes, channels, side, seed + 100),
+                           tiny_square_images(classes * 6, classes, channels, side, seed + 200));
+}
+
 inline MultiHeadModel tiny_mlp(const TaskStream& stream, std::vector<int64_t> hidden, uint64_t seed,
                                double dropout = 0.0) {
   torch::manual_seed(seed);

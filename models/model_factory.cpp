@@ -1,0 +1,43 @@
+#include "models/model_factory.h"
+
+#include <cmath>
+
+#include "runtime/error.h"
+
+namespace clx {
+
+void validate_model_config(const ModelConfig& config) {
+  if (config.arch != "mlp" && config.arch != "vgg9" && config.arch != "resnet18")
+    throw Error("model.arch: '" + config.arch + "' is not one of mlp, vgg9, resnet18");
+  if (!(config.dropout >= 0.0 && config.dropout < 1.0))
+    throw Error("model.dropout: must be in [0, 1), got " + std::to_string(config.dropout));
+  if (config.arch == "resnet18" && config.dropout != 0.0)
+    throw Error("model.dropout: resnet18 has no dropout layers; leave it at 0");
+  if (!(config.width > 0.0) || !std::isfinite(config.width))
+    throw Error("model.width: must be a positive channel multiplier, got " + std::to_string(config.width));
+  if (config.stem != "auto" && config.stem != "small" && config.stem != "imagenet")
+    throw Error("model.stem: '" + config.stem + "' is not one of auto, small, imagenet");
+}
+
+MultiHeadModel make_model(const ModelConfig& config, const std::vector<int64_t>& input_shape,
+                          const std::vector<int64_t>& head_sizes) {
+  validate_model_config(config);
+  if (config.arch == "vgg9") {
+    Vgg9Config vgg;
+    vgg.width = config.width;
+    vgg.dropout = config.dropout;
+    return make_vgg9(input_shape, vgg, head_sizes);
+  }
+  if (config.arch == "resnet18") {
+    ResNet18Config resnet;
+    resnet.width = config.width;
+    resnet.stem = config.stem;
+    return make_resnet18(input_shape, resnet, head_sizes);
+  }
+  MlpConfig mlp;
+  mlp.hidden = config.hidden;
+  mlp.dropout = config.dropout;
+  return make_mlp(input_shape, mlp, head_sizes);
+}
+
+}  // namespace clx

@@ -1,0 +1,28 @@
+#pragma once
+// Builds the network named by model.arch (mlp | vgg9 | resnet18) for a
+// stream's input shape and heads.
+#include <string>
+#include <vector>
+
+#include "models/conv_nets.h"
+#include "models/multi_head_model.h"
+
+namespace clx {
+
+struct ModelConfig {
+  std::string arch = "mlp";               // mlp | vgg9 | resnet18
+  std::vector<int64_t> hidden{512, 256};  // mlp: hidden layer sizes
+  double dropout = 0.0;                   // mlp: after each hidden layer; vgg9: after each fc layer
+  double width = 1.0;                     // vgg9, resnet18: channel multiplier
+  std::string stem = "auto";              // resnet18: auto | small | imagenet
+};
+
+// The checks that need no data: throws clx::Error naming the option
+// (model.arch, model.dropout, model.width, model.stem).
+void validate_model_config(const ModelConfig& config);
+
+// Also throws clx::Error when the network does not fit `input_shape` ({C, H, W}).
+MultiHeadModel make_model(const ModelConfig& config, const std::vector<int64_t>& input_shape,
+                          const std::vector<int64_t>& head_sizes);
+
+}  // namespace clx
