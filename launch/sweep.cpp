@@ -4,6 +4,7 @@
 // See docs/sweep.md and launch/sweep_plan.h.
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -11,6 +12,7 @@
 #include <boost/program_options.hpp>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -193,15 +195,32 @@ struct RunRecord {
 };
 
 // What the sweep started a run with: its settings (except paths that follow
-// from the output folder) and the base config's text. A rerun compares them,
+// from the output folder) and the base config's settings (its lines without
+// comments, so that editing a comment changes nothing). A rerun compares them,
 // so that a run is never reused or resumed for settings that changed since.
 std::string settings_record(const OptionList& settings, const std::string& base_config_path) {
   std::ostringstream text;
   text << "# The train settings this run was started with by sweep; a rerun of the sweep checks them.\n";
   for (const auto& setting : settings)
     if (setting.option != "metrics.joint_results") text << "--" << setting.option << "=" << setting.value << "\n";
-  text << "# base config (" << base_config_path << "):\n" << read_text(base_config_path);
+  text << "# base config " << base_config_path << ", without comments:\n";
+  std::istringstream base(read_text(base_config_path));
+  for (std::string line; std::getline(base, line);) {
+    line = line.substr(0, line.find('#'));
+    const auto first = line.find_first_not_of(" \t\r"), last = line.find_last_not_of(" \t\r");
+    if (first != std::string::npos) text << line.substr(first, last - first + 1) << "\n";
+  }
   return text.str();
+}
+
+// Whether `program` can be run: a path, or a name found in PATH.
+bool runnable(const std::string& program) {
+  if (program.find('/') != std::string::npos) return access(program.c_str(), X_OK) == 0;
+  const char* path = std::getenv("PATH");
+  std::istringstream folders(path ? path : "");
+  for (std::string folder; std::getline(folders, folder, ':');)
+    if (!folder.empty() && access((fs::path(folder) / program).c_str(), X_OK) == 0) return true;
+  return false;
 }
 
 std::string first_difference(const std::string& then, const std::string& now) {
@@ -250,6 +269,11 @@ class Sweep {
 
   int run() {
     fs::create_directories(root_);
+    // Two sweeps on one output folder would train the same runs at once.
+    const std::string lock_path = (root_ / ".sweep.lock").string();
+    lock_fd_ = open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (lock_fd_ < 0 || flock(lock_fd_, LOCK_EX | LOCK_NB) != 0)
+      throw Error(lock_path + ": another sweep is running on this output folder (or the lock cannot be taken)");
     log_.open(root_ / "sweep.log");
     log_.line("sweep: " + describe());
     log_.line("sweep: each run logs to train.log (and console.log: every rank's output) in its folder");
@@ -261,7 +285,16 @@ class Sweep {
     }
     write_chosen();
     const int failures = report_failures();
-    log_.line("sweep: " + std::to_string(runs_.size()) + " runs, " + std::to_string(failures) + " failed or not run; " +
+    size_t grid_failures = 0;
+    for (size_t k = 0; k < runs_.size(); ++k)
+      grid_failures += runs_[k].kind == RunKind::Grid && records_[k].outcome != Outcome::Finished;
+    std::string summary = "sweep: " + std::to_string(runs_.size() - failures) + " of " + std::to_string(runs_.size()) +
+                          " runs finished";
+    if (failures > 0)
+      summary += "; " + std::to_string(failures) + " did not (" + std::to_string(grid_failures) +
+                 " grid point(s), which are no candidates for the choice, and " +
+                 std::to_string(failures - grid_failures) + " test run(s))";
+    log_.line(summary + "; " +
               duration_text(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()) +
               " in this invocation");
     return failures > 0 ? kExitFailedRuns : 0;
@@ -391,6 +424,8 @@ class Sweep {
     if (const auto acc = finished_run_acc(dir.string())) {
       record.outcome = Outcome::Finished;
       record.acc = acc;
+      // Its training time (without the few seconds of start-up) informs the time-left estimates.
+      if (const auto seconds = finished_run_seconds(dir.string())) durations_[duration_key(run)].push_back(*seconds);
       log_.line(head + ": finished earlier, skipped (" + acc_text(run, *acc) + ")");
       return record;
     }
@@ -437,7 +472,7 @@ class Sweep {
       if (const auto acc = finished_run_acc(dir.string())) {
         record.outcome = Outcome::Finished;
         record.acc = acc;
-        if (!record.resumed) durations_[run.kind == RunKind::Grid ? "grid " + run.method : run.method].push_back(record.seconds);
+        if (!record.resumed) durations_[duration_key(run)].push_back(record.seconds);
         records_[index] = record;
         log_.end("done in " + duration_text(record.seconds) + ", " + acc_text(run, *acc) + time_left(index));
         return record;
@@ -463,12 +498,18 @@ class Sweep {
     return record;
   }
 
+  // Runs that take alike: a method's grid runs (on 90% of the data), its test runs.
+  static std::string duration_key(const PlannedRun& run) {
+    return run.kind == RunKind::Grid ? "grid " + run.method : run.method;
+  }
+
   std::string acc_text(const PlannedRun& run, double acc) const {
     return (run.kind == RunKind::Grid ? "validation ACC " : "ACC ") + percent(acc);
   }
 
-  // Seconds the runs after `index` still need, from the runs trained so far:
-  // the mean of the same method (grid runs apart), else of every run.
+  // Seconds the runs after `index` still need, from the runs timed so far
+  // (trained now or earlier): the mean of the same method (grid runs apart),
+  // else of every run.
   std::string time_left(size_t index) const {
     std::vector<double> all;
     for (const auto& [key, values] : durations_) all.insert(all.end(), values.begin(), values.end());
@@ -483,8 +524,7 @@ class Sweep {
     for (size_t k = index + 1; k < runs_.size(); ++k) {
       const fs::path dir = root_ / runs_[k].folder;
       if (finished_run_acc(dir.string()) || fs::exists(dir / "sweep_failed.txt")) continue;
-      const std::string key = runs_[k].kind == RunKind::Grid ? "grid " + runs_[k].method : runs_[k].method;
-      const auto same = durations_.find(key);
+      const auto same = durations_.find(duration_key(runs_[k]));
       left += same != durations_.end() ? mean(same->second) : mean(all);
       ++remaining;
     }
@@ -505,8 +545,10 @@ class Sweep {
     if (chosen_.empty()) return;
     std::ostringstream csv;
     csv << "method,chosen,validation_acc\n";
-    for (const auto& [method, choice] : chosen_)
-      csv << method << "," << grid_point_name(choice.point) << "," << std::setprecision(10) << choice.acc << "\n";
+    for (const SweepMethod& method : config_.methods)
+      if (const auto choice = chosen_.find(method.name); choice != chosen_.end())
+        csv << method.name << "," << grid_point_name(choice->second.point) << "," << std::setprecision(10)
+            << choice->second.acc << "\n";
     write_text(root_ / "chosen.csv", csv.str());
   }
 
@@ -545,15 +587,17 @@ class Sweep {
             << "% of each task's training data held out, seed " << config_.grid_seed
             << "; test data is never used to choose):\n\n| method | chosen | validation ACC | grid (validation ACC) |\n"
             << "|---|---|---|---|\n";
-      for (const auto& [method, choice] : chosen_)
-        notes << "| " << method << " | " << grid_point_name(choice.point) << " | " << percent(choice.acc) << " | "
-              << choice.summary << " |\n";
+      for (const SweepMethod& method : config_.methods)
+        if (const auto choice = chosen_.find(method.name); choice != chosen_.end())
+          notes << "| " << method.name << " | " << grid_point_name(choice->second.point) << " | "
+                << percent(choice->second.acc) << " | " << choice->second.summary << " |\n";
     }
     std::ostringstream failed;
     for (size_t k = 0; k < runs_.size(); ++k)
       if (records_[k].outcome != Outcome::Finished)
         failed << "- " << runs_[k].label << ": " << records_[k].reason << "\n";
-    if (!failed.str().empty()) notes << "\nRuns that did not finish (not in the table):\n\n" << failed.str();
+    if (!failed.str().empty())
+      notes << "\nRuns that did not finish (not in the table; a failed grid point is no candidate):\n\n" << failed.str();
     write_text(root_ / "sweep_notes.md", notes.str());
   }
 
@@ -575,6 +619,7 @@ class Sweep {
   std::map<std::string, Choice> chosen_;
   std::set<std::string> announced_;
   SweepLog log_;
+  int lock_fd_ = -1;  // held (flock) while the sweep runs; released when the process ends
 };
 
 }  // namespace
@@ -639,7 +684,11 @@ int main(int argc, char** argv) {
       if (access(binary.c_str(), X_OK) != 0)
         throw Error(binary.string() + " not found: sweep runs the train and report executables built beside it");
     std::vector<std::string> command(argv, argv + argc);
-    Sweep sweep(load_sweep_config(config_path, overrides), command, train, mpirun, values.count("retry-failed") > 0);
+    const SweepConfig config = load_sweep_config(config_path, overrides);
+    if (config.ranks > 1 && !runnable(mpirun))
+      throw Error("--mpirun: " + mpirun + " not found (ranks = " + std::to_string(config.ranks) +
+                  " needs an MPI launcher: Debian's openmpi-bin, or --ranks 1)");
+    Sweep sweep(config, command, train, mpirun, values.count("retry-failed") > 0);
     if (values.count("dry-run")) {
       sweep.print_plan();
       return 0;

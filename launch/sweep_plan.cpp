@@ -445,4 +445,16 @@ std::optional<double> finished_run_acc(const std::string& run_dir) {
   }
 }
 
+std::optional<double> finished_run_seconds(const std::string& run_dir) {
+  std::ifstream file(fs::path(run_dir) / "results.json");
+  if (!file) return std::nullopt;
+  try {
+    const nlohmann::json seconds = nlohmann::json::parse(file).at("total_seconds");
+    if (!seconds.is_number()) return std::nullopt;
+    return seconds.get<double>();
+  } catch (const nlohmann::json::exception&) {
+    return std::nullopt;
+  }
+}
+
 }  // namespace clx

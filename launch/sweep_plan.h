@@ -136,5 +136,7 @@ std::optional<size_t> choose_best(const std::vector<GridOutcome>& outcomes);
 // ACC of a finished run folder: results.json parsed, with an accuracy matrix
 // and metrics.acc. Nothing when the run has not finished.
 std::optional<double> finished_run_acc(const std::string& run_dir);
+// Seconds a finished run spent training and evaluating (results.json's total_seconds).
+std::optional<double> finished_run_seconds(const std::string& run_dir);
 
 }  // namespace clx

@@ -185,6 +185,10 @@ TEST_F(SweepFile, FinishedRunNeedsACompleteResultsFile) {
   EXPECT_EQ(clx::finished_run_acc(dir_.string()), std::nullopt);
   std::ofstream(path("results.json")) << "{\"metrics\": {\"acc\": 0.75}, \"accuracy_matrix\": {\"stages\": [[0.75]]}}";
   EXPECT_EQ(clx::finished_run_acc(dir_.string()), std::optional<double>(0.75));
+  EXPECT_EQ(clx::finished_run_seconds(dir_.string()), std::nullopt);
+  std::ofstream(path("results.json")) << "{\"metrics\": {\"acc\": 0.75}, \"accuracy_matrix\": {\"stages\": [[0.75]]}, "
+                                         "\"total_seconds\": 12.5}";
+  EXPECT_EQ(clx::finished_run_seconds(dir_.string()), std::optional<double>(12.5));
 }
 
 }  // namespace
