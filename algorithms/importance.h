@@ -26,13 +26,26 @@ NamedTensors entropy_taylor_importance(StageContext& ctx, int task, double sign)
 // MAS: mean over batches of |d mean_x ||f(x)||_2^2 / d theta|.
 NamedTensors mas_importance(StageContext& ctx, int task);
 
+// How fisher_diagonal forms per-sample gradients. Batched: 128 samples per
+// forward and backward pass, the per-sample gradients of every Linear, Conv2d
+// and BatchNorm2d layer in closed form from the layer's input and its output's
+// gradient (models/layer_tape.h); needs a MultiHeadModel whose trunk the tape
+// records completely (MLP, VGG-9, ResNet-18). PerSampleLoop: one forward and
+// backward pass per sample, for any network. Auto: batched where possible.
+// Both compute the same values up to float rounding, and draw the same labels
+// (a draw could differ only if its uniform number fell within float rounding
+// of a category boundary).
+enum class FisherPath { Auto, Batched, PerSampleLoop };
+
 // EWC: mean over samples of (d log p(y|x) / d theta)^2 with per-sample
 // gradients, over the first `samples` training samples of `task` (all when
 // <= 0). y is drawn from the model's own prediction (`sample_labels`) with a
 // generator seeded by (seed, task, sample index), so the draw does not depend
 // on the number of ranks; otherwise y is the true label. Sums and counts are
-// all-reduced.
-NamedTensors fisher_diagonal(StageContext& ctx, int task, int64_t samples, bool sample_labels);
+// all-reduced. FisherPath::Batched throws clx::Error when the model does not
+// allow it.
+NamedTensors fisher_diagonal(StageContext& ctx, int task, int64_t samples, bool sample_labels,
+                             FisherPath path = FisherPath::Auto);
 
 // Per-sample entropy -sum_k q_k log q_k of softmax(logits), with the log's
 // argument clamped away from 0.

@@ -17,11 +17,13 @@
 #include "algorithms/pruning.h"
 #include "algorithms/sgdf.h"
 #include "algorithms/si.h"
+#include "models/conv_nets.h"
 #include "models/multi_head_model.h"
 #include "runtime/error.h"
 #include "runtime/logging.h"
 #include "runtime/trainer.h"
 #include "tests/algorithm_test_support.h"
+#include "tests/expect_error.h"
 
 using namespace clx;
 using namespace clx::testing_support;
@@ -329,6 +331,119 @@ TEST(EwcFisher, SampledLabelsAreDeterministicNonNegativeAndOneLabelPerSample) {
     distinct.insert(std::to_string(found));
   }
   EXPECT_GT(distinct.size(), 1u) << "the drawn labels do not depend on the seed";
+}
+
+namespace {
+
+// A stream of `train` samples of channels x side x side in one task of 2 classes.
+TaskStream one_task_stream(int64_t train, int64_t channels, int64_t side) {
+  StreamConfig config;
+  config.kind = "split";
+  config.dataset = "tiny";
+  config.num_tasks = 1;
+  config.classes_per_task = 2;
+  return build_task_stream(config, tiny_square_images(train, 2, channels, side, 41),
+                           tiny_square_images(4, 2, channels, side, 42));
+}
+
+// BatchNorm with running statistics and affine parameters far from their
+// initial values (mean 0, variance 1, weight 1, bias 0), so eval mode is not
+// close to the identity.
+void randomise_batch_norms(torch::nn::Module& model, uint64_t seed) {
+  torch::manual_seed(seed);
+  torch::NoGradGuard no_grad;
+  for (const auto& module : model.modules()) {
+    auto* norm = dynamic_cast<torch::nn::BatchNorm2dImpl*>(module.get());
+    if (norm == nullptr) continue;
+    norm->running_mean.copy_(torch::randn_like(norm->running_mean) * 0.3);
+    norm->running_var.copy_(torch::rand_like(norm->running_var) + 0.5);
+    norm->weight.copy_(torch::randn_like(norm->weight));
+    norm->bias.copy_(torch::randn_like(norm->bias) * 0.1);
+  }
+}
+
+// The batched path (which must be taken: FisherPath::Batched throws otherwise)
+// against one backward pass per sample, true and sampled labels, all samples
+// and the first 5. Tolerance relative to each tensor's largest element.
+void expect_batched_fisher_equals_per_sample_loop(MultiHeadModel& model, const TaskStream& stream) {
+  SingleCommunicator comm;
+  Logger log(1, "");
+  StageContext ctx = hand_context(model, comm, stream, log, 0, {0}, 4, /*seed=*/11);
+  for (bool sampled : {false, true})
+    for (int64_t samples : {int64_t{0}, int64_t{5}}) {
+      SCOPED_TRACE(std::string(sampled ? "sampled" : "true") + " labels, samples " + std::to_string(samples));
+      const NamedTensors batched = fisher_diagonal(ctx, 0, samples, sampled, FisherPath::Batched);
+      const NamedTensors loop = fisher_diagonal(ctx, 0, samples, sampled, FisherPath::PerSampleLoop);
+      ASSERT_EQ(batched.size(), loop.size());
+      for (size_t k = 0; k < loop.size(); ++k) {
+        EXPECT_EQ(batched[k].first, loop[k].first);
+        const double scale = loop[k].second.abs().max().item<double>();
+        EXPECT_GT(scale, 0.0) << loop[k].first << ": a zero Fisher tests nothing";
+        EXPECT_TRUE(all_close(batched[k].second, loop[k].second, 1e-5, 1e-6 * scale)) << loop[k].first;
+      }
+    }
+}
+
+}  // namespace
+
+TEST(EwcFisher, BatchedPathEqualsPerSampleLoopOnAnMlpAcrossChunks) {
+  // 300 samples: three batched chunks (128, 128, 44); dropout is the identity in eval mode.
+  TaskStream stream = one_task_stream(300, 1, 3);
+  MultiHeadModel model = tiny_mlp(stream, {7, 5}, 31, /*dropout=*/0.3);
+  expect_batched_fisher_equals_per_sample_loop(model, stream);
+}
+
+TEST(EwcFisher, BatchedPathEqualsPerSampleLoopOnAConvNetWithStridePaddingDilationPoolingAndBatchNorm) {
+  TaskStream stream = one_task_stream(40, 2, 9);
+  torch::manual_seed(32);
+  namespace nn = torch::nn;
+  nn::Sequential trunk(nn::Conv2d(nn::Conv2dOptions(2, 3, 3).stride(2).padding(1)),  // 3 x 5 x 5
+                       nn::BatchNorm2d(3), nn::ReLU(),
+                       nn::MaxPool2d(nn::MaxPool2dOptions(2).stride(1)),                  // 3 x 4 x 4
+                       nn::Conv2d(nn::Conv2dOptions(3, 4, 2).padding(1).dilation(2)),     // 4 x 4 x 4
+                       nn::ReLU(), nn::Conv2d(nn::Conv2dOptions(4, 4, 1).bias(false)),    // 4 x 4 x 4
+                       nn::AvgPool2d(nn::AvgPool2dOptions(2).stride(1)),                  // 4 x 3 x 3
+                       nn::Flatten(), nn::Linear(36, 6), nn::ReLU(), nn::Dropout(0.2));
+  MultiHeadModel model(trunk, 6, std::vector<int64_t>{2});
+  randomise_batch_norms(*model, 33);
+  expect_batched_fisher_equals_per_sample_loop(model, stream);
+}
+
+TEST(EwcFisher, BatchedPathEqualsPerSampleLoopOnVgg9AndResNet18) {
+  TaskStream stream = one_task_stream(12, 1, 8);
+  {
+    SCOPED_TRACE("vgg9");
+    torch::manual_seed(34);
+    Vgg9Config config;
+    config.width = 0.25;
+    MultiHeadModel vgg = make_vgg9(stream.input_shape, config, {2});
+    expect_batched_fisher_equals_per_sample_loop(vgg, stream);
+  }
+  {
+    SCOPED_TRACE("resnet18");  // skip connections and projection shortcuts
+    torch::manual_seed(35);
+    ResNet18Config config;
+    config.width = 1.0 / 16;
+    MultiHeadModel resnet = make_resnet18(stream.input_shape, config, {2});
+    randomise_batch_norms(*resnet, 36);
+    expect_batched_fisher_equals_per_sample_loop(resnet, stream);
+  }
+}
+
+TEST(EwcFisher, ModelsTheTapeCannotServeFallBackToThePerSampleLoop) {
+  TaskStream stream = one_task_stream(6, 2, 5);
+  torch::manual_seed(37);
+  namespace nn = torch::nn;
+  nn::Sequential trunk(nn::Conv2d(nn::Conv2dOptions(2, 4, 3).groups(2)), nn::Flatten(), nn::Linear(36, 3));
+  MultiHeadModel model(trunk, 3, std::vector<int64_t>{2});
+  SingleCommunicator comm;
+  Logger log(1, "");
+  StageContext ctx = hand_context(model, comm, stream, log, 0, {0}, 4);
+  expect_error([&] { fisher_diagonal(ctx, 0, 0, true, FisherPath::Batched); },
+               {"fisher_diagonal: batched per-sample gradients are not possible", "grouped Conv2d"});
+  const NamedTensors automatic = fisher_diagonal(ctx, 0, 0, true);
+  const NamedTensors loop = fisher_diagonal(ctx, 0, 0, true, FisherPath::PerSampleLoop);
+  for (size_t k = 0; k < loop.size(); ++k) EXPECT_TRUE(torch::equal(automatic[k].second, loop[k].second));
 }
 
 TEST(EwcStrategy, SeparateModeAddsOneTermPerTaskOnlineModeOneDecayedTerm) {
