@@ -189,7 +189,6 @@ struct RunRecord {
   Outcome outcome = Outcome::Blocked;
   std::optional<double> acc;
   std::string reason;  // failed or blocked: why, and where the log is
-  bool trained_here = false;
   bool resumed = false;
   double seconds = 0.0;
 };
@@ -466,7 +465,6 @@ class Sweep {
     const auto start = std::chrono::steady_clock::now();
     const int code = run_command(command, console.string());
     record.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    record.trained_here = true;
 
     if (code == 0) {
       if (const auto acc = finished_run_acc(dir.string())) {

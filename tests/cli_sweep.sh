@@ -124,13 +124,13 @@ code=$?
 "$SWEEP" "$WORK/failing.ini" --output "$WORK/failing" --no-report > "$WORK/failing2.out" 2>&1
 [ $? -eq 1 ] && grep -q "broken seed 1: failed earlier (exit [12]: .*), not retried" "$WORK/failing2.out" \
   && pass "rerun: a failed run is not retried without --retry-failed" || { fail "failed run on rerun"; cat "$WORK/failing2.out"; }
+# The test shell holds the output folder's lock, as a running sweep would.
 mkdir -p "$WORK/locked"
-flock "$WORK/locked/.sweep.lock" sleep 60 &
-holder=$!
-sleep 0.3
+exec 9> "$WORK/locked/.sweep.lock"
+flock -n 9
 expect_failure "a second sweep on the same output folder is refused" "another sweep is running on this output folder" \
   "$SWEEP" "$WORK/failing.ini" --output "$WORK/locked"
-kill $holder
+exec 9>&-
 expect_failure "ranks > 1 without an MPI launcher" "--mpirun: /nonexistent/mpirun not found" \
   "$SWEEP" "$WORK/failing.ini" --ranks 2 --mpirun /nonexistent/mpirun
 sed -i 's/^options = data.tasks=2/options = data.tasks=3/' "$WORK/failing.ini"
