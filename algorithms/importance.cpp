@@ -1,5 +1,7 @@
 #include "algorithms/importance.h"
 
+#include <algorithm>
+
 #include <unordered_map>
 #include <unordered_set>
 
@@ -26,26 +28,43 @@ class EvalModeScope {
 
 // Gradient of `local_objective` w.r.t. `parameters`, averaged over ranks in
 // one fused all-reduce. An undefined objective (no local samples) counts as zero.
+// Gradient of `local_objective` w.r.t. `parameters`, averaged over ranks in
+// one fused all-reduce through `flat` (allocated once per pass, reused for
+// every batch). An undefined objective (no local samples) counts as zero.
 std::vector<torch::Tensor> global_gradient(Communicator& comm, const torch::Tensor& local_objective,
-                                           const std::vector<torch::Tensor>& parameters) {
+                                           const std::vector<torch::Tensor>& parameters, torch::Tensor& flat) {
   std::vector<torch::Tensor> grads(parameters.size());
   if (local_objective.defined())
     grads = torch::autograd::grad({local_objective}, parameters, {}, false, false, /*allow_unused=*/true);
-  std::vector<torch::Tensor> flat;
-  for (size_t k = 0; k < parameters.size(); ++k)
-    flat.push_back(grads[k].defined() ? grads[k].reshape({-1}) : torch::zeros({parameters[k].numel()}));
-  torch::Tensor buffer = torch::cat(flat);
-  if (comm.size() > 1) {
-    comm.allreduce(buffer, ReduceOp::Sum);
-    buffer.div_(comm.size());
+  torch::NoGradGuard no_grad;
+  if (comm.size() == 1) {
+    for (size_t k = 0; k < parameters.size(); ++k)
+      if (!grads[k].defined()) grads[k] = torch::zeros_like(parameters[k]);
+    return grads;
   }
+  int64_t total = 0;
+  for (const auto& parameter : parameters) total += parameter.numel();
+  if (!flat.defined()) flat = torch::empty({total}, parameters.empty() ? torch::TensorOptions() : parameters[0].options());
   std::vector<torch::Tensor> averaged;
   int64_t offset = 0;
-  for (const auto& parameter : parameters) {
-    averaged.push_back(buffer.narrow(0, offset, parameter.numel()).view(parameter.sizes()));
-    offset += parameter.numel();
+  for (size_t k = 0; k < parameters.size(); ++k) {
+    torch::Tensor slot = flat.narrow(0, offset, parameters[k].numel());
+    if (grads[k].defined()) slot.copy_(grads[k].reshape({-1}));
+    else slot.zero_();
+    averaged.push_back(slot.view(parameters[k].sizes()));
+    offset += parameters[k].numel();
   }
+  comm.allreduce(flat, ReduceOp::Sum);
+  flat.div_(comm.size());
   return averaged;
+}
+
+// True when `accumulate_elementwise` may run its plain loop: contiguous
+// float32 tensors in host memory.
+bool host_float_contiguous(const std::vector<const torch::Tensor*>& tensors) {
+  for (const torch::Tensor* tensor : tensors)
+    if (!tensor->device().is_cpu() || tensor->scalar_type() != torch::kFloat32 || !tensor->is_contiguous()) return false;
+  return true;
 }
 
 int64_t draw_category(const torch::Tensor& probabilities, uint64_t seed) {
@@ -70,7 +89,7 @@ torch::Tensor softmax_entropy(const torch::Tensor& logits) {
 
 NamedTensors mean_over_batches(StageContext& ctx, int task,
                                const std::function<torch::Tensor(const torch::Tensor& logits)>& per_sample,
-                               const std::function<torch::Tensor(const torch::Tensor& g, const torch::Tensor& theta)>& transform) {
+                               const AccumulateImportance& accumulate) {
   EvalModeScope eval(ctx.model);
   const auto named = ctx.model.named_shared_parameters();
   std::vector<torch::Tensor> parameters;
@@ -78,6 +97,7 @@ NamedTensors mean_over_batches(StageContext& ctx, int task,
   NamedTensors mean = zeros_like_shared(ctx.model);
   const TaskData& data = ctx.stream.tasks.at(task).train;
   int64_t batches = 0;
+  torch::Tensor flat;
   for_each_global_batch(data.size(), ctx.batch_size, ctx.comm.rank(), ctx.comm.size(),
                         [&](const torch::Tensor& positions, int64_t global_count) {
                           torch::Tensor objective;
@@ -87,10 +107,10 @@ NamedTensors mean_over_batches(StageContext& ctx, int task,
                             objective = per_sample(logits).sum() *
                                         (static_cast<double>(ctx.comm.size()) / static_cast<double>(global_count));
                           }
-                          const auto grads = global_gradient(ctx.comm, objective, parameters);
+                          const auto grads = global_gradient(ctx.comm, objective, parameters, flat);
                           torch::NoGradGuard no_grad;
                           for (size_t k = 0; k < parameters.size(); ++k)
-                            mean[k].second.add_(transform(grads[k], parameters[k].detach()));
+                            accumulate(grads[k], parameters[k].detach(), mean[k].second);
                           ++batches;
                         });
   torch::NoGradGuard no_grad;
@@ -101,16 +121,30 @@ NamedTensors mean_over_batches(StageContext& ctx, int task,
 NamedTensors entropy_taylor_importance(StageContext& ctx, int task, double sign) {
   return mean_over_batches(
       ctx, task, softmax_entropy,
-      [sign](const torch::Tensor& g, const torch::Tensor& theta) {
+      [sign](const torch::Tensor& g, const torch::Tensor& theta, torch::Tensor& sum) {
+        // One pass, no temporaries: on an MLP the six tensor operations of
+        // the formula cost more than the backward pass that produced g.
+        if (host_float_contiguous({&g, &theta, &sum})) {
+          const float* g_data = g.data_ptr<float>();
+          const float* theta_data = theta.data_ptr<float>();
+          float* sum_data = sum.data_ptr<float>();
+          const float s = static_cast<float>(sign);
+          const int64_t n = sum.numel();
+          for (int64_t i = 0; i < n; ++i) {
+            const float g_theta = g_data[i] * theta_data[i];
+            sum_data[i] += std::max(s * g_theta + 0.5f * g_theta * g_theta, 0.0f);
+          }
+          return;
+        }
         const torch::Tensor g_theta = g * theta;
-        return (sign * g_theta + 0.5 * g_theta * g_theta).clamp_min(0.0);
+        sum.add_((sign * g_theta + 0.5 * g_theta * g_theta).clamp_min(0.0));
       });
 }
 
 NamedTensors mas_importance(StageContext& ctx, int task) {
   return mean_over_batches(
       ctx, task, [](const torch::Tensor& logits) { return logits.pow(2).sum(1); },
-      [](const torch::Tensor& g, const torch::Tensor&) { return g.abs(); });
+      [](const torch::Tensor& g, const torch::Tensor&, torch::Tensor& sum) { sum.add_(g.abs()); });
 }
 
 namespace {

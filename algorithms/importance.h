@@ -15,9 +15,11 @@ namespace clx {
 // transform(g, theta) per shared parameter, where g is the gradient of the
 // global-batch mean of `per_sample(logits)` (logits of the task's head, model
 // in eval mode). `per_sample` returns one value per sample.
+// `accumulate(g, theta, sum)` adds transform(g, theta) to `sum` in place.
+using AccumulateImportance = std::function<void(const torch::Tensor& g, const torch::Tensor& theta, torch::Tensor& sum)>;
 NamedTensors mean_over_batches(StageContext& ctx, int task,
                                const std::function<torch::Tensor(const torch::Tensor& logits)>& per_sample,
-                               const std::function<torch::Tensor(const torch::Tensor& g, const torch::Tensor& theta)>& transform);
+                               const AccumulateImportance& accumulate);
 
 // ANPyC, label-free (Eq. 7): H = per-sample entropy of the softmax output,
 // omega_B = max(0, sign * g * theta + 0.5 * g^2 * theta^2), averaged over batches.

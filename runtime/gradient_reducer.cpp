@@ -8,6 +8,10 @@ GradientReducer::GradientReducer(Communicator& comm, std::vector<torch::Tensor> 
                                  bool overlap)
     : comm_(comm), parameters_(std::move(parameters)) {
   if (bucket_bytes <= 0) throw Error("train.bucket_mb must be positive");
+  // Gradients are divided by the world size as they are copied in, so the
+  // sum the all-reduce returns is already the mean: no pass over the buckets
+  // after it. Exact for power-of-two world sizes (the same bits as dividing after).
+  scale_ = torch::scalar_tensor(1.0 / comm_.size(), torch::kFloat32);
   bucket_of_.assign(parameters_.size(), 0);
   offset_of_.assign(parameters_.size(), 0);
   slot_filled_.assign(parameters_.size(), false);
@@ -63,7 +67,7 @@ void GradientReducer::copy_slot_from_parameter(size_t index) {
   const torch::Tensor& parameter = parameters_[index];
   torch::Tensor slot = buckets_[bucket_of_[index]].flat.narrow(0, offset_of_[index], parameter.numel());
   const torch::Tensor& grad = parameter.grad();
-  if (grad.defined()) slot.copy_(grad.reshape({-1}));
+  if (grad.defined()) torch::mul_out(slot, grad.reshape({-1}), scale_);
   else slot.zero_();
 }
 
@@ -80,12 +84,10 @@ void GradientReducer::start_bucket(size_t b, bool blocking) {
 }
 
 void GradientReducer::write_back(torch::Tensor side_sums) {
-  const double scale = 1.0 / comm_.size();
   for (size_t b = 0; b < buckets_.size(); ++b) {
     Bucket& bucket = buckets_[b];
     if (bucket.pending) bucket.pending->wait();
     bucket.pending.reset();
-    bucket.flat.narrow(0, 0, bucket.gradient_elements).mul_(scale);
     for (size_t i = 0; i < bucket.parameter_indices.size(); ++i) {
       torch::Tensor& parameter = parameters_[bucket.parameter_indices[i]];
       // The gradient becomes a view of its bucket (as DDP's gradient_as_bucket_view):
@@ -144,7 +146,8 @@ void GradientReducer::on_gradient(size_t index, const torch::Tensor& grad) {
                 " received a second gradient in one step; overlapped all-reduce needs exactly one backward per step "
                 "(set train.overlap_allreduce=false)");
   Bucket& bucket = buckets_[bucket_of_[index]];
-  bucket.flat.narrow(0, offset_of_[index], grad.numel()).copy_(grad.reshape({-1}));
+  torch::Tensor slot = bucket.flat.narrow(0, offset_of_[index], grad.numel());
+  torch::mul_out(slot, grad.reshape({-1}), scale_);
   slot_filled_[index] = true;
   --bucket.waiting;
   start_ready_buckets();

@@ -90,6 +90,7 @@ class GradientReducer {
   bool armed_ = false;
   size_t next_to_start_ = 0;
   torch::Tensor side_sums_;
+  torch::Tensor scale_;  // 1 / world size, applied while copying gradients in
 };
 
 }  // namespace clx
