@@ -28,7 +28,7 @@ GradientReducer::GradientReducer(Communicator& comm, std::vector<torch::Tensor> 
       current_bytes = 0;
     }
     current.parameter_indices.push_back(k);
-    current.offsets.push_back(current.gradient_elements);
+    offset_of_[k] = current.gradient_elements;
     current.gradient_elements += parameter.numel();
     current_bytes += bytes;
   }
@@ -39,10 +39,7 @@ GradientReducer::GradientReducer(Communicator& comm, std::vector<torch::Tensor> 
     const int64_t extra = b + 1 == buckets_.size() ? kMaxSideSums : 0;
     bucket.flat = torch::zeros({bucket.gradient_elements + extra},
                                parameters_[bucket.parameter_indices[0]].options().requires_grad(false));
-    for (size_t i = 0; i < bucket.parameter_indices.size(); ++i) {
-      bucket_of_[bucket.parameter_indices[i]] = b;
-      offset_of_[bucket.parameter_indices[i]] = bucket.offsets[i];
-    }
+    for (size_t index : bucket.parameter_indices) bucket_of_[index] = b;
   }
   if (overlap && comm_.size() > 1) {
     for (size_t k = 0; k < parameters_.size(); ++k)
@@ -63,12 +60,14 @@ std::vector<std::vector<size_t>> GradientReducer::bucket_layout() const {
   return layout;
 }
 
-void GradientReducer::copy_slot_from_parameter(size_t index) {
-  const torch::Tensor& parameter = parameters_[index];
-  torch::Tensor slot = buckets_[bucket_of_[index]].flat.narrow(0, offset_of_[index], parameter.numel());
-  const torch::Tensor& grad = parameter.grad();
-  if (grad.defined()) torch::mul_out(slot, grad.reshape({-1}), scale_);
-  else slot.zero_();
+torch::Tensor GradientReducer::slot(size_t index) const {
+  return buckets_[bucket_of_[index]].flat.narrow(0, offset_of_[index], parameters_[index].numel());
+}
+
+void GradientReducer::fill_slot(size_t index, const torch::Tensor& grad) {
+  torch::Tensor destination = slot(index);
+  if (grad.defined()) torch::mul_out(destination, grad.reshape({-1}), scale_);
+  else destination.zero_();
 }
 
 void GradientReducer::start_bucket(size_t b, bool blocking) {
@@ -88,13 +87,11 @@ void GradientReducer::write_back(torch::Tensor side_sums) {
     Bucket& bucket = buckets_[b];
     if (bucket.pending) bucket.pending->wait();
     bucket.pending.reset();
-    for (size_t i = 0; i < bucket.parameter_indices.size(); ++i) {
-      torch::Tensor& parameter = parameters_[bucket.parameter_indices[i]];
-      // The gradient becomes a view of its bucket (as DDP's gradient_as_bucket_view):
-      // no copy back. It stays valid until the next step writes the bucket, and
-      // the trainer drops every gradient before that step's backward.
-      parameter.mutable_grad() = bucket.flat.narrow(0, bucket.offsets[i], parameter.numel()).view(parameter.sizes());
-    }
+    // Each gradient becomes a view of its bucket (as DDP's gradient_as_bucket_view):
+    // no copy back. It stays valid until the next step writes the bucket, and
+    // the trainer drops every gradient before that step's backward.
+    for (size_t index : bucket.parameter_indices)
+      parameters_[index].mutable_grad() = slot(index).view(parameters_[index].sizes());
     if (b + 1 == buckets_.size() && side_sums.defined())
       side_sums.copy_(bucket.flat.narrow(0, bucket.gradient_elements, side_sums.numel()).view(side_sums.sizes()));
   }
@@ -116,7 +113,7 @@ void GradientReducer::reduce(torch::Tensor side_sums) {
   }
   side_sums_ = side_sums;
   for (size_t b = 0; b < buckets_.size(); ++b) {
-    for (size_t index : buckets_[b].parameter_indices) copy_slot_from_parameter(index);
+    for (size_t index : buckets_[b].parameter_indices) fill_slot(index, parameters_[index].grad());
     start_bucket(b, /*blocking=*/true);
   }
   side_sums_ = torch::Tensor();
@@ -145,11 +142,9 @@ void GradientReducer::on_gradient(size_t index, const torch::Tensor& grad) {
     throw Error("GradientReducer: parameter " + std::to_string(index) +
                 " received a second gradient in one step; overlapped all-reduce needs exactly one backward per step "
                 "(set train.overlap_allreduce=false)");
-  Bucket& bucket = buckets_[bucket_of_[index]];
-  torch::Tensor slot = bucket.flat.narrow(0, offset_of_[index], grad.numel());
-  torch::mul_out(slot, grad.reshape({-1}), scale_);
+  fill_slot(index, grad);
   slot_filled_[index] = true;
-  --bucket.waiting;
+  --buckets_[bucket_of_[index]].waiting;
   start_ready_buckets();
 }
 
@@ -176,7 +171,7 @@ void GradientReducer::finish_backward() {
   for (size_t b = next_to_start_; b < buckets_.size(); ++b) {
     Bucket& bucket = buckets_[b];
     for (size_t index : bucket.parameter_indices)
-      if (!slot_filled_[index]) copy_slot_from_parameter(index);
+      if (!slot_filled_[index]) fill_slot(index, parameters_[index].grad());
     bucket.waiting = 0;
   }
   start_ready_buckets();

@@ -67,7 +67,6 @@ class GradientReducer {
  private:
   struct Bucket {
     std::vector<size_t> parameter_indices;
-    std::vector<int64_t> offsets;  // of each parameter's slot in `flat`
     int64_t gradient_elements = 0;
     torch::Tensor flat;  // gradient_elements (+ side sums for the last bucket)
     int64_t waiting = 0;  // gradients not yet copied in this step
@@ -77,7 +76,10 @@ class GradientReducer {
   void on_gradient(size_t parameter_index, const torch::Tensor& grad);
   void start_ready_buckets();
   void start_bucket(size_t b, bool blocking);
-  void copy_slot_from_parameter(size_t parameter_index);
+  // A parameter's place in its bucket (flat), and filling it with a gradient
+  // divided by the world size (zeros for an undefined gradient).
+  torch::Tensor slot(size_t parameter_index) const;
+  void fill_slot(size_t parameter_index, const torch::Tensor& grad);
   void write_back(torch::Tensor side_sums);
 
   Communicator& comm_;
