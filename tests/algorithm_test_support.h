@@ -29,19 +29,28 @@ inline std::shared_ptr<LabelledImages> tiny_images(int64_t n, int64_t classes, u
   return data;
 }
 
-// `tasks` split tasks of `classes_per_task` classes, `train_per_task` training samples each.
-inline TaskStream tiny_stream(int64_t tasks, int64_t classes_per_task, int64_t train_per_task, uint64_t seed = 3) {
+// A split stream of `tasks` tasks of `classes_per_task` classes,
+// `train_per_task` training samples each, 6 test samples per task, on images
+// from make_images(n, classes, seed).
+template <typename MakeImages>
+TaskStream tiny_split_stream(const std::string& dataset, int64_t tasks, int64_t classes_per_task, int64_t train_per_task,
+                             uint64_t seed, MakeImages&& make_images) {
   StreamConfig config;
   config.kind = "split";
-  config.dataset = "tiny";
+  config.dataset = dataset;
   config.num_tasks = tasks;
   config.classes_per_task = classes_per_task;
   config.train_samples_per_task = train_per_task;
   config.test_samples_per_task = 6;
   config.seed = seed;
   const int64_t classes = tasks * classes_per_task;
-  return build_task_stream(config, tiny_images(classes * 12, classes, seed + 100),
-                           tiny_images(classes * 6, classes, seed + 200));
+  return build_task_stream(config, make_images(classes * 12, classes, seed + 100),
+                           make_images(classes * 6, classes, seed + 200));
+}
+
+// On 1x2x2 images (tiny_images).
+inline TaskStream tiny_stream(int64_t tasks, int64_t classes_per_task, int64_t train_per_task, uint64_t seed = 3) {
+  return tiny_split_stream("tiny", tasks, classes_per_task, train_per_task, seed, tiny_images);
 }
 
 // n images of channels x side x side over `classes` balanced classes; class c
@@ -60,20 +69,13 @@ inline std::shared_ptr<LabelledImages> tiny_square_images(int64_t n, int64_t cla
   return data;
 }
 
-// Like tiny_stream, on channels x side x side images.
+// Like tiny_stream, on channels x side x side images (tiny_square_images).
 inline TaskStream tiny_image_stream(int64_t tasks, int64_t classes_per_task, int64_t train_per_task, int64_t channels,
                                     int64_t side, uint64_t seed = 3) {
-  StreamConfig config;
-  config.kind = "split";
-  config.dataset = "tiny images";
-  config.num_tasks = tasks;
-  config.classes_per_task = classes_per_task;
-  config.train_samples_per_task = train_per_task;
-  config.test_samples_per_task = 6;
-  config.seed = seed;
-  const int64_t classes = tasks * classes_per_task;
-  return build_task_stream(config, tiny_square_images(classes * 12, classes, channels, side, seed + 100),
-                           tiny_square_images(classes * 6, classes, channels, side, seed + 200));
+  return tiny_split_stream("tiny images", tasks, classes_per_task, train_per_task, seed,
+                           [&](int64_t n, int64_t classes, uint64_t images_seed) {
+                             return tiny_square_images(n, classes, channels, side, images_seed);
+                           });
 }
 
 inline MultiHeadModel tiny_mlp(const TaskStream& stream, std::vector<int64_t> hidden, uint64_t seed,
@@ -212,6 +214,20 @@ inline ::testing::AssertionResult all_close(const torch::Tensor& actual, const t
   return ::testing::AssertionFailure() << "element " << worst << ": got " << a.reshape({-1})[worst].item<double>()
                                        << ", expected " << e.reshape({-1})[worst].item<double>() << "\n  actual   "
                                        << a.reshape({-1}) << "\n  expected " << e.reshape({-1});
+}
+
+// Named tensors equal in names and order, and in values up to `rtol` plus an
+// absolute tolerance relative to the largest element, so that values near zero
+// do not demand more than float32 summation order can give. `where` names the
+// setting in failure messages (e.g. "on 2 rank(s)").
+inline void expect_close_to_largest(const NamedTensors& got, const NamedTensors& expected, double rtol,
+                                    const std::string& where) {
+  ASSERT_EQ(got.size(), expected.size());
+  for (size_t k = 0; k < got.size(); ++k) {
+    EXPECT_EQ(got[k].first, expected[k].first);
+    const double scale = expected[k].second.abs().max().item<double>();
+    EXPECT_TRUE(all_close(got[k].second, expected[k].second, rtol, 1e-6 * scale + 1e-12)) << got[k].first << " " << where;
+  }
 }
 
 }  // namespace clx::testing_support

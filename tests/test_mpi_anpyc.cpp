@@ -17,16 +17,9 @@ using namespace clx::testing_support;
 
 namespace {
 
-// Relative tolerance against the largest element, so values near zero do not
-// demand more than float32 summation order can give.
+// Every comparison of these tests reports the world size.
 void expect_close(const NamedTensors& got, const NamedTensors& expected, double rtol) {
-  ASSERT_EQ(got.size(), expected.size());
-  for (size_t k = 0; k < got.size(); ++k) {
-    EXPECT_EQ(got[k].first, expected[k].first);
-    const double scale = expected[k].second.abs().max().item<double>();
-    EXPECT_TRUE(all_close(got[k].second, expected[k].second, rtol, 1e-6 * scale + 1e-12))
-        << got[k].first << " on " << world->size() << " rank(s)";
-  }
+  expect_close_to_largest(got, expected, rtol, "on " + std::to_string(world->size()) + " rank(s)");
 }
 
 }  // namespace

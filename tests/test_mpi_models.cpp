@@ -24,14 +24,9 @@ MultiHeadModel tiny_resnet(const TaskStream& stream, uint64_t seed) {
   return make_resnet18(stream.input_shape, config, head_sizes_for(stream, HeadLayout::Multi));
 }
 
+// Every comparison of these tests reports the world size.
 void expect_close(const NamedTensors& got, const NamedTensors& expected, double rtol) {
-  ASSERT_EQ(got.size(), expected.size());
-  for (size_t k = 0; k < got.size(); ++k) {
-    EXPECT_EQ(got[k].first, expected[k].first);
-    const double scale = expected[k].second.abs().max().item<double>();
-    EXPECT_TRUE(all_close(got[k].second, expected[k].second, rtol, 1e-6 * scale + 1e-12))
-        << got[k].first << " on " << world->size() << " rank(s)";
-  }
+  expect_close_to_largest(got, expected, rtol, "on " + std::to_string(world->size()) + " rank(s)");
 }
 
 }  // namespace
