@@ -6,6 +6,7 @@
 #include <unordered_set>
 
 #include "models/multi_head_model.h"
+#include "runtime/collectives.h"
 #include "runtime/communicator.h"
 #include "runtime/data/sampler.h"
 #include "runtime/error.h"
@@ -27,8 +28,6 @@ class EvalModeScope {
 };
 
 // Gradient of `local_objective` w.r.t. `parameters`, averaged over ranks in
-// one fused all-reduce. An undefined objective (no local samples) counts as zero.
-// Gradient of `local_objective` w.r.t. `parameters`, averaged over ranks in
 // one fused all-reduce through `flat` (allocated once per pass, reused for
 // every batch). An undefined objective (no local samples) counts as zero.
 std::vector<torch::Tensor> global_gradient(Communicator& comm, const torch::Tensor& local_objective,
@@ -37,24 +36,10 @@ std::vector<torch::Tensor> global_gradient(Communicator& comm, const torch::Tens
   if (local_objective.defined())
     grads = torch::autograd::grad({local_objective}, parameters, {}, false, false, /*allow_unused=*/true);
   torch::NoGradGuard no_grad;
-  if (comm.size() == 1) {
-    for (size_t k = 0; k < parameters.size(); ++k)
-      if (!grads[k].defined()) grads[k] = torch::zeros_like(parameters[k]);
-    return grads;
-  }
-  int64_t total = 0;
-  for (const auto& parameter : parameters) total += parameter.numel();
-  if (!flat.defined()) flat = torch::empty({total}, parameters.empty() ? torch::TensorOptions() : parameters[0].options());
-  std::vector<torch::Tensor> averaged;
-  int64_t offset = 0;
-  for (size_t k = 0; k < parameters.size(); ++k) {
-    torch::Tensor slot = flat.narrow(0, offset, parameters[k].numel());
-    if (grads[k].defined()) slot.copy_(grads[k].reshape({-1}));
-    else slot.zero_();
-    averaged.push_back(slot.view(parameters[k].sizes()));
-    offset += parameters[k].numel();
-  }
-  comm.allreduce(flat, ReduceOp::Sum);
+  for (size_t k = 0; k < parameters.size(); ++k)
+    if (!grads[k].defined()) grads[k] = torch::zeros_like(parameters[k]);
+  if (comm.size() == 1) return grads;
+  const std::vector<torch::Tensor> averaged = sum_across_ranks_fused(comm, grads, flat);
   flat.div_(comm.size());
   return averaged;
 }
@@ -314,15 +299,12 @@ NamedTensors fisher_diagonal(StageContext& ctx, int task, int64_t samples, bool 
         if (grads[k].defined()) sums[k].add_(grads[k].reshape({-1}).pow(2));
     }
   }
-  torch::Tensor buffer = torch::cat(sums);
-  ctx.comm.allreduce(buffer, ReduceOp::Sum);
-  buffer.div_(static_cast<double>(std::max<int64_t>(count, 1)));
+  torch::Tensor flat;
+  const std::vector<torch::Tensor> totals = sum_across_ranks_fused(ctx.comm, sums, flat);
+  flat.div_(static_cast<double>(std::max<int64_t>(count, 1)));
   NamedTensors fisher;
-  int64_t at = 0;
-  for (size_t k = 0; k < parameters.size(); ++k) {
-    fisher.emplace_back(named[k].first, buffer.narrow(0, at, parameters[k].numel()).view(parameters[k].sizes()).clone());
-    at += parameters[k].numel();
-  }
+  for (size_t k = 0; k < parameters.size(); ++k)
+    fisher.emplace_back(named[k].first, totals[k].view(parameters[k].sizes()).clone());
   return fisher;
 }
 

@@ -70,4 +70,24 @@ void require_identical_across_ranks(Communicator& comm, const std::string& text,
                         std::to_string(first) + "): " + first_difference(texts[0], texts[first]));
 }
 
+std::vector<torch::Tensor> sum_across_ranks_fused(Communicator& comm, const std::vector<torch::Tensor>& tensors,
+                                                  torch::Tensor& flat) {
+  torch::NoGradGuard no_grad;
+  int64_t total = 0;
+  for (const auto& tensor : tensors) total += tensor.numel();
+  if (tensors.empty()) return {};
+  if (!flat.defined() || flat.numel() != total || flat.scalar_type() != tensors[0].scalar_type())
+    flat = torch::empty({total}, tensors[0].options().requires_grad(false));
+  std::vector<torch::Tensor> sums;
+  int64_t offset = 0;
+  for (const auto& tensor : tensors) {
+    torch::Tensor slot = flat.narrow(0, offset, tensor.numel());
+    slot.copy_(tensor.reshape({-1}));
+    sums.push_back(slot.view(tensor.sizes()));
+    offset += tensor.numel();
+  }
+  comm.allreduce(flat, ReduceOp::Sum);
+  return sums;
+}
+
 }  // namespace clx

@@ -1,9 +1,13 @@
 #pragma once
-// Agreement helpers built on the Communicator's control plane. They turn
-// "something failed on some rank" into one error that every rank throws, so
-// the job stops everywhere with a single clear message instead of hanging.
+// Helpers built on the Communicator. The agreement helpers turn "something
+// failed on some rank" into one error that every rank throws, so the job
+// stops everywhere with a single clear message instead of hanging; the fused
+// sum reduces a list of tensors in one collective.
+#include <torch/torch.h>
+
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "runtime/communicator.h"
 
@@ -19,5 +23,12 @@ void run_on_all_ranks(Communicator& comm, const std::function<void()>& step);
 // rank throws a CollectiveError naming `what`, the ranks and the first line
 // that differs.
 void require_identical_across_ranks(Communicator& comm, const std::string& text, const std::string& what);
+
+// Sums `tensors` (defined, one dtype and device) across ranks in a single
+// all-reduce: they are copied into `flat`, allocated on first use and reused
+// while it has the right size, and the sums come back as views of `flat`
+// shaped like the inputs, valid until `flat` is used again.
+std::vector<torch::Tensor> sum_across_ranks_fused(Communicator& comm, const std::vector<torch::Tensor>& tensors,
+                                                  torch::Tensor& flat);
 
 }  // namespace clx

@@ -102,17 +102,15 @@ void Trainer::average_buffers() {
   const std::vector<torch::Tensor> buffers = model_->buffers();
   if (comm_.size() == 1 || buffers.empty()) return;
   torch::NoGradGuard no_grad;
-  std::vector<torch::Tensor> flat;
-  for (const auto& buffer : buffers) flat.push_back(buffer.detach().to(torch::kFloat64).reshape({-1}));
-  torch::Tensor fused = torch::cat(flat);
-  comm_.allreduce(fused, ReduceOp::Sum);
-  fused.div_(static_cast<double>(comm_.size()));
-  int64_t offset = 0;
-  for (const auto& buffer : buffers) {
-    torch::Tensor mean = fused.narrow(0, offset, buffer.numel()).view(buffer.sizes());
-    offset += buffer.numel();
+  std::vector<torch::Tensor> as_double;
+  for (const auto& buffer : buffers) as_double.push_back(buffer.detach().to(torch::kFloat64));
+  torch::Tensor flat;
+  const std::vector<torch::Tensor> sums = sum_across_ranks_fused(comm_, as_double, flat);
+  flat.div_(static_cast<double>(comm_.size()));
+  for (size_t k = 0; k < buffers.size(); ++k) {
+    torch::Tensor buffer = buffers[k];
     // Integer buffers (BatchNorm's batch counter) take the rounded mean.
-    buffer.copy_(buffer.is_floating_point() ? mean : mean.round());
+    buffer.copy_(buffer.is_floating_point() ? sums[k] : sums[k].round());
   }
 }
 
