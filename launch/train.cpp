@@ -69,17 +69,22 @@ Placement place_on_device(const TrainOptions& options, Communicator& control) {
   torch::DeviceType type = torch::kCPU;
   bool use_nccl = false;
   run_on_all_ranks(control, [&] {
+    if (options.backend == "nccl" && !nccl_compiled()) make_nccl_communicator(control);  // throws: no NCCL here
     type = resolve_device_type(options.device);
     const bool several_ranks = control.size() > 1;
-    if (options.device == "auto" && type == torch::kCUDA && several_ranks && !nccl_compiled()) {
-      placement.warning = "run.device=auto: a GPU is visible, but this build has no NCCL to carry CUDA tensors "
-                          "between ranks; training on the CPU";
+    // Whether the chosen backend can carry CUDA tensors between this job's ranks.
+    const bool carries_cuda = options.backend == "nccl" || options.backend == "single" ||
+                              (options.backend == "auto" && (nccl_compiled() || !several_ranks));
+    if (options.device == "auto" && type == torch::kCUDA && !carries_cuda) {
+      if (options.backend != "mpi")
+        placement.warning = "run.device=auto: a GPU is visible, but this build has no NCCL to carry CUDA tensors "
+                            "between ranks; training on the CPU";
       type = torch::kCPU;
     }
     if (type == torch::kCUDA) {
       if (options.backend == "mpi")
         throw Error("run.backend=mpi carries CPU tensors only; with run.device=cuda use run.backend=nccl (or auto)");
-      if (options.backend != "single" && several_ranks && !nccl_compiled())
+      if (!carries_cuda)
         throw Error("run.device=cuda with " + std::to_string(control.size()) +
                     " ranks needs the NCCL backend, which this build lacks (CMake found no CUDA toolkit with NCCL)");
       use_nccl = options.backend == "nccl" || (options.backend == "auto" && nccl_compiled());
