@@ -30,7 +30,7 @@ if [ -n "$(ls -A "$DIR")" ] && [ ! -f "$DIR/.clx-slurm" ]; then
 fi
 find "$DIR" -mindepth 1 -delete
 touch "$DIR/.clx-slurm"
-mkdir -p "$DIR"/{etc,state,spool,run,log,munge}
+mkdir -p "$DIR"/{etc,state,spool,run,log,munge,pmix}
 chmod 700 "$DIR/state" "$DIR/spool"
 chmod 711 "$DIR/munge"   # munged wants its socket folder searchable by all
 
@@ -80,8 +80,15 @@ fi
 render() {
   sed -e "s|@DIR@|$DIR|g" -e "s|@CTLD_PORT@|$ctld_port|g" -e "s|@SLURMD_PORT@|$((ctld_port + 1))|g" \
       -e "s|@CPUS@|$cpus|g" -e "s|@MEMORY_MB@|2048|g" -e "s|@SELECT_TYPE@|select/cons_tres|g" \
-      -e "s|@MPI_DEFAULT@|$1|g" -e "s|@COMM_PARAMS@|$comm_params|g" "$HERE/slurm.conf.in" > "$DIR/etc/slurm.conf"
+      -e "s|@MPI_DEFAULT@|$1|g" -e "s|@COMM_PARAMS@|$comm_params|g" -e "s|@FIRST_JOB_ID@|$first_job_id|g" \
+      "$HERE/slurm.conf.in" > "$DIR/etc/slurm.conf"
 }
+first_job_id=$((1000 + RANDOM * 16 + RANDOM % 16))
+# The PMIx plugin's per-step folders (spmix_appdir_UID_JOB.STEP) go under DIR,
+# not /tmp, where a folder left by an earlier run would make srun fail with
+# "File exists" (mpi.conf is read from beside slurm.conf).
+mkdir -p "$DIR/pmix"
+echo "PMIxCliTmpDirBase=$DIR/pmix" > "$DIR/etc/mpi.conf"
 render none
 cp "$HERE/cgroup.conf" "$DIR/etc/cgroup.conf"
 : > "$DIR/etc/plugstack.conf"
