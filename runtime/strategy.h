@@ -7,6 +7,7 @@
 //   per step: penalty_loss -> backward -> gradient all-reduce -> after_backward
 //             -> optimizer step -> after_step
 //   after_task (importance, pruning, snapshots)
+// and around the evaluation of each task: before_evaluate -> after_evaluate.
 // Everything a strategy keeps lives in named tensors (state()), so
 // checkpoints and cross-rank fingerprints need no per-algorithm code.
 #include <torch/torch.h>
@@ -39,6 +40,10 @@ struct StageContext {
   std::vector<torch::Tensor> trainable;  // parameters the optimizer updates in this stage
   int64_t batch_size = 0;  // global training batch (also used by importance passes)
   uint64_t seed = 0;       // train.seed
+  double lr = 0.0;         // the current learning rate (after the schedule), valid in every hook
+  // Mean training loss of the last finished epoch of this stage (main training
+  // or a train_epochs call); 0 before the first.
+  double last_epoch_loss = 0.0;
 
   // Valid during penalty_loss only: this rank's share of the current global
   // batch (positions into the stage's training data, the concatenation of its
@@ -84,6 +89,11 @@ class Strategy {
   virtual void after_backward(StageContext& context) {}
   virtual void after_step(StageContext& context) {}
   virtual void after_task(StageContext& context) {}
+  // Around the evaluation of `task` (after every stage, and once before any):
+  // a strategy may change the weights the evaluation sees (ANPyC's per-task
+  // inference masks) and must restore them in after_evaluate.
+  virtual void before_evaluate(ContinualNet& model, int task) {}
+  virtual void after_evaluate(ContinualNet& model, int task) {}
 
   // Named tensors the strategy keeps (checkpointed and fingerprinted); scalars
   // that a resume needs are 0-dim tensors.

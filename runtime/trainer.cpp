@@ -129,6 +129,7 @@ std::vector<double> Trainer::evaluate_all(int trained_up_to) {
       allowed = torch::tensor(classes, torch::kInt64);
     }
     int64_t correct = 0;
+    strategy_.before_evaluate(*model_, task);
     for (int64_t start = offset; start < offset + length; start += config_.eval_batch_size) {
       const int64_t n = std::min(config_.eval_batch_size, offset + length - start);
       torch::Tensor positions = torch::arange(start, start + n, torch::kInt64);
@@ -139,6 +140,7 @@ std::vector<double> Trainer::evaluate_all(int trained_up_to) {
       else predicted = logits.argmax(1);
       correct += predicted.eq(labels).sum().item<int64_t>();
     }
+    strategy_.after_evaluate(*model_, task);
     counts[task][0] = correct;
     counts[task][1] = length;
   }
@@ -169,6 +171,7 @@ StageRecord Trainer::train_stage(int stage, const std::vector<int>& tasks) {
   context.trainable = trainable;
   context.batch_size = config_.batch_size;
   context.seed = config_.seed;
+  context.lr = config_.lr;
 
   // A resumed stage continues where its checkpoint was taken: the strategy's
   // before_task already ran (its results are in the restored state).
@@ -315,6 +318,7 @@ StageRecord Trainer::train_stage(int stage, const std::vector<int>& tasks) {
       }
       average_buffers();
       record.final_loss = epoch_loss / epoch_seen;
+      context.last_epoch_loss = record.final_loss;
       record.final_train_accuracy = epoch_correct / epoch_seen;
       std::ostringstream line;
       line << name << ": loss " << std::fixed << std::setprecision(4) << record.final_loss << ", train accuracy "
