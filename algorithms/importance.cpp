@@ -40,7 +40,6 @@ struct SharedLayout {
     }
   }
   torch::TensorOptions options() const { return parameters[0].second.options().requires_grad(false); }
-  torch::Device device() const { return parameters[0].second.device(); }
   std::vector<torch::Tensor> tensors() const {
     std::vector<torch::Tensor> out;
     for (const auto& item : parameters) out.push_back(item.second);
@@ -61,11 +60,6 @@ struct SharedLayout {
     return out;
   }
 };
-
-// Inputs of the samples at `positions` (host int64) on the parameters' device.
-torch::Tensor inputs_on(const TaskData& data, const torch::Tensor& positions, torch::Device device) {
-  return data.inputs(positions).to(device);
-}
 
 torch::Tensor position_range(int64_t begin, int64_t end) { return torch::arange(begin, end, torch::kInt64); }
 
@@ -201,16 +195,15 @@ void add_sample_gradient_powers(const TapedLayer& layer, const torch::Tensor& de
 // The model as a MultiHeadModel whose trunk the tape records completely, every
 // shared parameter in a recorded layer; otherwise null and `why` says what is
 // missing. Probed on the task's first sample, so every rank decides alike.
-MultiHeadModelImpl* tape_capable_model(ContinualNet& model, const TaskData& data, torch::Device device,
-                                       std::string* why) {
-  auto* multi_head = dynamic_cast<MultiHeadModelImpl*>(&model);
+MultiHeadModelImpl* tape_capable_model(const StageContext& ctx, const TaskData& data, std::string* why) {
+  auto* multi_head = dynamic_cast<MultiHeadModelImpl*>(&ctx.model);
   if (multi_head == nullptr) {
     *why = "the network is not a MultiHeadModel";
     return nullptr;
   }
   torch::NoGradGuard no_grad;
   LayerTape tape;
-  multi_head->features_recorded(inputs_on(data, torch::zeros({1}, torch::kInt64), device), tape);
+  multi_head->features_recorded(ctx.inputs(data, torch::zeros({1}, torch::kInt64)), tape);
   if (!tape.complete()) {
     *why = "its trunk has " + tape.reason();
     return nullptr;
@@ -219,7 +212,7 @@ MultiHeadModelImpl* tape_capable_model(ContinualNet& model, const TaskData& data
   for (const TapedLayer& layer : tape.layers())
     for (const auto& parameter : layer.module->parameters(/*recurse=*/false))
       recorded.insert(parameter.unsafeGetTensorImpl());
-  for (const auto& [name, parameter] : model.named_shared_parameters())
+  for (const auto& [name, parameter] : ctx.model.named_shared_parameters())
     if (!recorded.count(parameter.unsafeGetTensorImpl())) {
       *why = "the shared parameter " + name + " is in no Linear, Conv2d or BatchNorm2d layer of the trunk";
       return nullptr;
@@ -228,11 +221,11 @@ MultiHeadModelImpl* tape_capable_model(ContinualNet& model, const TaskData& data
 }
 
 // The model for the batched per-sample path, or null for the per-sample loop.
-MultiHeadModelImpl* per_sample_model(ContinualNet& model, const TaskData& data, torch::Device device, FisherPath path,
+MultiHeadModelImpl* per_sample_model(const StageContext& ctx, const TaskData& data, FisherPath path,
                                      const std::string& what) {
   if (path == FisherPath::PerSampleLoop || data.size() == 0) return nullptr;
   std::string why;
-  MultiHeadModelImpl* taped = tape_capable_model(model, data, device, &why);
+  MultiHeadModelImpl* taped = tape_capable_model(ctx, data, &why);
   if (taped == nullptr && path == FisherPath::Batched)
     throw Error(what + ": batched per-sample gradients are not possible: " + why);
   return taped;
@@ -245,17 +238,17 @@ using PerSampleObjective = std::function<torch::Tensor(const torch::Tensor& logi
 // Adds sum_i |d f_i / d theta|^power over the samples at `positions` to
 // `slots` (flat, one per shared parameter), f = objective. `taped`: the
 // batched path; null: one backward pass per sample.
-void add_per_sample_gradient_powers(ContinualNet& model, MultiHeadModelImpl* taped, const TaskData& data,
+void add_per_sample_gradient_powers(const StageContext& ctx, MultiHeadModelImpl* taped, const TaskData& data,
                                     int64_t head, const torch::Tensor& positions, const PerSampleObjective& objective,
                                     int power, const SharedLayout& layout, const std::vector<torch::Tensor>& slots) {
   if (taped != nullptr) {
     SampleSums sums;
     for (size_t k = 0; k < slots.size(); ++k) sums[layout.parameters[k].second.unsafeGetTensorImpl()] = slots[k];
     LayerTape tape;
-    const torch::Tensor features = taped->features_recorded(inputs_on(data, positions, layout.device()), tape);
+    const torch::Tensor features = taped->features_recorded(ctx.inputs(data, positions), tape);
     // Sample i's value depends on sample i's outputs only, so the gradient of
     // the sum has each sample's own gradient in its row.
-    const torch::Tensor total = objective(model.head_forward(features, head), positions).sum();
+    const torch::Tensor total = objective(ctx.model.head_forward(features, head), positions).sum();
     std::vector<torch::Tensor> outputs;
     for (const TapedLayer& layer : tape.layers()) outputs.push_back(layer.output);
     const auto deltas = torch::autograd::grad({total}, outputs, {}, false, false, /*allow_unused=*/true);
@@ -267,7 +260,7 @@ void add_per_sample_gradient_powers(ContinualNet& model, MultiHeadModelImpl* tap
   const std::vector<torch::Tensor> parameters = layout.tensors();
   for (int64_t i = 0; i < positions.size(0); ++i) {
     const torch::Tensor position = positions.narrow(0, i, 1);
-    const torch::Tensor value = objective(model.logits(inputs_on(data, position, layout.device()), head), position);
+    const torch::Tensor value = objective(ctx.model.logits(ctx.inputs(data, position), head), position);
     const auto grads = torch::autograd::grad({value.sum()}, parameters, {}, false, false, /*allow_unused=*/true);
     torch::NoGradGuard no_grad;
     for (size_t k = 0; k < parameters.size(); ++k)
@@ -311,12 +304,12 @@ NamedTensors entropy_taylor_importance(StageContext& ctx, int task, const Entrop
   const TaskData& data = ctx.stream.tasks.at(task).train;
   const int64_t head = ctx.head_for(task), batches = ceil_div(data.size(), settings.batch);
   MultiHeadModelImpl* taped = settings.hessian == HessianEstimate::Fisher
-                                  ? per_sample_model(ctx.model, data, layout.device(), FisherPath::Auto, "anpyc.hessian=fisher")
+                                  ? per_sample_model(ctx, data, FisherPath::Auto, "anpyc.hessian=fisher")
                                   : nullptr;
   torch::Tensor fisher;  // per-sample Fisher of the current batch (hessian = fisher)
   torch::Tensor total = sum_chunks_in_order(ctx.comm, batches, layout.numel, layout.options(), [&](int64_t b, torch::Tensor& out) {
     const torch::Tensor positions = position_range(b * settings.batch, std::min((b + 1) * settings.batch, data.size()));
-    const torch::Tensor entropies = softmax_entropy(ctx.model.logits(inputs_on(data, positions, layout.device()), head));
+    const torch::Tensor entropies = softmax_entropy(ctx.model.logits(ctx.inputs(data, positions), head));
     const torch::Tensor objective = settings.entropy == EntropyReduction::Sum ? entropies.sum() : entropies.mean();
     const auto grads = torch::autograd::grad({objective}, parameters, {}, false, false, /*allow_unused=*/true);
     std::vector<torch::Tensor> h_slots(parameters.size());
@@ -325,7 +318,7 @@ NamedTensors entropy_taylor_importance(StageContext& ctx, int task, const Entrop
       fisher.zero_();
       h_slots = layout.slots(fisher);
       add_per_sample_gradient_powers(
-          ctx.model, taped, data, head, positions,
+          ctx, taped, data, head, positions,
           [](const torch::Tensor& logits, const torch::Tensor&) { return softmax_entropy(logits); }, 2, layout, h_slots);
       fisher.div_(static_cast<double>(positions.size(0)));
     }
@@ -347,11 +340,11 @@ NamedTensors mas_importance(StageContext& ctx, int task, MasForm form) {
   const int64_t head = ctx.head_for(task);
   const auto squared_norm = [](const torch::Tensor& logits, const torch::Tensor&) { return logits.pow(2).sum(1); };
   if (form == MasForm::PerSample) {
-    MultiHeadModelImpl* taped = per_sample_model(ctx.model, data, layout.device(), FisherPath::Auto, "mas");
+    MultiHeadModelImpl* taped = per_sample_model(ctx, data, FisherPath::Auto, "mas");
     torch::Tensor total = sum_chunks_in_order(
         ctx.comm, ceil_div(data.size(), kPerSampleChunk), layout.numel, layout.options(), [&](int64_t c, torch::Tensor& out) {
           const torch::Tensor positions = position_range(c * kPerSampleChunk, std::min((c + 1) * kPerSampleChunk, data.size()));
-          add_per_sample_gradient_powers(ctx.model, taped, data, head, positions, squared_norm, 1, layout, layout.slots(out));
+          add_per_sample_gradient_powers(ctx, taped, data, head, positions, squared_norm, 1, layout, layout.slots(out));
         });
     total.div_(static_cast<double>(std::max<int64_t>(data.size(), 1)));
     return layout.named(total);
@@ -361,7 +354,7 @@ NamedTensors mas_importance(StageContext& ctx, int task, MasForm form) {
   const int64_t batches = ceil_div(data.size(), ctx.batch_size);
   torch::Tensor total = sum_chunks_in_order(ctx.comm, batches, layout.numel, layout.options(), [&](int64_t b, torch::Tensor& out) {
     const torch::Tensor positions = position_range(b * ctx.batch_size, std::min((b + 1) * ctx.batch_size, data.size()));
-    const torch::Tensor logits = ctx.model.logits(inputs_on(data, positions, layout.device()), head);
+    const torch::Tensor logits = ctx.model.logits(ctx.inputs(data, positions), head);
     const auto grads = torch::autograd::grad({squared_norm(logits, positions).mean()}, parameters, {}, false, false, true);
     torch::NoGradGuard no_grad;
     std::vector<torch::Tensor> slots = layout.slots(out);
@@ -378,7 +371,7 @@ NamedTensors fisher_diagonal(StageContext& ctx, int task, int64_t samples, bool 
   const TaskData& data = ctx.stream.tasks.at(task).train;
   const int64_t count = samples > 0 ? std::min(samples, data.size()) : data.size();
   const int64_t head = ctx.head_for(task);
-  MultiHeadModelImpl* taped = count > 0 ? per_sample_model(ctx.model, data, layout.device(), path, "fisher_diagonal") : nullptr;
+  MultiHeadModelImpl* taped = count > 0 ? per_sample_model(ctx, data, path, "fisher_diagonal") : nullptr;
 
   // log p(y_i | x_i) per sample, y_i drawn from the model's prediction with a
   // generator seeded by the sample's index (probabilities copied to the host
@@ -404,7 +397,7 @@ NamedTensors fisher_diagonal(StageContext& ctx, int task, int64_t samples, bool 
   torch::Tensor total = sum_chunks_in_order(
       ctx.comm, ceil_div(count, kPerSampleChunk), layout.numel, layout.options(), [&](int64_t c, torch::Tensor& out) {
         const torch::Tensor positions = position_range(c * kPerSampleChunk, std::min((c + 1) * kPerSampleChunk, count));
-        add_per_sample_gradient_powers(ctx.model, taped, data, head, positions, log_likelihood, 2, layout, layout.slots(out));
+        add_per_sample_gradient_powers(ctx, taped, data, head, positions, log_likelihood, 2, layout, layout.slots(out));
       });
   total.div_(static_cast<double>(std::max<int64_t>(count, 1)));
   return layout.named(total);

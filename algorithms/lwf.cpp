@@ -33,12 +33,11 @@ void LwfStrategy::before_task(StageContext& ctx) {
   const bool was_training = ctx.model.is_training();
   ctx.model.eval();
   const TaskData& data = ctx.stream.tasks[task].train;
-  // The targets live where the parameters do, as the features they meet.
-  const torch::Device device = ctx.model.shared_parameters().at(0).device();
+  // The targets live on the compute device, as the features they meet.
   std::vector<std::vector<torch::Tensor>> chunks(task);
   for (int64_t start = 0; start < data.size(); start += 1024) {
     const torch::Tensor positions = torch::arange(start, std::min(start + 1024, data.size()), torch::kInt64);
-    const torch::Tensor features = ctx.model.features(data.inputs(positions).to(device));
+    const torch::Tensor features = ctx.model.features(ctx.inputs(data, positions));
     for (int head = 0; head < task; ++head)
       chunks[head].push_back(torch::softmax(ctx.model.head_forward(features, head) / temperature_, 1));
   }

@@ -4,6 +4,8 @@
 #include <sstream>
 
 #include "algorithms/strategy.h"
+#include "runtime/device.h"
+#include "runtime/error.h"
 
 namespace clx {
 
@@ -86,10 +88,17 @@ TrainOptions parse_train_options(int argc, const char* const* argv) {
        "global batch size, split evenly over the ranks (so any number of ranks follows the same trajectory)")
       ("train.optimizer", po::value<std::string>(&options.trainer.optimizer)->default_value("sgd"), "sgd | adam (fresh state for every task)")
       ("train.lr", po::value<double>(&options.trainer.lr)->default_value(0.01), "learning rate")
+      ("train.lr_decay", po::value<double>(&options.trainer.lr_decay)->default_value(1.0),
+       "staircase decay of the learning rate within each task: lr * lr_decay^floor(epoch / lr_decay_epochs), epochs "
+       "counted over the task's training and any retraining, reset at each task; in (0, 1], 1: constant")
+      ("train.lr_decay_epochs", po::value<int64_t>(&options.trainer.lr_decay_epochs)->default_value(1),
+       "epochs per step of train.lr_decay")
       ("train.momentum", po::value<double>(&options.trainer.momentum)->default_value(0.0), "SGD momentum")
       ("train.weight_decay", po::value<double>(&options.trainer.weight_decay)->default_value(0.0), "L2 weight decay")
       ("train.seed", po::value<uint64_t>(&options.trainer.seed)->default_value(1), "seed of initial weights and of the sampling order")
       ("train.bucket_mb", po::value<double>()->default_value(25.0), "gradient all-reduce bucket size in MiB")
+      ("train.precision", po::value<std::string>()->default_value("fp32"),
+       "fp32 | bf16 (the forward pass under autocast; gradients, optimizer state, importance, masks and penalties stay fp32)")
       ("train.overlap_allreduce", po::value<bool>(&options.trainer.overlap_allreduce)->default_value(true),
        "all-reduce gradient buckets while backward is still running (false: after backward)");
 
@@ -107,7 +116,11 @@ TrainOptions parse_train_options(int argc, const char* const* argv) {
   po::options_description run("Run [run]");
   run.add_options()
       ("run.backend", po::value<std::string>(&options.backend)->default_value("auto"),
-       "communicator: auto (mpi under mpirun/srun, else single) | mpi | nccl | single")
+       "communicator: auto (nccl on GPUs, else mpi under mpirun/srun, else single) | mpi | nccl | single")
+      ("run.device", po::value<std::string>(&options.device)->default_value("auto"),
+       "auto (cuda when a GPU is visible and usable by this build) | cpu | cuda (one GPU per rank: GPU local_rank)")
+      ("run.deterministic", po::value<bool>(&options.deterministic)->default_value(false),
+       "deterministic algorithms (cuDNN, cuBLAS): a resumed GPU run equals an uninterrupted one bit for bit (slower)")
       ("run.threads", po::value<int64_t>(&options.threads)->default_value(0),
        "intra-op threads per rank (0: cores of the node / ranks on the node)")
       ("run.progress", po::value<std::string>(&options.progress)->default_value("auto"),
@@ -190,6 +203,11 @@ TrainOptions parse_train_options(int argc, const char* const* argv) {
     options.output_dir = "runs/" + stem;
   }
   options.trainer.bucket_bytes = static_cast<int64_t>(options.values["train.bucket_mb"].as<double>() * (1 << 20));
+  try {
+    options.trainer.precision = parse_precision(options.values["train.precision"].as<std::string>());
+  } catch (const Error& error) {
+    throw UsageError(error.what());
+  }
 
   std::ostringstream effective, experiment;
   for (const auto& option : file_options.options()) {

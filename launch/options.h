@@ -32,6 +32,8 @@ struct TrainOptions {
   std::string algorithm;
   std::string heads;  // auto | multi | single
   std::string backend;
+  std::string device;        // run.device: auto | cpu | cuda
+  bool deterministic = false;  // run.deterministic
   int64_t threads = 0;  // 0: cores / ranks on this node
   std::string progress;  // auto | redraw | lines | off
   std::string joint_results;

@@ -17,6 +17,7 @@
 #include "runtime/collectives.h"
 #include "runtime/communicator.h"
 #include "runtime/data/sampler.h"
+#include "runtime/device.h"
 #include "runtime/error.h"
 #include "runtime/logging.h"
 #include "runtime/results.h"
@@ -52,7 +53,59 @@ int choose_threads(int64_t requested, int local_ranks) {
   return std::max(1, cores / std::max(1, local_ranks));
 }
 
-int run(TrainOptions& options, Communicator& comm) {
+// Where this job computes and which communicator carries its tensors,
+// decided alike on every rank (DESIGN.md §5): CUDA tensors go over NCCL (one
+// rank on one GPU needs no mpirun), CPU tensors over MPI or, for one
+// process, nowhere.
+struct Placement {
+  torch::Device device = torch::kCPU;
+  std::unique_ptr<Communicator> nccl;  // set when NCCL carries the tensors
+  Communicator* data = nullptr;        // the communicator of the tensors
+  std::string warning;                 // for the log, which does not exist yet
+};
+
+Placement place_on_device(const TrainOptions& options, Communicator& control) {
+  Placement placement;
+  torch::DeviceType type = torch::kCPU;
+  bool use_nccl = false;
+  run_on_all_ranks(control, [&] {
+    if (options.backend == "nccl" && !nccl_compiled()) make_nccl_communicator(control);  // throws: no NCCL here
+    type = resolve_device_type(options.device);
+    const bool several_ranks = control.size() > 1;
+    // Whether the chosen backend can carry CUDA tensors between this job's ranks.
+    const bool carries_cuda = options.backend == "nccl" || options.backend == "single" ||
+                              (options.backend == "auto" && (nccl_compiled() || !several_ranks));
+    if (options.device == "auto" && type == torch::kCUDA && !carries_cuda) {
+      if (options.backend != "mpi")
+        placement.warning = "run.device=auto: a GPU is visible, but this build has no NCCL to carry CUDA tensors "
+                            "between ranks; training on the CPU";
+      type = torch::kCPU;
+    }
+    if (type == torch::kCUDA) {
+      if (options.backend == "mpi")
+        throw Error("run.backend=mpi carries CPU tensors only; with run.device=cuda use run.backend=nccl (or auto)");
+      if (!carries_cuda)
+        throw Error("run.device=cuda with " + std::to_string(control.size()) +
+                    " ranks needs the NCCL backend, which this build lacks (CMake found no CUDA toolkit with NCCL)");
+      use_nccl = options.backend == "nccl" || (options.backend == "auto" && nccl_compiled());
+    } else if (options.backend == "nccl") {
+      throw Error("run.backend=nccl carries CUDA tensors only; it needs run.device=cuda (or auto with a visible GPU)");
+    }
+  });
+  require_identical_across_ranks(control, torch::Device(type).str(), "the device type (run.device=" + options.device + ")");
+  if (use_nccl) {
+    placement.nccl = make_nccl_communicator(control);
+    placement.data = placement.nccl.get();
+    placement.device = placement.nccl->device();
+  } else {
+    placement.data = &control;
+    placement.device = type == torch::kCUDA ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
+  }
+  return placement;
+}
+
+int run(TrainOptions& options, Communicator& control) {
+  Communicator& comm = control;  // until the tensors' communicator is chosen
   std::unique_ptr<Strategy> strategy;
   HeadLayout heads = HeadLayout::Multi;
   ModelConfig model_config;
@@ -82,6 +135,13 @@ int run(TrainOptions& options, Communicator& comm) {
   });
   require_identical_across_ranks(comm, options.effective_config, "the configuration");
   comm.set_collective_timeout(options.collective_timeout);
+  // Deterministic algorithms must be chosen before the first CUDA kernel.
+  set_deterministic(options.deterministic);
+  // Before anything is written to the run folder: a job that cannot run there changes nothing.
+  Placement placement = place_on_device(options, control);
+  Communicator& tensors_comm = *placement.data;
+  if (placement.nccl) placement.nccl->set_collective_timeout(options.collective_timeout);
+  options.trainer.device = placement.device;
 
   const int threads = choose_threads(options.threads, comm.local_size());
   torch::set_num_threads(threads);
@@ -96,8 +156,10 @@ int run(TrainOptions& options, Communicator& comm) {
     }
   });
   Logger log(comm.rank(), (std::filesystem::path(options.output_dir) / "train.log").string(), options.progress);
+  if (!placement.warning.empty()) log.warn(placement.warning);
   log.info("train: " + options.algorithm + " on " + options.stream.kind + " " + options.stream.dataset + ", " +
-           std::to_string(comm.size()) + " rank(s) over " + comm.backend() + ", " + std::to_string(threads) +
+           std::to_string(comm.size()) + " rank(s) over " + tensors_comm.backend() + " on " + placement.device.str() +
+           (options.trainer.precision == Precision::Bf16 ? " (bf16 autocast)" : "") + ", " + std::to_string(threads) +
            " thread(s) per rank, output " + options.output_dir);
 
   TaskStream stream;
@@ -112,7 +174,10 @@ int run(TrainOptions& options, Communicator& comm) {
   torch::manual_seed(options.trainer.seed);
   MultiHeadModel model{nullptr};
   // The input shape is known only now; a network that does not fit it fails on every rank alike.
-  run_on_all_ranks(comm, [&] { model = make_model(model_config, stream.input_shape, head_sizes_for(stream, heads)); });
+  run_on_all_ranks(comm, [&] {
+    model = make_model(model_config, stream.input_shape, head_sizes_for(stream, heads));
+    model->to(placement.device);
+  });
   // Dropout masks differ per rank, as in any data-parallel run.
   torch::manual_seed(mix_seed({options.trainer.seed, 0xd0, static_cast<uint64_t>(comm.rank())}));
 
@@ -141,14 +206,14 @@ int run(TrainOptions& options, Communicator& comm) {
     if (!resume_from) log.info("--resume: no checkpoint in " + checkpoint_dir + " yet; starting from the beginning");
   }
 
-  Trainer trainer(options.trainer, comm, stream, model.ptr(), *strategy, log);
+  Trainer trainer(options.trainer, tensors_comm, stream, model.ptr(), *strategy, log);
   trainer.set_stop_flag(&stop_signals);
   RunResult result = trainer.run(resume_from ? &*resume_from : nullptr, resume_path);
   const MetricSummary metrics = summarise(result.matrix, joint_accuracies);
 
   run_on_all_ranks(comm, [&] {
     if (!comm.is_root()) return;
-    RunDescription description{options.algorithm, stream.description, comm.size(), comm.backend(),
+    RunDescription description{options.algorithm, stream.description, comm.size(), tensors_comm.backend(),
                                options.effective_config};
     write_results(options.output_dir, description, result, metrics);
   });
@@ -172,7 +237,9 @@ int main(int argc, char** argv) {
 
   std::unique_ptr<clx::Communicator> comm;
   try {
-    comm = clx::make_communicator(usage_error ? std::string("auto") : options.backend);
+    // The host-side communicator; CUDA tensors get an NCCL communicator over it in run().
+    const bool explicit_host_backend = !usage_error && (options.backend == "mpi" || options.backend == "single");
+    comm = explicit_host_backend ? clx::make_communicator(options.backend) : clx::make_control_communicator();
   } catch (const std::exception& error) {
     std::cerr << "train: error: " << error.what() << std::endl;
     return 1;

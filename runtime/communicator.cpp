@@ -33,6 +33,33 @@ std::vector<std::string> compiled_backends() {
   return names;
 }
 
+std::unique_ptr<Communicator> make_control_communicator() {
+  if (!launched_by_mpi_launcher()) return std::make_unique<SingleCommunicator>();
+#ifdef CLX_HAVE_MPI
+  return std::make_unique<MpiCommunicator>();
+#else
+  throw Error("started by mpirun/srun, but this build has no MPI communicator (CMake found no MPI): run one "
+              "process without a launcher, or rebuild with MPI");
+#endif
+}
+
+bool nccl_compiled() {
+#ifdef CLX_HAVE_NCCL
+  return true;
+#else
+  return false;
+#endif
+}
+
+std::unique_ptr<Communicator> make_nccl_communicator(Communicator& control) {
+#ifdef CLX_HAVE_NCCL
+  return std::make_unique<NcclCommunicator>(control);
+#else
+  throw Error("run.backend=nccl: this build has no NCCL communicator (CMake found no CUDA toolkit with NCCL; see "
+              "docs/gpu.md)");
+#endif
+}
+
 std::unique_ptr<Communicator> make_communicator(const std::string& backend) {
   std::string chosen = backend;
   if (chosen == "auto") chosen = launched_by_mpi_launcher() ? "mpi" : "single";
@@ -41,7 +68,7 @@ std::unique_ptr<Communicator> make_communicator(const std::string& backend) {
   if (chosen == "mpi") return std::make_unique<MpiCommunicator>();
 #endif
 #ifdef CLX_HAVE_NCCL
-  if (chosen == "nccl") return std::make_unique<NcclCommunicator>();
+  if (chosen == "nccl") return std::make_unique<NcclCommunicator>(make_control_communicator());
 #endif
   std::string available;
   for (const auto& name : compiled_backends()) available += " " + name;

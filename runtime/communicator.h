@@ -98,10 +98,20 @@ class SingleCommunicator final : public Communicator {
 // or with a process-management interface that expects MPI_Init.
 bool launched_by_mpi_launcher();
 
+// The host-side communicator of this process: MPI when launched by
+// mpirun/srun, otherwise the single-process one (no MPI needed). The NCCL
+// backend runs its bootstrap and control operations over it.
+std::unique_ptr<Communicator> make_control_communicator();
+
 // backend: "auto" (MPI when launched by mpirun/srun, otherwise single),
 // "mpi", "nccl" (CUDA tensors; needs a GPU per rank) or "single".
 // Throws clx::Error naming the backend when it is not compiled in.
 std::unique_ptr<Communicator> make_communicator(const std::string& backend);
+
+// The NCCL communicator over `control` (which must outlive it); throws
+// clx::Error when this build has no NCCL.
+std::unique_ptr<Communicator> make_nccl_communicator(Communicator& control);
+bool nccl_compiled();
 
 // Names of the backends this build contains, e.g. {"single", "mpi", "nccl"}.
 std::vector<std::string> compiled_backends();

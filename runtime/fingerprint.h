@@ -1,6 +1,7 @@
 #pragma once
 // 64-bit fingerprints of bytes, strings and tensors: XXH64 (seed 0) of a
-// byte stream. Used to prove that every rank holds the same configuration,
+// byte stream, computed by the xxHash library (Debian's libxxhash-dev, used
+// header-only). Used to prove that every rank holds the same configuration,
 // parameters, masks and importance accumulators, and as the checksum of every
 // dataset in a checkpoint (docs/checkpoint_format.md). XXH64 reads 8-byte
 // words (about 10 GB/s on one core), so fingerprinting a model costs little
@@ -31,12 +32,9 @@ class Fingerprint {
   std::string hex() const;  // value() as 16 lower-case hex digits
 
  private:
-  // XXH64's streaming state: four accumulators over 32-byte stripes, the
-  // bytes of an incomplete stripe, and the total length.
-  uint64_t lanes_[4];
-  unsigned char pending_[32];
-  size_t pending_size_ = 0;
-  uint64_t total_length_ = 0;
+  // XXH64's streaming state (xxhash.h's XXH64_state_t, 88 bytes), kept here
+  // as raw storage so that this header does not pull in xxhash.h.
+  alignas(8) unsigned char state_[88];
 };
 
 std::string to_hex(uint64_t value);

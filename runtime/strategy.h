@@ -40,7 +40,10 @@ struct StageContext {
   std::vector<torch::Tensor> trainable;  // parameters the optimizer updates in this stage
   int64_t batch_size = 0;  // global training batch (also used by importance passes)
   uint64_t seed = 0;       // train.seed
-  double lr = 0.0;         // the current learning rate (after the schedule), valid in every hook
+  double lr = 0.0;         // the optimizer's current learning rate (train.lr after the staircase decay)
+  // The rank's compute device: where the model lives and where every strategy
+  // tensor that meets its parameters must live (DESIGN.md §5).
+  torch::Device device = torch::kCPU;
   // Mean training loss of the last finished epoch of this stage (main training
   // or a train_epochs call); 0 before the first.
   double last_epoch_loss = 0.0;
@@ -64,6 +67,11 @@ struct StageContext {
 
   // The head that answers for `task` in this layout.
   int64_t head_for(int task) const { return heads == HeadLayout::Multi ? task : 0; }
+  // Inputs of `data` at `positions`, on the compute device (data decoded on
+  // the host is copied there; in-memory data already lives there).
+  torch::Tensor inputs(const TaskData& data, const torch::Tensor& positions) const {
+    return data.inputs(positions).to(device, /*non_blocking=*/true);
+  }
 };
 
 class Strategy {

@@ -4,7 +4,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <mutex>
 #include <cmath>
 #include <iomanip>
 #include <sstream>
@@ -67,6 +66,14 @@ void validate_trainer_config(const TrainerConfig& config, int world_size) {
   if (config.eval_split != "test" && config.eval_split != "validation")
     throw Error("eval.split: '" + config.eval_split + "' is not one of test, validation");
   if (config.bucket_bytes <= 0) throw Error("train.bucket_mb: must be positive");
+  if (!(config.lr_decay > 0.0 && config.lr_decay <= 1.0))
+    throw Error("train.lr_decay: must be in (0, 1] (1: constant learning rate), got " + std::to_string(config.lr_decay));
+  if (config.lr_decay_epochs < 1)
+    throw Error("train.lr_decay_epochs: must be at least 1, got " + std::to_string(config.lr_decay_epochs));
+}
+
+double stage_learning_rate(const TrainerConfig& config, int64_t stage_epoch) {
+  return config.lr * std::pow(config.lr_decay, static_cast<double>(stage_epoch / config.lr_decay_epochs));
 }
 
 Trainer::Trainer(TrainerConfig config, Communicator& comm, const TaskStream& stream,
@@ -119,32 +126,40 @@ std::vector<double> Trainer::evaluate_all(int trained_up_to) {
   const bool was_training = model_->is_training();
   model_->eval();
   const int T = static_cast<int>(stream_.size());
-  torch::Tensor counts = torch::zeros({T, 2}, torch::kInt64);  // correct, total
+  // Correct answers stay on the device until every task is done: one host
+  // synchronisation for the whole evaluation.
+  std::vector<torch::Tensor> correct;
+  std::vector<int64_t> totals;
   for (int task = 0; task < T; ++task) {
     const TaskData& data = eval_data(task);
     const auto [offset, length] = shard_range(data.size(), comm_.rank(), comm_.size());
     torch::Tensor allowed;  // single head: only classes seen so far may be answered
-    if (config_.heads == HeadLayout::Single) {
-      const auto classes = stream_.classes_up_to(std::max(task, trained_up_to));
-      allowed = torch::tensor(classes, torch::kInt64);
-    }
-    int64_t correct = 0;
+    if (config_.heads == HeadLayout::Single)
+      allowed = torch::tensor(stream_.classes_up_to(std::max(task, trained_up_to)), torch::kInt64).to(config_.device);
+    torch::Tensor task_correct = torch::zeros({}, torch::TensorOptions().dtype(torch::kInt64).device(config_.device));
     strategy_.before_evaluate(*model_, task);
     for (int64_t start = offset; start < offset + length; start += config_.eval_batch_size) {
       const int64_t n = std::min(config_.eval_batch_size, offset + length - start);
-      torch::Tensor positions = torch::arange(start, start + n, torch::kInt64);
-      torch::Tensor logits = model_->logits(data.inputs(positions), head_for(task));
-      torch::Tensor labels = data.labels(positions, config_.heads);
+      const torch::Tensor positions = torch::arange(start, start + n, torch::kInt64);
+      torch::Tensor logits;
+      {
+        AutocastScope autocast(config_.device, config_.precision);
+        logits = model_->logits(data.inputs(positions).to(config_.device, /*non_blocking=*/true), head_for(task));
+      }
+      const torch::Tensor labels = data.labels(positions, config_.heads).to(config_.device, /*non_blocking=*/true);
       torch::Tensor predicted;
       if (allowed.defined()) predicted = allowed.index_select(0, logits.index_select(1, allowed).argmax(1));
       else predicted = logits.argmax(1);
-      correct += predicted.eq(labels).sum().item<int64_t>();
+      task_correct.add_(predicted.eq(labels).sum());
     }
     strategy_.after_evaluate(*model_, task);
-    counts[task][0] = correct;
-    counts[task][1] = length;
+    correct.push_back(task_correct);
+    totals.push_back(length);
   }
+  torch::Tensor counts = torch::stack({torch::stack(correct), torch::tensor(totals, torch::kInt64).to(config_.device)}, 1)
+                             .contiguous();  // [T, 2]: correct, total
   comm_.allreduce(counts, ReduceOp::Sum);
+  counts = counts.to(torch::kCPU);
   std::vector<double> accuracy(T);
   for (int task = 0; task < T; ++task)
     accuracy[task] = static_cast<double>(counts[task][0].item<int64_t>()) /
@@ -153,192 +168,225 @@ std::vector<double> Trainer::evaluate_all(int trained_up_to) {
   return accuracy;
 }
 
+// Everything one stage's training needs, built by train_stage.
+struct Trainer::StageRun {
+  StageRun(Trainer& trainer, int stage_index, const std::vector<int>& stage_tasks)
+      : stage(stage_index),
+        tasks(stage_tasks),
+        context{*trainer.model_, trainer.comm_, trainer.stream_, trainer.log_, trainer.config_.heads, stage_index,
+                stage_tasks} {}
+  int stage;
+  std::vector<int> tasks;
+  StageContext context;
+  std::vector<int64_t> offsets{0};  // the stage's data: its tasks' training splits, concatenated
+  std::unique_ptr<torch::optim::Optimizer> optimizer;
+  std::unique_ptr<GradientReducer> reducer;
+  std::unique_ptr<ShardedSampler> sampler;
+  // Sampler epochs are numbered across the whole stage (main training, then any
+  // retraining a strategy asks for), so every pass sees a fresh order.
+  int64_t next_sampler_epoch = 0;
+  std::string phase = "training";
+  StageRecord record;
+};
+
 StageRecord Trainer::train_stage(int stage, const std::vector<int>& tasks) {
   const auto start = std::chrono::steady_clock::now();
-  StageRecord record;
-  record.tasks = tasks;
+  StageRun run(*this, stage, tasks);
+  run.record.tasks = tasks;
 
   std::vector<torch::Tensor> trainable;
   if (strategy_.trains_shared_parameters(stage))
     for (auto& parameter : model_->shared_parameters()) trainable.push_back(parameter);
-  if (config_.heads == HeadLayout::Multi) {
-    for (int task : tasks)
-      for (auto& parameter : model_->head_parameters(task)) trainable.push_back(parameter);
-  } else {
-    for (auto& parameter : model_->head_parameters(0)) trainable.push_back(parameter);
-  }
-  StageContext context{*model_, comm_, stream_, log_, config_.heads, stage, tasks};
+  for (int head : config_.heads == HeadLayout::Multi ? tasks : std::vector<int>{0})
+    for (auto& parameter : model_->head_parameters(head)) trainable.push_back(parameter);
+  StageContext& context = run.context;
   context.trainable = trainable;
   context.batch_size = config_.batch_size;
   context.seed = config_.seed;
+  context.device = config_.device;
   context.lr = config_.lr;
 
   // A resumed stage continues where its checkpoint was taken: the strategy's
   // before_task already ran (its results are in the restored state).
   const std::string resumed_phase = resume_position_ ? resume_position_->phase : "";
   if (resumed_phase.empty()) strategy_.before_task(context);
-  auto optimizer = make_optimizer(config_, trainable);
+  run.optimizer = make_optimizer(config_, trainable);
   if (resume_optimizer_.defined()) {
     torch::serialize::InputArchive archive;
     const std::string bytes(static_cast<const char*>(resume_optimizer_.data_ptr()), resume_optimizer_.numel());
     std::istringstream stream(bytes);
-    archive.load_from(stream);
-    optimizer->load(archive);
+    // Onto this run's device, whichever device the checkpoint's run used.
+    archive.load_from(stream, config_.device);
+    run.optimizer->load(archive);
     resume_optimizer_ = torch::Tensor();
   }
-  GradientReducer reducer(comm_, trainable, config_.bucket_bytes, config_.overlap_allreduce);
+  run.reducer = std::make_unique<GradientReducer>(comm_, trainable, config_.bucket_bytes, config_.overlap_allreduce);
+  for (int task : tasks) run.offsets.push_back(run.offsets.back() + stream_.tasks[task].train.size());
+  run.sampler =
+      std::make_unique<ShardedSampler>(run.offsets.back(), config_.batch_size, comm_.rank(), comm_.size(), config_.seed);
 
-  // The stage's training data is the concatenation of its tasks' training splits.
-  std::vector<int64_t> offsets{0};
-  for (int task : tasks) offsets.push_back(offsets.back() + stream_.tasks[task].train.size());
-  ShardedSampler sampler(offsets.back(), config_.batch_size, comm_.rank(), comm_.size(), config_.seed);
-  const int64_t batches = sampler.batches_per_epoch();
-  const double world = static_cast<double>(comm_.size());
-  // Sampler epochs are numbered across the whole stage (main training, then any
-  // retraining a strategy asks for), so every pass sees a fresh order.
-  int64_t next_sampler_epoch = 0;
-  std::string phase = "training";
-
-  // Trains `count` epochs with every strategy hook; `label` names them in logs.
-  auto train_epochs = [&](int64_t count, const std::string& label) {
-    model_->train();
-    Position position;
-    position.phase = phase;
-    int64_t first_epoch = 0;
-    std::optional<Position> resumed;
-    if (resume_position_) {
-      resumed = resume_position_;
-      resume_position_.reset();
-      first_epoch = resumed->epoch_in_call;
-      next_sampler_epoch = resumed->sampler_epoch;
-      context.step = resumed->step;
-    }
-    for (int64_t epoch = first_epoch; epoch < count; ++epoch) {
-      context.epoch = epoch;
-      position.epoch_in_call = epoch;
-      position.sampler_epoch = next_sampler_epoch++;
-      sampler.set_epoch(stage, position.sampler_epoch);
-      const std::string name = task_list(tasks) + " " + label + " " + std::to_string(epoch + 1) + "/" + std::to_string(count);
-      Progress progress(log_, name, batches, config_.progress_seconds);
-      double epoch_loss = 0.0, epoch_correct = 0.0, epoch_seen = 0.0;
-      int64_t first_batch = 0;
-      if (resumed) {
-        first_batch = resumed->batch;
-        epoch_loss = resumed->loss;
-        epoch_correct = resumed->correct;
-        epoch_seen = resumed->seen;
-        resumed.reset();
-      }
-      for (int64_t batch = first_batch; batch < batches; ++batch) {
-        for (auto& parameter : trainable) parameter.mutable_grad() = torch::Tensor();
-        const torch::Tensor positions = sampler.local_batch(batch);
-        const double global_count = static_cast<double>(sampler.global_batch_size(batch));
-
-        // One trunk pass over the local batch; each sample then goes through its own task's head.
-        std::vector<torch::Tensor> inputs, labels;
-        std::vector<int64_t> group_tasks, group_counts;
-        for (size_t k = 0; k < tasks.size(); ++k) {
-          torch::Tensor local = positions;
-          if (tasks.size() > 1)
-            local = positions.masked_select(positions.ge(offsets[k]).logical_and(positions.lt(offsets[k + 1]))) -
-                    offsets[k];
-          if (local.numel() == 0) continue;
-          const TaskData& data = stream_.tasks[tasks[k]].train;
-          inputs.push_back(data.inputs(local));
-          labels.push_back(data.labels(local, config_.heads));
-          group_tasks.push_back(tasks[k]);
-          group_counts.push_back(local.numel());
-        }
-        torch::Tensor loss_sum = torch::zeros({}, torch::kFloat32);
-        torch::Tensor features;
-        int64_t correct = 0;
-        if (!inputs.empty()) {
-          features = model_->features(inputs.size() == 1 ? inputs[0] : torch::cat(inputs));
-          int64_t offset = 0;
-          for (size_t g = 0; g < group_tasks.size(); ++g) {
-            torch::Tensor logits =
-                model_->head_forward(features.narrow(0, offset, group_counts[g]), head_for(group_tasks[g]));
-            offset += group_counts[g];
-            loss_sum = loss_sum + torch::nn::functional::cross_entropy(
-                                      logits, labels[g],
-                                      torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
-            correct += logits.argmax(1).eq(labels[g]).sum().item<int64_t>();
-          }
-        }
-        // Scaled so that averaging over ranks yields the mean over the global batch.
-        context.loss_scale = world / global_count;
-        context.batch_positions = positions;
-        context.batch_features = features;
-        torch::Tensor loss = loss_sum * context.loss_scale;
-        torch::Tensor penalty = strategy_.penalty_loss(context);
-        if (penalty.defined()) loss = loss + penalty;
-
-        // Loss, counts and the stop request ride in the gradient all-reduce,
-        // which runs while backward does when train.overlap_allreduce is on.
-        const float stop = stop_flag_ != nullptr && stop_flag_->load() > 0 ? 1.0f : 0.0f;
-        torch::Tensor side =
-            torch::tensor({loss_sum.item<float>(), static_cast<float>(correct),
-                           penalty.defined() ? penalty.item<float>() / static_cast<float>(world) : 0.0f, stop});
-        reducer.begin_backward(side);
-        if (loss.requires_grad()) loss.backward();
-        context.batch_features = torch::Tensor();
-        reducer.finish_backward();
-        const double batch_loss = side[0].item<double>() / global_count;
-        const double penalty_value = side[2].item<double>();
-        if (!std::isfinite(batch_loss) || !std::isfinite(penalty_value)) {
-          std::ostringstream message;
-          message << "non-finite training loss (" << (std::isfinite(batch_loss) ? penalty_value : batch_loss)
-                  << (std::isfinite(batch_loss) ? " in the " + strategy_.name() + " penalty" : "") << ") at " << name
-                  << ", step " << batch + 1 << ": training diverged; lower train.lr or check the data";
-          // Every rank sees the same all-reduced value, so every rank stops here together.
-          throw CollectiveError(message.str());
-        }
-        strategy_.after_backward(context);
-        optimizer->step();
-        ++context.step;
-        strategy_.after_step(context);
-
-        epoch_loss += side[0].item<double>();
-        epoch_correct += side[1].item<double>();
-        epoch_seen += global_count;
-        position.batch = batch + 1;
-        position.step = context.step;
-        position.loss = epoch_loss;
-        position.correct = epoch_correct;
-        position.seen = epoch_seen;
-        const bool stop_now = side[3].item<float>() > 0;
-        if (stop_now || (config_.checkpoint_every_steps > 0 && context.step % config_.checkpoint_every_steps == 0))
-          save_checkpoint(stage, &position, optimizer.get());
-        if (stop_now)
-          throw PreemptedError("stopped by a signal at " + name + ", step " + std::to_string(batch + 1) +
-                               (checkpoints_ ? "; checkpoint written to " + config_.checkpoint_dir : "; no checkpoint (run.checkpoints=false)"));
-        std::ostringstream detail;
-        detail << "loss " << std::fixed << std::setprecision(4) << epoch_loss / epoch_seen;
-        progress.update(batch + 1, detail.str());
-      }
-      average_buffers();
-      record.final_loss = epoch_loss / epoch_seen;
-      context.last_epoch_loss = record.final_loss;
-      record.final_train_accuracy = epoch_correct / epoch_seen;
-      std::ostringstream line;
-      line << name << ": loss " << std::fixed << std::setprecision(4) << record.final_loss << ", train accuracy "
-           << percent(record.final_train_accuracy) << ", " << format_duration(progress.elapsed_seconds());
-      if (phase == "training") clock_.epoch_done(epoch + 1, seconds_running());
-      const std::string left = clock_.describe(seconds_running(), tasks.size() > 1 ? "stage" : "task");
-      if (!left.empty()) line << " | " << left;
-      log_.info(line.str());
-    }
-  };
-
-  context.train_epochs = train_epochs;
-  if (resumed_phase.empty() || resumed_phase == "training") train_epochs(config_.epochs, "epoch");
+  context.train_epochs = [this, &run](int64_t count, const std::string& label) { train_epochs(run, count, label); };
+  if (resumed_phase.empty() || resumed_phase == "training") train_epochs(run, config_.epochs, "epoch");
   clock_.main_training_done(seconds_running());
-  phase = "after_task";
+  run.phase = "after_task";
   context.resuming_after_task = resumed_phase == "after_task";
   strategy_.after_task(context);
   context.train_epochs = nullptr;
-  record.train_seconds = seconds_since(start);
-  return record;
+  run.record.train_seconds = seconds_since(start);
+  return run.record;
+}
+
+void Trainer::train_epochs(StageRun& run, int64_t count, const std::string& label) {
+  model_->train();
+  Position position;
+  position.phase = run.phase;
+  int64_t first_epoch = 0;
+  if (resume_position_) {
+    // The checkpoint was taken inside this call: continue its epoch at its batch.
+    position = *resume_position_;
+    resume_position_.reset();
+    first_epoch = position.epoch_in_call;
+    run.next_sampler_epoch = position.sampler_epoch;
+    run.context.step = position.step;
+  }
+  for (int64_t epoch = first_epoch; epoch < count; ++epoch) {
+    if (epoch > first_epoch || position.batch == 0) {
+      position.batch = 0;
+      position.loss = position.correct = position.seen = 0.0;
+    }
+    position.epoch_in_call = epoch;
+    position.sampler_epoch = run.next_sampler_epoch++;
+    train_epoch(run, position, count, label);
+  }
+}
+
+void Trainer::train_epoch(StageRun& run, Position& position, int64_t count, const std::string& label) {
+  StageContext& context = run.context;
+  context.epoch = position.epoch_in_call;
+  context.lr = stage_learning_rate(config_, position.sampler_epoch);
+  for (auto& group : run.optimizer->param_groups()) group.options().set_lr(context.lr);
+  run.sampler->set_epoch(run.stage, position.sampler_epoch);
+  const int64_t batches = run.sampler->batches_per_epoch();
+  const std::string name = task_list(run.tasks) + " " + label + " " + std::to_string(position.epoch_in_call + 1) + "/" +
+                           std::to_string(count);
+  Progress progress(log_, name, batches, config_.progress_seconds);
+  for (int64_t batch = position.batch; batch < batches; ++batch) {
+    const StepSums sums = train_step(run, batch, name);
+    position.loss += sums.loss;
+    position.correct += sums.correct;
+    position.seen += static_cast<double>(run.sampler->global_batch_size(batch));
+    position.batch = batch + 1;
+    position.step = context.step;
+    if (sums.stop || (config_.checkpoint_every_steps > 0 && context.step % config_.checkpoint_every_steps == 0))
+      save_checkpoint(run.stage, &position, run.optimizer.get());
+    if (sums.stop)
+      throw PreemptedError("stopped by a signal at " + name + ", step " + std::to_string(batch + 1) +
+                           (checkpoints_ ? "; checkpoint written to " + config_.checkpoint_dir
+                                         : "; no checkpoint (run.checkpoints=false)"));
+    std::ostringstream detail;
+    detail << "loss " << std::fixed << std::setprecision(4) << position.loss / position.seen;
+    progress.update(batch + 1, detail.str());
+  }
+  average_buffers();
+  run.record.final_loss = position.loss / position.seen;
+  run.context.last_epoch_loss = run.record.final_loss;
+  run.record.final_train_accuracy = position.correct / position.seen;
+  std::ostringstream line;
+  line << name << ": loss " << std::fixed << std::setprecision(4) << run.record.final_loss << ", train accuracy "
+       << percent(run.record.final_train_accuracy) << ", " << format_duration(progress.elapsed_seconds());
+  if (config_.lr_decay != 1.0) line << ", lr " << std::defaultfloat << std::setprecision(4) << context.lr;
+  if (run.phase == "training") clock_.epoch_done(position.epoch_in_call + 1, seconds_running());
+  const std::string left = clock_.describe(seconds_running(), run.tasks.size() > 1 ? "stage" : "task");
+  if (!left.empty()) line << " | " << left;
+  log_.info(line.str());
+}
+
+Trainer::LocalBatch Trainer::load_batch(const StageRun& run, const torch::Tensor& positions) const {
+  LocalBatch batch;
+  batch.positions = positions;
+  std::vector<torch::Tensor> inputs;
+  for (size_t k = 0; k < run.tasks.size(); ++k) {
+    torch::Tensor local = positions;
+    if (run.tasks.size() > 1)
+      local = positions.masked_select(positions.ge(run.offsets[k]).logical_and(positions.lt(run.offsets[k + 1]))) -
+              run.offsets[k];
+    if (local.numel() == 0) continue;
+    const TaskData& data = stream_.tasks[run.tasks[k]].train;
+    inputs.push_back(data.inputs(local).to(config_.device, /*non_blocking=*/true));
+    batch.labels.push_back(data.labels(local, config_.heads).to(config_.device, /*non_blocking=*/true));
+    batch.group_tasks.push_back(run.tasks[k]);
+    batch.group_counts.push_back(local.numel());
+  }
+  if (!inputs.empty()) batch.inputs = inputs.size() == 1 ? inputs[0] : torch::cat(inputs);
+  return batch;
+}
+
+Trainer::StepSums Trainer::train_step(StageRun& run, int64_t batch, const std::string& epoch_name) {
+  StageContext& context = run.context;
+  for (auto& parameter : context.trainable) parameter.mutable_grad() = torch::Tensor();
+  const LocalBatch local = load_batch(run, run.sampler->local_batch(batch));
+  const double world = static_cast<double>(comm_.size());
+  const double global_count = static_cast<double>(run.sampler->global_batch_size(batch));
+  const auto on_device = torch::TensorOptions().dtype(torch::kFloat32).device(config_.device);
+
+  torch::Tensor loss_sum = torch::zeros({}, on_device);
+  torch::Tensor correct = torch::zeros({}, on_device);
+  torch::Tensor loss, penalty;
+  {
+    // The forward pass (and a data-dependent penalty on its features) in
+    // train.precision; the losses themselves come out in fp32.
+    AutocastScope autocast(config_.device, config_.precision);
+    torch::Tensor features;
+    if (local.inputs.defined()) {
+      features = model_->features(local.inputs);
+      int64_t offset = 0;
+      for (size_t g = 0; g < local.group_tasks.size(); ++g) {
+        const torch::Tensor logits =
+            model_->head_forward(features.narrow(0, offset, local.group_counts[g]), head_for(local.group_tasks[g]));
+        offset += local.group_counts[g];
+        loss_sum = loss_sum + torch::nn::functional::cross_entropy(
+                                  logits, local.labels[g],
+                                  torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
+        correct = correct + logits.argmax(1).eq(local.labels[g]).sum().to(torch::kFloat32);
+      }
+    }
+    // Scaled so that averaging over ranks yields the mean over the global batch.
+    context.loss_scale = world / global_count;
+    context.batch_positions = local.positions;
+    context.batch_features = features;
+    loss = loss_sum * context.loss_scale;
+    penalty = strategy_.penalty_loss(context);
+    if (penalty.defined()) loss = loss + penalty;
+  }
+
+  // Loss, counts and the stop request ride in the gradient all-reduce, which
+  // runs while backward does when train.overlap_allreduce is on. Built on the
+  // device, read back once after the all-reduce: one host synchronisation per step.
+  const float stop = stop_flag_ != nullptr && stop_flag_->load() > 0 ? 1.0f : 0.0f;
+  torch::Tensor side = torch::stack({loss_sum.detach(), correct.detach(),
+                                     penalty.defined() ? penalty.detach().to(torch::kFloat32) / world
+                                                       : torch::zeros({}, on_device),
+                                     torch::full({}, stop, on_device)});
+  run.reducer->begin_backward(side);
+  if (loss.requires_grad()) loss.backward();
+  context.batch_features = torch::Tensor();
+  run.reducer->finish_backward();
+  const torch::Tensor sums = side.to(torch::kCPU, torch::kFloat64);
+  const double* values = sums.data_ptr<double>();
+  const double batch_loss = values[0] / global_count, penalty_value = values[2];
+  if (!std::isfinite(batch_loss) || !std::isfinite(penalty_value)) {
+    std::ostringstream message;
+    message << "non-finite training loss (" << (std::isfinite(batch_loss) ? penalty_value : batch_loss)
+            << (std::isfinite(batch_loss) ? " in the " + strategy_.name() + " penalty" : "") << ") at " << epoch_name
+            << ", step " << batch + 1 << ": training diverged; lower train.lr or check the data";
+    // Every rank sees the same all-reduced value, so every rank stops here together.
+    throw CollectiveError(message.str());
+  }
+  strategy_.after_backward(context);
+  run.optimizer->step();
+  ++context.step;
+  strategy_.after_step(context);
+  return StepSums{values[0], values[1], values[3] > 0};
 }
 
 double Trainer::seconds_running() const { return seconds_since(run_start_); }
@@ -349,6 +397,8 @@ void Trainer::log_what_is_trained(const std::vector<std::vector<int>>& stages) c
   what << "training " << strategy_.name() << ": " << stream_.size() << " task(s) in " << stages.size() << " stage(s), "
        << config_.epochs << " epoch(s) per task, " << comm_.size() << " rank(s), global batch " << config_.batch_size
        << " (" << config_.batch_size / comm_.size() << " per rank), " << config_.optimizer << " lr " << config_.lr;
+  if (config_.lr_decay != 1.0)
+    what << " (x" << config_.lr_decay << " every " << config_.lr_decay_epochs << " epoch(s) of a task)";
   if (config_.optimizer == "sgd" && config_.momentum > 0) what << " momentum " << config_.momentum;
   if (config_.weight_decay > 0) what << " weight decay " << config_.weight_decay;
   what << ", evaluated on the " << config_.eval_split << " split";
@@ -387,7 +437,8 @@ std::string Trainer::state_fingerprints() const {
 }
 
 bool Trainer::ranks_agree_to_stop() {
-  torch::Tensor flag = torch::tensor({stop_flag_ != nullptr && stop_flag_->load() > 0 ? int64_t{1} : int64_t{0}});
+  torch::Tensor flag =
+      torch::tensor({stop_flag_ != nullptr && stop_flag_->load() > 0 ? int64_t{1} : int64_t{0}}).to(config_.device);
   comm_.allreduce(flag, ReduceOp::Max);
   return flag.item<int64_t>() > 0;
 }
@@ -414,21 +465,6 @@ NamedTensors named_model_state(const ContinualNet& model) {
   for (const auto& item : model.named_parameters()) state.emplace_back(item.key(), item.value());
   for (const auto& item : model.named_buffers()) state.emplace_back(item.key(), item.value());
   return state;
-}
-
-std::string generator_state() {
-  auto generator = at::detail::getDefaultCPUGenerator();
-  std::lock_guard<std::mutex> lock(generator.mutex());
-  const torch::Tensor state = generator.get_state().contiguous();
-  return std::string(static_cast<const char*>(state.data_ptr()), state.numel());
-}
-
-void set_generator_state(const std::string& bytes) {
-  auto generator = at::detail::getDefaultCPUGenerator();
-  std::lock_guard<std::mutex> lock(generator.mutex());
-  torch::Tensor state = torch::empty({static_cast<int64_t>(bytes.size())}, torch::kUInt8);
-  std::memcpy(state.data_ptr(), bytes.data(), bytes.size());
-  generator.set_state(state);
 }
 
 }  // namespace
@@ -475,7 +511,7 @@ void Trainer::save_checkpoint(int stage, const Position* position, torch::optim:
   state.accuracy_initial = progress_.matrix.initial;
   state.accuracy_stages = progress_.matrix.stages;
   // Every rank sends what only it holds: its random generator (dropout).
-  state.rank_states = comm_.allgather_strings(generator_state());
+  state.rank_states = comm_.allgather_strings(save_generator_states(config_.device));
   std::string path;
   run_on_all_ranks(comm_, [&] {
     if (comm_.is_root()) path = checkpoints_->save(state);
@@ -509,7 +545,12 @@ void Trainer::restore(const CheckpointState& checkpoint, const std::string& path
     check_tensors_match(path, "/model", checkpoint.model, live);
     for (size_t k = 0; k < live.size(); ++k) live[k].second.copy_(checkpoint.model[k].second);
   }
-  strategy_.load_state(checkpoint.strategy);
+  {
+    // Checkpoints hold host copies; strategy state lives on this run's device.
+    NamedTensors strategy_state = checkpoint.strategy;
+    for (auto& item : strategy_state) item.second = item.second.to(config_.device);
+    strategy_.load_state(strategy_state);
+  }
   progress_.matrix.initial = checkpoint.accuracy_initial;
   progress_.matrix.stages = checkpoint.accuracy_stages;
   progress_.stages.clear();
@@ -528,7 +569,10 @@ void Trainer::restore(const CheckpointState& checkpoint, const std::string& path
     progress_.stages.push_back(record);
   }
   if (checkpoint.world_size == comm_.size()) {
-    set_generator_state(checkpoint.rank_states.at(comm_.rank()));
+    if (!restore_generator_states(checkpoint.rank_states.at(comm_.rank()), config_.device))
+      log_.warn("the checkpoint was written by a run on another device type: training continues from it, but the "
+                "random streams of this device start afresh, so the run is no longer bit-identical to an "
+                "uninterrupted one");
   } else {
     log_.warn("the checkpoint was written by " + std::to_string(checkpoint.world_size) + " ranks, this job has " +
               std::to_string(comm_.size()) + ": training continues on the same global batches, but dropout's random "

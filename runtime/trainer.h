@@ -16,6 +16,7 @@
 #include "runtime/communicator.h"
 #include "runtime/continual_net.h"
 #include "runtime/data/task_stream.h"
+#include "runtime/device.h"
 #include "runtime/gradient_reducer.h"
 #include "runtime/logging.h"
 #include "runtime/metrics.h"
@@ -29,10 +30,18 @@ struct TrainerConfig {
   int64_t eval_batch_size = 1024;
   std::string optimizer = "sgd";  // sgd | adam
   double lr = 0.01;
+  // Staircase decay within a stage: lr * lr_decay^floor(e / lr_decay_epochs),
+  // e = the stage's epochs so far (main training, then any retraining a
+  // strategy asks for); every stage starts again from lr.
+  double lr_decay = 1.0;
+  int64_t lr_decay_epochs = 1;
   double momentum = 0.0;
   double weight_decay = 0.0;
   uint64_t seed = 1;
   HeadLayout heads = HeadLayout::Multi;
+  // Where the model and data live (the caller moves the model there first).
+  torch::Device device = torch::kCPU;
+  Precision precision = Precision::Fp32;
   std::string eval_split = "test";  // test | validation
   int64_t bucket_bytes = GradientReducer::kDefaultBucketBytes;
   // All-reduce gradient buckets while backward is still running.
@@ -49,6 +58,8 @@ struct TrainerConfig {
 
 // Throws clx::Error naming the option when a value is impossible.
 void validate_trainer_config(const TrainerConfig& config, int world_size);
+// The learning rate of the stage's epoch `stage_epoch` (0-based) under the staircase decay.
+double stage_learning_rate(const TrainerConfig& config, int64_t stage_epoch);
 
 struct StageRecord {
   std::vector<int> tasks;
@@ -111,7 +122,26 @@ class Trainer {
     int64_t step = 0;                // optimizer steps in the stage
     double loss = 0.0, correct = 0.0, seen = 0.0;  // the epoch's sums so far
   };
+  struct StageRun;
+  // This rank's share of one global batch, on the compute device, grouped by
+  // task (a joint stage mixes tasks; each sample goes through its task's head).
+  struct LocalBatch {
+    torch::Tensor positions;  // into the stage's data (the concatenation of its tasks' training splits)
+    torch::Tensor inputs;     // every group's inputs, concatenated
+    std::vector<torch::Tensor> labels;
+    std::vector<int64_t> group_tasks, group_counts;
+  };
+  // What one step contributes to the epoch's sums (global values, after the all-reduce).
+  struct StepSums {
+    double loss = 0.0, correct = 0.0;
+    bool stop = false;
+  };
 
+  void train_epochs(StageRun& run, int64_t count, const std::string& label);
+  // Trains epoch `position.epoch_in_call` of a train_epochs call of `count` epochs, from batch `position.batch` on.
+  void train_epoch(StageRun& run, Position& position, int64_t count, const std::string& label);
+  StepSums train_step(StageRun& run, int64_t batch, const std::string& epoch_name);
+  LocalBatch load_batch(const StageRun& run, const torch::Tensor& positions) const;
   int64_t head_for(int task) const { return config_.heads == HeadLayout::Multi ? task : 0; }
   const TaskData& eval_data(int task) const;
   void restore(const CheckpointState& checkpoint, const std::string& path);

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs every dependency from Debian's packages (when missing) and builds
 # the project into build/. Safe to run again: it only does what is missing.
+#   scripts/setup.sh            everything (executables, tests, fuzz targets)
+#   scripts/setup.sh train      only the named targets (the default experiment needs train alone)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +12,7 @@ PACKAGES=(
   libopenmpi-dev openmpi-bin             # MPI communicator and mpirun
   libboost-program-options-dev           # command-line and INI options
   libhdf5-dev                            # checkpoints
+  libxxhash-dev                          # fingerprints (header-only use)
   libgtest-dev                           # tests
   clang libclang-rt-14-dev               # libFuzzer targets (tests/fuzz)
   nlohmann-json3-dev zlib1g-dev          # results.json, gzipped IDX files
@@ -31,4 +34,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release
-cmake --build build -j"$(nproc)"
+if [ "$#" -gt 0 ]; then
+  cmake --build build -j"$(nproc)" --target "$@"
+else
+  cmake --build build -j"$(nproc)"
+fi

@@ -15,6 +15,7 @@
 #include "runtime/logging.h"
 #include "runtime/data/task_stream.h"
 #include "runtime/strategy.h"
+#include "tests/trainer_test_support.h"
 
 namespace clx::testing_support {
 
@@ -78,41 +79,46 @@ inline TaskStream tiny_image_stream(int64_t tasks, int64_t classes_per_task, int
                            });
 }
 
+// Initialised on the CPU (the same weights on every device), then moved to `device`.
 inline MultiHeadModel tiny_mlp(const TaskStream& stream, std::vector<int64_t> hidden, uint64_t seed,
-                               double dropout = 0.0) {
+                               double dropout = 0.0, torch::Device device = torch::kCPU) {
   torch::manual_seed(seed);
   MlpConfig mlp;
   mlp.hidden = std::move(hidden);
   mlp.dropout = dropout;
   std::vector<int64_t> heads;
   for (const Task& task : stream.tasks) heads.push_back(task.head_size);
-  return make_mlp(stream.input_shape, mlp, heads);
+  MultiHeadModel model = make_mlp(stream.input_shape, mlp, heads);
+  model->to(device);
+  return model;
 }
 
-// A stage context built by hand, as the trainer would build it; train_epochs does nothing.
+// A stage context built by hand, as the trainer would build it (on the
+// model's device); train_epochs does nothing.
 inline StageContext hand_context(MultiHeadModel& model, Communicator& comm, const TaskStream& stream, Logger& log,
                                  int stage, std::vector<int> tasks, int64_t batch_size, uint64_t seed = 7) {
   StageContext ctx{*model, comm, stream, log, HeadLayout::Multi, stage, std::move(tasks)};
   ctx.batch_size = batch_size;
   ctx.seed = seed;
+  ctx.device = model->shared_parameters().at(0).device();
   for (auto& p : model->shared_parameters()) ctx.trainable.push_back(p);
   ctx.train_epochs = [](int64_t, const std::string&) {};
   return ctx;
 }
 
-// A double-precision copy of an MLP's trunk (weight, bias per layer, ReLU after
-// each) and of one head, as fresh autograd leaves; the forward pass is written
-// here, not borrowed from the model.
+// A double-precision CPU copy of an MLP's trunk (weight, bias per layer, ReLU
+// after each) and of one head, as fresh autograd leaves; the forward pass is
+// written here, not borrowed from the model.
 struct ReferenceNet {
   std::vector<torch::Tensor> trunk;  // W1, b1, W2, b2, ... (model's shared-parameter order)
   torch::Tensor head_weight, head_bias;
 
   ReferenceNet(const ContinualNet& model, int64_t head) {
     for (const auto& item : model.named_shared_parameters())
-      trunk.push_back(item.second.detach().to(torch::kFloat64).clone().requires_grad_(true));
+      trunk.push_back(item.second.detach().to(torch::kCPU, torch::kFloat64).clone().requires_grad_(true));
     const auto head_parameters = model.head_parameters(head);
-    head_weight = head_parameters.at(0).detach().to(torch::kFloat64).clone();
-    head_bias = head_parameters.at(1).detach().to(torch::kFloat64).clone();
+    head_weight = head_parameters.at(0).detach().to(torch::kCPU, torch::kFloat64).clone();
+    head_bias = head_parameters.at(1).detach().to(torch::kCPU, torch::kFloat64).clone();
   }
 
   torch::Tensor logits(const torch::Tensor& images) const {
@@ -233,12 +239,14 @@ inline std::vector<torch::Tensor> reference_fisher_true_labels(const ContinualNe
   return total;
 }
 
-// Element-wise comparison with a message naming the worst element.
+// Element-wise comparison (in double, on the CPU, whatever devices the two
+// live on) with a message naming the worst element.
 inline ::testing::AssertionResult all_close(const torch::Tensor& actual, const torch::Tensor& expected, double rtol,
                                             double atol) {
   if (actual.sizes() != expected.sizes())
     return ::testing::AssertionFailure() << "shape " << actual.sizes() << " vs expected " << expected.sizes();
-  const torch::Tensor a = actual.detach().to(torch::kFloat64), e = expected.detach().to(torch::kFloat64);
+  const torch::Tensor a = actual.detach().to(torch::kCPU, torch::kFloat64);
+  const torch::Tensor e = expected.detach().to(torch::kCPU, torch::kFloat64);
   const torch::Tensor excess = (a - e).abs() - (atol + rtol * e.abs());
   if (excess.numel() == 0 || excess.max().item<double>() <= 0) return ::testing::AssertionSuccess();
   const int64_t worst = excess.reshape({-1}).argmax().item<int64_t>();

@@ -36,12 +36,21 @@ namespace {
 constexpr double kRtol = 1e-5;
 constexpr double kAtol = 1e-7;
 
+// Models and training live on CLX_TEST_DEVICE (default cpu); the references
+// of algorithm_test_support.h are computed on the CPU in double precision.
+const torch::Device kDevice = test_device();
+
+MultiHeadModel device_mlp(const TaskStream& stream, std::vector<int64_t> hidden, uint64_t seed, double dropout = 0.0) {
+  return tiny_mlp(stream, std::move(hidden), seed, dropout, kDevice);
+}
+
 TrainerConfig tiny_trainer_config(int64_t batch, int64_t epochs = 1) {
   TrainerConfig config;
   config.batch_size = batch;
   config.epochs = epochs;
   config.lr = 0.1;
   config.progress_seconds = 1e9;
+  config.device = kDevice;
   return config;
 }
 
@@ -69,10 +78,11 @@ void set_shared_grads(MultiHeadModel& model, const std::vector<torch::Tensor>& g
   for (size_t k = 0; k < parameters.size(); ++k) parameters[k].mutable_grad() = grads[k].clone();
 }
 
+// Drawn on the CPU (the same values on every device), placed on the parameters' device.
 std::vector<torch::Tensor> random_like_shared(MultiHeadModel& model, double scale, uint64_t seed) {
   torch::manual_seed(seed);
   std::vector<torch::Tensor> out;
-  for (auto& p : model->shared_parameters()) out.push_back(torch::randn(p.sizes()) * scale);
+  for (auto& p : model->shared_parameters()) out.push_back((torch::randn(p.sizes()) * scale).to(p.options()));
   return out;
 }
 
@@ -97,7 +107,7 @@ TEST(EntropyTaylorImportance, MatchesPerBatchEntropyGradientComputedByHand) {
   TaskStream stream = tiny_stream(2, 3, 6);
   ASSERT_EQ(stream.tasks[1].train.size(), 6);
   // Dropout in the trunk: the pass must run in eval mode (the reference has no dropout).
-  MultiHeadModel model = tiny_mlp(stream, {3}, 21, /*dropout=*/0.5);
+  MultiHeadModel model = device_mlp(stream, {3}, 21, /*dropout=*/0.5);
   model->train();
   SingleCommunicator comm;
   Logger log(1, "");
@@ -146,7 +156,7 @@ TEST(EntropyTaylorImportance, PerSampleFisherHessianMatchesOneAutogradCallPerSam
   Logger log(1, "");
   for (const double dropout : {0.0, 0.5}) {
     // With dropout the trunk is Linear, ReLU, Dropout: the batched path must run it in eval mode.
-    MultiHeadModel model = tiny_mlp(stream, {4, 3}, 26, dropout);
+    MultiHeadModel model = device_mlp(stream, {4, 3}, 26, dropout);
     StageContext ctx = hand_context(model, comm, stream, log, 1, {1}, 32);
     for (const int64_t batch : {3, 100}) {
       SCOPED_TRACE("dropout " + std::to_string(dropout) + ", batch " + std::to_string(batch));
@@ -164,7 +174,7 @@ TEST(EntropyTaylorImportance, PerSampleFisherHessianMatchesOneAutogradCallPerSam
 
 TEST(EntropyTaylorImportance, BatchOfOneAndWholeTaskBatchesAlsoMatch) {
   TaskStream stream = tiny_stream(2, 2, 6);
-  MultiHeadModel model = tiny_mlp(stream, {3}, 22);
+  MultiHeadModel model = device_mlp(stream, {3}, 22);
   SingleCommunicator comm;
   Logger log(1, "");
   StageContext ctx = hand_context(model, comm, stream, log, 0, {0}, 32);
@@ -219,13 +229,13 @@ TEST(Accumulation, SumAndMaxElementWise) {
 
 TEST(Consolidation, QuadraticPullIsTheGradientOfTheQuadraticPenalty) {
   TaskStream stream = tiny_stream(2, 2, 6);
-  MultiHeadModel model = tiny_mlp(stream, {3}, 23);
+  MultiHeadModel model = device_mlp(stream, {3}, 23);
   const double lambda = 0.7;
   torch::manual_seed(99);
   NamedTensors omega, old;
   for (const auto& [name, p] : model->named_shared_parameters()) {
-    omega.emplace_back(name, torch::rand(p.sizes()));
-    old.emplace_back(name, p.detach() + 0.3 * torch::randn(p.sizes()));
+    omega.emplace_back(name, torch::rand(p.sizes()).to(p.options()));
+    old.emplace_back(name, p.detach() + (0.3 * torch::randn(p.sizes())).to(p.options()));
   }
   const auto known = random_like_shared(model, 1.0, 5);
   set_shared_grads(model, known);
@@ -235,13 +245,13 @@ TEST(Consolidation, QuadraticPullIsTheGradientOfTheQuadraticPenalty) {
   std::vector<torch::Tensor> theta;
   torch::Tensor energy = torch::zeros({}, torch::kFloat64);
   for (size_t k = 0; k < omega.size(); ++k) {
-    theta.push_back(model->shared_parameters()[k].detach().to(torch::kFloat64).requires_grad_(true));
-    energy = energy + (omega[k].second.to(torch::kFloat64) * (theta[k] - old[k].second.to(torch::kFloat64)).pow(2)).sum();
+    theta.push_back(model->shared_parameters()[k].detach().to(torch::kCPU, torch::kFloat64).requires_grad_(true));
+    energy = energy + (omega[k].second.to(torch::kCPU, torch::kFloat64) * (theta[k] - old[k].second.to(torch::kCPU, torch::kFloat64)).pow(2)).sum();
   }
   const auto pull = torch::autograd::grad({lambda * energy}, theta);
   const auto parameters = model->shared_parameters();
   for (size_t k = 0; k < parameters.size(); ++k)
-    EXPECT_TRUE(all_close(parameters[k].grad(), known[k].to(torch::kFloat64) + pull[k], kRtol, 1e-6)) << k;
+    EXPECT_TRUE(all_close(parameters[k].grad(), known[k].to(torch::kCPU, torch::kFloat64) + pull[k], kRtol, 1e-6)) << k;
   EXPECT_NEAR(quadratic_energy(*model, omega, old), energy.item<double>(), 1e-6 * std::abs(energy.item<double>()));
 
   // A hand example on one element: grad 0.5, Omega 2, theta - theta_old = 0.25, lambda 0.7:
@@ -251,7 +261,7 @@ TEST(Consolidation, QuadraticPullIsTheGradientOfTheQuadraticPenalty) {
     NamedTensors one_omega = zeros_like_shared(*model), one_old = snapshot_shared(*model);
     one_omega[0].second.view(-1)[0] = 2.0f;
     one_old[0].second.view(-1)[0] -= 0.25f;
-    for (auto& p : parameters) p.mutable_grad() = torch::full(p.sizes(), 0.5f);
+    for (auto& p : parameters) p.mutable_grad() = torch::full(p.sizes(), 0.5f, p.options());
     add_quadratic_pull(*model, QuadraticTerm{one_omega, one_old, 2.0 * lambda});
     EXPECT_NEAR(parameters[0].grad().view(-1)[0].item<double>(), 1.2, 1e-6);
     EXPECT_NEAR(parameters[0].grad().view(-1)[1].item<double>(), 0.5, 1e-7);
@@ -265,7 +275,7 @@ TEST(Consolidation, QuadraticPullIsTheGradientOfTheQuadraticPenalty) {
 
 TEST(Consolidation, ProximalStepIsTheClosedFormMinimiserOfTheSgdStepPlusPenalty) {
   TaskStream stream = tiny_stream(2, 2, 6);
-  MultiHeadModel model = tiny_mlp(stream, {3}, 23);
+  MultiHeadModel model = device_mlp(stream, {3}, 23);
   const auto parameters = model->shared_parameters();
   // Hand case on element 0 of the first tensor: theta 1, anchor 0.5, Omega 2,
   // coefficient 2 lambda = 3, lr 0.1: c = 0.1 * 3 * 2 = 0.6, theta <- (1 + 0.6 * 0.5) / 1.6 = 0.8125.
@@ -314,7 +324,7 @@ TEST(Consolidation, ProximalStepStaysStableWhereTheExplicitStepDiverges) {
     SCOPED_TRACE("lambda " + std::to_string(lambda));
     double distance[2];
     for (const PenaltyStep step : {PenaltyStep::Explicit, PenaltyStep::Proximal}) {
-      MultiHeadModel model = tiny_mlp(stream, {3}, 27);
+      MultiHeadModel model = device_mlp(stream, {3}, 27);
       NamedTensors omega = zeros_like_shared(*model);
       for (auto& item : omega) item.second.fill_(omega_value);
       const NamedTensors anchor = zeros_like_shared(*model);
@@ -348,7 +358,7 @@ TEST(AnpycStrategy, ConsolidatesWithTwiceLambdaOmegaTimesDriftFromTask2On) {
   for (const Accumulation mode : {Accumulation::Sum, Accumulation::Max}) {
     SCOPED_TRACE(mode == Accumulation::Sum ? "accumulate sum" : "accumulate max");
     TaskStream stream = tiny_stream(2, 2, 6);
-    MultiHeadModel model = tiny_mlp(stream, {3}, 24);
+    MultiHeadModel model = device_mlp(stream, {3}, 24);
     SingleCommunicator comm;
     Logger log(1, "");
     AnpycOptions options;
@@ -378,7 +388,7 @@ TEST(AnpycStrategy, ConsolidatesWithTwiceLambdaOmegaTimesDriftFromTask2On) {
     anpyc.after_backward(ctx1);
     const auto parameters = model->shared_parameters();
     for (size_t k = 0; k < g.size(); ++k)
-      EXPECT_TRUE(all_close(parameters[k].grad(), g[k].to(torch::kFloat64) + 2.0 * 1.5 * omega1[k] * drift[k].to(torch::kFloat64),
+      EXPECT_TRUE(all_close(parameters[k].grad(), g[k].to(torch::kCPU, torch::kFloat64) + 2.0 * 1.5 * omega1[k] * drift[k].to(torch::kCPU, torch::kFloat64),
                             kRtol, 1e-6))
           << k;
     anpyc.after_task(ctx1);
@@ -399,7 +409,7 @@ TEST(AnpycStrategy, ConsolidatesWithTwiceLambdaOmegaTimesDriftFromTask2On) {
 
 TEST(EwcFisher, TrueLabelsArePerSampleSquaredGradientsNotTheSquaredMean) {
   TaskStream stream = tiny_stream(2, 3, 6);
-  MultiHeadModel model = tiny_mlp(stream, {3}, 25);
+  MultiHeadModel model = device_mlp(stream, {3}, 25);
   SingleCommunicator comm;
   Logger log(1, "");
   StageContext ctx = hand_context(model, comm, stream, log, 1, {1}, 4);
@@ -423,7 +433,7 @@ TEST(EwcFisher, TrueLabelsArePerSampleSquaredGradientsNotTheSquaredMean) {
 
 TEST(EwcFisher, SampledLabelsAreDeterministicNonNegativeAndOneLabelPerSample) {
   TaskStream stream = tiny_stream(2, 2, 6);
-  MultiHeadModel model = tiny_mlp(stream, {3}, 26);
+  MultiHeadModel model = device_mlp(stream, {3}, 26);
   SingleCommunicator comm;
   Logger log(1, "");
   const TaskData& data = stream.tasks[0].train;
@@ -513,7 +523,7 @@ void expect_batched_fisher_equals_per_sample_loop(MultiHeadModel& model, const T
 TEST(EwcFisher, BatchedPathEqualsPerSampleLoopOnAnMlpAcrossChunks) {
   // 300 samples: three batched chunks (128, 128, 44); dropout is the identity in eval mode.
   TaskStream stream = one_task_stream(300, 1, 3);
-  MultiHeadModel model = tiny_mlp(stream, {7, 5}, 31, /*dropout=*/0.3);
+  MultiHeadModel model = device_mlp(stream, {7, 5}, 31, /*dropout=*/0.3);
   expect_batched_fisher_equals_per_sample_loop(model, stream);
 }
 
@@ -574,7 +584,7 @@ TEST(EwcStrategy, SeparateModeAddsOneTermPerTaskOnlineModeOneDecayedTerm) {
   for (const EwcMode mode : {EwcMode::Separate, EwcMode::Online}) {
     SCOPED_TRACE(mode == EwcMode::Separate ? "separate" : "online");
     TaskStream stream = tiny_stream(3, 2, 6);
-    MultiHeadModel model = tiny_mlp(stream, {3}, 27);
+    MultiHeadModel model = device_mlp(stream, {3}, 27);
     SingleCommunicator comm;
     Logger log(1, "");
     EwcOptions options;
@@ -610,13 +620,13 @@ TEST(EwcStrategy, SeparateModeAddsOneTermPerTaskOnlineModeOneDecayedTerm) {
     ewc.after_backward(ctx2);
     const auto theta = model->shared_parameters();
     for (size_t k = 0; k < g.size(); ++k) {
-      const torch::Tensor t = theta[k].detach().to(torch::kFloat64);
-      torch::Tensor expected = g[k].to(torch::kFloat64);
+      const torch::Tensor t = theta[k].detach().to(torch::kCPU, torch::kFloat64);
+      torch::Tensor expected = g[k].to(torch::kCPU, torch::kFloat64);
       if (mode == EwcMode::Separate)
-        expected = expected + 4.0 * f1[k] * (t - anchor1[k].to(torch::kFloat64)) +
-                   4.0 * f2[k] * (t - anchor2[k].to(torch::kFloat64));
+        expected = expected + 4.0 * f1[k] * (t - anchor1[k].to(torch::kCPU, torch::kFloat64)) +
+                   4.0 * f2[k] * (t - anchor2[k].to(torch::kCPU, torch::kFloat64));
       else
-        expected = expected + 4.0 * (0.5 * f1[k] + f2[k]) * (t - anchor2[k].to(torch::kFloat64));
+        expected = expected + 4.0 * (0.5 * f1[k] + f2[k]) * (t - anchor2[k].to(torch::kCPU, torch::kFloat64));
       EXPECT_TRUE(all_close(theta[k].grad(), expected, kRtol, 1e-6)) << k;
     }
     if (mode == EwcMode::Separate) {
@@ -636,7 +646,7 @@ TEST(EwcStrategy, SeparateModeAddsOneTermPerTaskOnlineModeOneDecayedTerm) {
 
 TEST(MasImportance, BatchFormIsTheMeanOverBatchesOfTheAbsoluteBatchGradient) {
   TaskStream stream = tiny_stream(2, 3, 6);
-  MultiHeadModel model = tiny_mlp(stream, {4}, 28);
+  MultiHeadModel model = device_mlp(stream, {4}, 28);
   SingleCommunicator comm;
   Logger log(1, "");
   for (int64_t batch : {4, 1, 6}) {
@@ -652,7 +662,7 @@ TEST(MasImportance, PerSampleFormMatchesOneAutogradCallPerSample) {
     return tiny_images(classes * 120, classes, seed);
   });
   ASSERT_EQ(stream.tasks[1].train.size(), 300);
-  MultiHeadModel model = tiny_mlp(stream, {5, 4}, 29, /*dropout=*/0.5);
+  MultiHeadModel model = device_mlp(stream, {5, 4}, 29, /*dropout=*/0.5);
   model->train();
   SingleCommunicator comm;
   Logger log(1, "");
@@ -671,7 +681,7 @@ TEST(MasImportance, PerSampleFormMatchesOneAutogradCallPerSample) {
 
 TEST(MasStrategy, SumsImportanceOverTasksAndPullsWithTwiceLambda) {
   TaskStream stream = tiny_stream(2, 2, 6);
-  MultiHeadModel model = tiny_mlp(stream, {3}, 29);
+  MultiHeadModel model = device_mlp(stream, {3}, 29);
   SingleCommunicator comm;
   Logger log(1, "");
   MasOptions options;
@@ -690,7 +700,7 @@ TEST(MasStrategy, SumsImportanceOverTasksAndPullsWithTwiceLambda) {
   mas.after_backward(ctx1);
   for (size_t k = 0; k < g.size(); ++k)
     EXPECT_TRUE(all_close(model->shared_parameters()[k].grad(),
-                          g[k].to(torch::kFloat64) + 2.0 * 0.8 * o1[k] * drift[k].to(torch::kFloat64), kRtol, 1e-6));
+                          g[k].to(torch::kCPU, torch::kFloat64) + 2.0 * 0.8 * o1[k] * drift[k].to(torch::kCPU, torch::kFloat64), kRtol, 1e-6));
   mas.after_task(ctx1);
   const auto o2 = reference_mas_per_sample(*model, stream.tasks[1].train, 1);
   std::vector<torch::Tensor> sum;
@@ -702,7 +712,7 @@ TEST(MasStrategy, SumsImportanceOverTasksAndPullsWithTwiceLambda) {
 
 TEST(SiStrategy, PathIntegralUsesTaskGradientAndActualUpdates) {
   TaskStream stream = tiny_stream(2, 2, 6);
-  MultiHeadModel model = tiny_mlp(stream, {3}, 30);
+  MultiHeadModel model = device_mlp(stream, {3}, 30);
   SingleCommunicator comm;
   Logger log(1, "");
   SiOptions options;
@@ -710,7 +720,7 @@ TEST(SiStrategy, PathIntegralUsesTaskGradientAndActualUpdates) {
   options.xi = 0.1;
   SiStrategy si(options);
   const size_t n = model->shared_parameters().size();
-  auto to64 = [](const torch::Tensor& t) { return t.to(torch::kFloat64); };
+  auto to64 = [](const torch::Tensor& t) { return t.to(torch::kCPU, torch::kFloat64); };
 
   // Task 1: three steps with known gradients G_k and updates D_k.
   StageContext ctx0 = hand_context(model, comm, stream, log, 0, {0}, 4);
@@ -781,7 +791,7 @@ TEST(SiStrategy, NegativePathIntegralGivesZeroImportanceNotANegativeOne) {
   // w = -0.5 and Omega = max(0, -0.5 / (0.25 + 0.1)) = 0; gradient -2 with the same
   // update gives w = 1 and Omega = 1 / 0.35.
   TaskStream stream = tiny_stream(2, 2, 6);
-  MultiHeadModel model = tiny_mlp(stream, {3}, 30);
+  MultiHeadModel model = device_mlp(stream, {3}, 30);
   SingleCommunicator comm;
   Logger log(1, "");
   SiStrategy si(SiOptions{});
@@ -832,7 +842,7 @@ TEST(LwfStrategy, DistillationMatchesHandArithmetic) {
 
 TEST(LwfStrategy, RecordsOldHeadResponsesAndDistillsThem) {
   TaskStream stream = tiny_stream(2, 2, 6);
-  MultiHeadModel model = tiny_mlp(stream, {4}, 31);
+  MultiHeadModel model = device_mlp(stream, {4}, 31);
   SingleCommunicator comm;
   Logger log(1, "");
   LwfStrategy lwf(1.5, 2.0);
@@ -855,7 +865,7 @@ TEST(LwfStrategy, RecordsOldHeadResponsesAndDistillsThem) {
   // penalty_loss = lambda * loss_scale * sum over the batch of the distillation on head 1.
   const torch::Tensor positions = torch::tensor({1, 4, 5}, torch::kInt64);
   ctx.batch_positions = positions;
-  ctx.batch_features = model->features(data.inputs(positions));
+  ctx.batch_features = model->features(ctx.inputs(data, positions));
   ctx.loss_scale = 0.25;
   const torch::Tensor penalty = lwf.penalty_loss(ctx);
   ASSERT_TRUE(penalty.defined());
@@ -876,7 +886,7 @@ TEST(LwfStrategy, FullRunAndDistillationChangesTheTrajectory) {
   TaskStream stream = tiny_stream(2, 2, 6);
   std::vector<torch::Tensor> trunks[2];
   for (int run = 0; run < 2; ++run) {
-    MultiHeadModel model = tiny_mlp(stream, {4}, 32);
+    MultiHeadModel model = device_mlp(stream, {4}, 32);
     SingleCommunicator comm;
     Logger log(1, "");
     LwfStrategy lwf(run == 0 ? 0.0 : 5.0, 2.0);
@@ -1010,7 +1020,7 @@ std::vector<torch::Tensor> expected_free_after_round(MultiHeadModel& model, Stag
   for (int percent : steps) {
     const NamedTensors omega = entropy_taylor_importance(ctx, task, options.importance);
     for (size_t k = 0; k < omega.size(); ++k) {
-      const torch::Tensor values = omega[k].second.to(torch::kFloat64).reshape({-1});
+      const torch::Tensor values = omega[k].second.to(torch::kCPU, torch::kFloat64).reshape({-1});
       const torch::Tensor candidates = free_before[k].reshape({-1});
       std::vector<double> candidate_values;
       for (int64_t i = 0; i < values.numel(); ++i)
@@ -1038,7 +1048,7 @@ std::vector<torch::Tensor> expected_free_after_round(MultiHeadModel& model, Stag
 // the previous step with the freed ones zeroed.
 TEST(AnpycStrategy, PruningRoundsFollowTheReleasedRulesStepByStepBiasesIncluded) {
   TaskStream stream = tiny_stream(3, 2, 10);
-  MultiHeadModel model = tiny_mlp(stream, {8, 5}, 33), expected_model = tiny_mlp(stream, {8, 5}, 33);
+  MultiHeadModel model = device_mlp(stream, {8, 5}, 33), expected_model = device_mlp(stream, {8, 5}, 33);
   SingleCommunicator comm;
   Logger log(1, "");
   AnpycOptions options;
@@ -1082,7 +1092,7 @@ TEST(AnpycStrategy, PruningRoundsFollowTheReleasedRulesStepByStepBiasesIncluded)
 
 TEST(AnpycStrategy, FreeWeightsStayZeroWhileRetrainingUnderMomentumAndWeightDecay) {
   TaskStream stream = tiny_stream(3, 2, 8);
-  MultiHeadModel model = tiny_mlp(stream, {8, 5}, 33);
+  MultiHeadModel model = device_mlp(stream, {8, 5}, 33);
   SingleCommunicator comm;
   Logger log(1, "");
   AnpycOptions options;
@@ -1114,7 +1124,7 @@ TEST(AnpycStrategy, FreeWeightsStayZeroWhileRetrainingUnderMomentumAndWeightDeca
 
 TEST(AnpycStrategy, RetrainUntilRecoveredStopsOnceTheTrainingLossIsBack) {
   TaskStream stream = tiny_stream(2, 2, 8);
-  MultiHeadModel model = tiny_mlp(stream, {6}, 36);
+  MultiHeadModel model = device_mlp(stream, {6}, 36);
   SingleCommunicator comm;
   Logger log(1, "");
   for (const bool until : {true, false}) {
@@ -1144,7 +1154,7 @@ TEST(AnpycStrategy, RetrainUntilRecoveredStopsOnceTheTrainingLossIsBack) {
 
 TEST(AnpycStrategy, PerTaskInferenceMasksHideWeightsFirstUsedByLaterTasks) {
   TaskStream stream = tiny_stream(3, 2, 8);
-  MultiHeadModel model = tiny_mlp(stream, {6, 4}, 37);
+  MultiHeadModel model = device_mlp(stream, {6, 4}, 37);
   SingleCommunicator comm;
   Logger log(1, "");
   AnpycOptions options;
@@ -1191,7 +1201,7 @@ TEST(AnpycStrategy, PerTaskInferenceMasksHideWeightsFirstUsedByLaterTasks) {
 TEST(AnpycStrategy, TrainerEvaluatesEachTaskThroughItsInferenceMasks) {
   TaskStream stream = tiny_stream(2, 2, 8);
   // Dropout while training: the hand evaluation below has none, so the trainer's must not either.
-  MultiHeadModel model = tiny_mlp(stream, {6}, 38, /*dropout=*/0.5);
+  MultiHeadModel model = device_mlp(stream, {6}, 38, /*dropout=*/0.5);
   SingleCommunicator comm;
   Logger log(1, "");
   AnpycOptions options;
@@ -1210,8 +1220,8 @@ TEST(AnpycStrategy, TrainerEvaluatesEachTaskThroughItsInferenceMasks) {
   }
   const TaskData& test = stream.tasks[0].test;
   model->eval();
-  const torch::Tensor predicted = model->logits(test.inputs(torch::arange(test.size())), 0).argmax(1);
-  const double accuracy = predicted.eq(test.labels(torch::arange(test.size()), HeadLayout::Multi)).sum().item<double>() /
+  const torch::Tensor predicted = model->logits(test.inputs(torch::arange(test.size())).to(kDevice), 0).argmax(1);
+  const double accuracy = predicted.eq(test.labels(torch::arange(test.size()), HeadLayout::Multi).to(kDevice)).sum().item<double>() /
                           static_cast<double>(test.size());
   EXPECT_DOUBLE_EQ(result.matrix.stages.back()[0], accuracy);
   {
@@ -1290,7 +1300,7 @@ TEST(StrategyOptions, EachBadValueGetsOneMessageNamingItsOption) {
 
 TEST(SgdfStrategy, TrunkFrozenAfterTask1OnlyTheNewHeadTrains) {
   TaskStream stream = tiny_stream(2, 2, 8);
-  MultiHeadModel model = tiny_mlp(stream, {4}, 35);
+  MultiHeadModel model = device_mlp(stream, {4}, 35);
   SingleCommunicator comm;
   Logger log(1, "");
   SgdfStrategy sgdf;
