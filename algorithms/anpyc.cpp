@@ -1,10 +1,11 @@
 #include "algorithms/anpyc.h"
 
+#include <cmath>
 #include <iomanip>
 #include <sstream>
 
-#include "algorithms/importance.h"
 #include "algorithms/pruning.h"
+#include "algorithms/strategy.h"
 #include "runtime/error.h"
 #include "runtime/logging.h"
 
@@ -16,70 +17,114 @@ void AnpycStrategy::add_options(po::options_description& options) {
   const AnpycOptions d;
   options.add_options()
       ("anpyc.lambda", po::value<double>()->default_value(d.lambda), "ANPyC consolidation strength lambda")
-      ("anpyc.sign", po::value<double>()->default_value(d.sign),
-       "s in omega = max(0, s*g*theta + g^2*theta^2/2): -1 (paper: weight removed) or +1 (released code)")
-      ("anpyc.accumulate", po::value<std::string>()->default_value(d.accumulate),
+      ("anpyc.importance_batch", po::value<int64_t>()->default_value(d.importance.batch),
+       "samples per importance batch (the task's training data in stored order)")
+      ("anpyc.entropy", po::value<std::string>()->default_value("sum"),
+       "H_B of an importance batch: sum (released code) or mean of the per-sample entropies")
+      ("anpyc.sign", po::value<double>()->default_value(d.importance.sign),
+       "s in omega = max(0, s*g*theta + h*theta^2/2): +1 (released code) or -1 (the weight removed)")
+      ("anpyc.hessian", po::value<std::string>()->default_value("gradient_squared"),
+       "h in omega: gradient_squared (g^2 of the batch gradient, released code) or fisher (per-sample diagonal Fisher)")
+      ("anpyc.accumulate", po::value<std::string>()->default_value("sum"),
        "Omega(1:t) = Omega(1:t-1) + Omega_t (sum) or element-wise max")
       ("anpyc.prune", po::value<bool>()->default_value(d.prune), "adversarial neural pruning after every task but the last")
-      ("anpyc.first_budget", po::value<double>()->default_value(d.first_budget), "pruning budget P_1 after task 1 (fraction)")
-      ("anpyc.decay", po::value<double>()->default_value(d.decay), "budget decay: P_t = P_1 * decay^(t-1)")
-      ("anpyc.step", po::value<double>()->default_value(d.step), "pruning step: prune step, 2*step, ... up to P_t")
+      ("anpyc.first_budget", po::value<double>()->default_value(d.first_budget),
+       "pruning budget P_1 after task 1 (fraction, a whole percent)")
+      ("anpyc.decay", po::value<double>()->default_value(d.decay), "budget decay: P_t = floor(decay * P_{t-1}) in whole percent")
+      ("anpyc.step", po::value<double>()->default_value(d.step),
+       "pruning step (fraction, a whole percent): step, 2*step, ... up to the first multiple that reaches P_t")
       ("anpyc.retrain_epochs", po::value<int64_t>()->default_value(d.retrain_epochs),
        "epochs of retraining after each pruning step (released code: 30)")
-      ("anpyc.threshold", po::value<std::string>()->default_value(d.threshold),
-       "pruning threshold: per_tensor percentile or global over all tensors")
-      ("anpyc.prune_biases", po::value<bool>()->default_value(d.prune_biases), "prune biases too (default: weights only)");
+      ("anpyc.retrain_until_recovered", po::value<bool>()->default_value(d.retrain_until_recovered),
+       "stop a step's retraining once the training loss is back at its value before the step (at most retrain_epochs)")
+      ("anpyc.threshold", po::value<std::string>()->default_value("per_tensor"),
+       "pruning percentile: per_tensor or global over all tensors")
+      ("anpyc.inference_masks", po::value<std::string>()->default_value("none"),
+       "none (evaluation uses the whole network, as both sources) | per_task (evaluating task i zeroes the weights "
+       "first used after task i)");
 }
 
 AnpycOptions AnpycStrategy::read_options(const po::variables_map& values) {
   AnpycOptions o;
   o.lambda = values["anpyc.lambda"].as<double>();
-  o.sign = values["anpyc.sign"].as<double>();
-  o.accumulate = values["anpyc.accumulate"].as<std::string>();
+  o.importance.batch = values["anpyc.importance_batch"].as<int64_t>();
+  o.importance.entropy = parse_choice<EntropyReduction>("anpyc.entropy", values["anpyc.entropy"].as<std::string>(),
+                                                        {{"sum", EntropyReduction::Sum}, {"mean", EntropyReduction::Mean}});
+  o.importance.sign = values["anpyc.sign"].as<double>();
+  o.importance.hessian = parse_choice<HessianEstimate>(
+      "anpyc.hessian", values["anpyc.hessian"].as<std::string>(),
+      {{"gradient_squared", HessianEstimate::GradientSquared}, {"fisher", HessianEstimate::Fisher}});
+  o.accumulate = parse_choice<Accumulation>("anpyc.accumulate", values["anpyc.accumulate"].as<std::string>(),
+                                            {{"sum", Accumulation::Sum}, {"max", Accumulation::Max}});
+  o.penalty_step = read_penalty_step(values);
   o.prune = values["anpyc.prune"].as<bool>();
   o.first_budget = values["anpyc.first_budget"].as<double>();
   o.decay = values["anpyc.decay"].as<double>();
   o.step = values["anpyc.step"].as<double>();
   o.retrain_epochs = values["anpyc.retrain_epochs"].as<int64_t>();
-  o.threshold = values["anpyc.threshold"].as<std::string>();
-  o.prune_biases = values["anpyc.prune_biases"].as<bool>();
+  o.retrain_until_recovered = values["anpyc.retrain_until_recovered"].as<bool>();
+  o.threshold = parse_choice<PruningThreshold>("anpyc.threshold", values["anpyc.threshold"].as<std::string>(),
+                                               {{"per_tensor", PruningThreshold::PerTensor}, {"global", PruningThreshold::Global}});
+  o.inference_masks = parse_choice<InferenceMasks>("anpyc.inference_masks", values["anpyc.inference_masks"].as<std::string>(),
+                                                   {{"none", InferenceMasks::None}, {"per_task", InferenceMasks::PerTask}});
   return o;
 }
 
+namespace {
+
+// A fraction that must be a whole percent in [low, high], as an integer percent.
+int whole_percent(double fraction, const std::string& option, int low, int high) {
+  const double percent = 100.0 * fraction;
+  const long rounded = std::lround(percent);
+  if (!(std::fabs(percent - static_cast<double>(rounded)) < 1e-6) || rounded < low || rounded > high)
+    throw Error(option + ": must be a whole percent between " + std::to_string(low) + "% and " + std::to_string(high) +
+                "% (a fraction such as 0.1), got " + std::to_string(fraction));
+  return static_cast<int>(rounded);
+}
+
+std::string percent_text(int percent) { return std::to_string(percent) + "%"; }
+
+}  // namespace
+
 AnpycStrategy::AnpycStrategy(AnpycOptions options) : options_(std::move(options)) {
-  if (options_.lambda < 0) throw Error("anpyc.lambda: must be >= 0");
-  if (options_.sign != -1.0 && options_.sign != 1.0) throw Error("anpyc.sign: must be -1 or +1");
-  if (options_.accumulate != "sum" && options_.accumulate != "max")
-    throw Error("anpyc.accumulate: '" + options_.accumulate + "' is not one of sum, max");
-  if (!(options_.first_budget > 0 && options_.first_budget < 1)) throw Error("anpyc.first_budget: must be in (0, 1)");
+  if (!(options_.lambda >= 0) || !std::isfinite(options_.lambda)) throw Error("anpyc.lambda: must be >= 0");
+  if (options_.importance.batch <= 0)
+    throw Error("anpyc.importance_batch: must be a positive number of samples, got " +
+                std::to_string(options_.importance.batch));
+  if (options_.importance.sign != -1.0 && options_.importance.sign != 1.0) throw Error("anpyc.sign: must be -1 or +1");
+  first_budget_percent_ = whole_percent(options_.first_budget, "anpyc.first_budget", 1, 99);
   if (!(options_.decay > 0 && options_.decay <= 1)) throw Error("anpyc.decay: must be in (0, 1]");
-  if (!(options_.step > 0 && options_.step <= options_.first_budget))
-    throw Error("anpyc.step: must be in (0, anpyc.first_budget]");
+  step_percent_ = whole_percent(options_.step, "anpyc.step", 1, 100);
   if (options_.retrain_epochs < 0) throw Error("anpyc.retrain_epochs: must be >= 0");
-  if (options_.threshold != "per_tensor" && options_.threshold != "global")
-    throw Error("anpyc.threshold: '" + options_.threshold + "' is not one of per_tensor, global");
 }
 
 void AnpycStrategy::ensure_initialised(const ContinualNet& model) {
   if (!omega_.empty()) return;
   omega_ = zeros_like_shared(model);
-  for (const auto& [name, parameter] : model.named_shared_parameters()) {
-    const bool prunable = parameter.dim() >= 2 || options_.prune_biases;
-    prunable_.emplace_back(name, torch::full(parameter.sizes(), prunable, torch::kBool));
-    // Nothing is used before task 1; tensors that are never pruned count as used.
-    masks_.emplace_back(name, torch::full(parameter.sizes(), prunable ? 0.0f : 1.0f));
-  }
+  // Nothing is used before task 1.
+  masks_ = zeros_like_shared(model);
+  if (options_.inference_masks == InferenceMasks::PerTask)
+    for (const auto& [name, parameter] : model.named_shared_parameters())
+      first_used_.emplace_back(name, torch::zeros(parameter.sizes(), parameter.options().dtype(torch::kUInt8)));
 }
 
 void AnpycStrategy::before_task(StageContext& ctx) {
   ensure_initialised(ctx.model);
   if (ctx.tasks.size() != 1) throw Error("anpyc trains one task per stage");
+  if (options_.inference_masks == InferenceMasks::PerTask && ctx.stream.size() > 255)
+    throw Error("anpyc.inference_masks=per_task records the first task of each weight in one byte: at most 255 tasks, "
+                "this stream has " + std::to_string(ctx.stream.size()));
   theta_old_ = snapshot_shared(ctx.model);
 }
 
+std::vector<QuadraticTerm> AnpycStrategy::penalty_terms() const {
+  // Eq. 5-6: lambda * sum Omega(1:t-1) (theta - theta_old)^2, gradient 2 lambda Omega (theta - theta_old).
+  return {QuadraticTerm{omega_, theta_old_, 2.0 * options_.lambda}};
+}
+
 void AnpycStrategy::after_backward(StageContext& ctx) {
-  // Eq. 5-6: grad += 2 * lambda * Omega(1:t-1) * (theta - theta_old); Omega is zero before task 2.
-  if (ctx.stage > 0) add_quadratic_pull(ctx.model, omega_, theta_old_, 2.0 * options_.lambda);
+  // Omega is zero before task 2: nothing to consolidate.
+  if (ctx.stage > 0) penalty_after_backward(options_.penalty_step, ctx.model, penalty_terms());
   if (!retraining_) return;
   torch::NoGradGuard no_grad;
   const auto parameters = ctx.model.named_shared_parameters();
@@ -88,6 +133,7 @@ void AnpycStrategy::after_backward(StageContext& ctx) {
 }
 
 void AnpycStrategy::after_step(StageContext& ctx) {
+  if (ctx.stage > 0) penalty_after_step(options_.penalty_step, ctx.model, penalty_terms(), ctx.lr);
   if (!retraining_) return;
   // Masked gradients alone do not hold free weights at zero under momentum or weight decay.
   torch::NoGradGuard no_grad;
@@ -95,48 +141,75 @@ void AnpycStrategy::after_step(StageContext& ctx) {
   for (size_t k = 0; k < parameters.size(); ++k) parameters[k].second.mul_(masks_[k].second);
 }
 
+void AnpycStrategy::prune_step(StageContext& ctx, int task, int percent) {
+  // Omega_t on the current weights; weights freed by an earlier step are zero,
+  // so their Omega is 0 and they are freed again (kept in freed_ all the same).
+  const NamedTensors score = entropy_taylor_importance(ctx, task, options_.importance);
+  const NamedTensors free = weights_to_free(score, candidates_, percent, /*first_task=*/task == 0,
+                                            options_.threshold == PruningThreshold::Global);
+  torch::NoGradGuard no_grad;
+  const auto parameters = ctx.model.named_shared_parameters();
+  for (size_t k = 0; k < masks_.size(); ++k) {
+    freed_[k].second.logical_or_(free[k].second);
+    masks_[k].second = freed_[k].second.logical_not().to(parameters[k].second.scalar_type());
+    parameters[k].second.mul_(masks_[k].second);
+  }
+  loss_before_step_ = ctx.last_epoch_loss;
+  ctx.log.info("anpyc: task " + std::to_string(task + 1) + " pruning step " + percent_text(percent) + ":\n" +
+               describe_masks(masks_));
+}
+
+void AnpycStrategy::retrain(StageContext& ctx, int percent) {
+  if (options_.retrain_epochs == 0) return;
+  retraining_ = true;
+  const std::string label = "retrain (pruned " + percent_text(percent) + ")";
+  if (!options_.retrain_until_recovered) {
+    ctx.train_epochs(options_.retrain_epochs, label);
+  } else {
+    // One epoch per call, so that the loss can be checked after each; a
+    // resumed call first finishes the epoch its checkpoint was taken in.
+    bool recovered = false;
+    while (!recovered && retrain_epochs_done_ < options_.retrain_epochs) {
+      ctx.train_epochs(1, label + " epoch " + std::to_string(retrain_epochs_done_ + 1) + " of at most " +
+                              std::to_string(options_.retrain_epochs));
+      ++retrain_epochs_done_;
+      recovered = ctx.last_epoch_loss <= loss_before_step_;
+    }
+    std::ostringstream line;
+    line << "anpyc: " << label << ": training loss " << std::setprecision(4) << ctx.last_epoch_loss
+         << (recovered ? " is back at or below " : " is still above ") << loss_before_step_ << " after "
+         << retrain_epochs_done_ << " epoch(s)";
+    ctx.log.info(line.str());
+    retrain_epochs_done_ = 0;
+  }
+  retraining_ = false;
+}
+
 void AnpycStrategy::prune_after_task(StageContext& ctx, int task) {
-  const bool global = options_.threshold == "global";
-  const std::vector<double> fractions = pruning_fractions(task + 1, options_.first_budget, options_.decay, options_.step);
+  const std::vector<int> steps = pruning_steps_percent(task + 1, first_budget_percent_, options_.decay, step_percent_);
   // A resumed round continues after its last finished step; the step that was
   // retraining when the checkpoint was taken continues its retraining.
   const bool resumed_in_retraining = ctx.resuming_after_task && retraining_;
   if (!ctx.resuming_after_task) {
-    // Candidates: weights free before this task (task 1: every prunable weight).
+    // Candidates: weights free before this task (task 1: every weight).
     candidates_.clear();
-    for (size_t k = 0; k < masks_.size(); ++k)
-      candidates_.emplace_back(masks_[k].first, masks_[k].second.lt(0.5).logical_and(prunable_[k].second));
     freed_.clear();
+    for (const auto& [name, mask] : masks_) {
+      candidates_.emplace_back(name, mask.lt(0.5));
+      freed_.emplace_back(name, torch::zeros_like(mask, torch::kBool));
+    }
     steps_done_ = 0;
+    retrain_epochs_done_ = 0;
   }
   const size_t first_step = static_cast<size_t>(steps_done_);
-  for (size_t s = first_step; s < fractions.size(); ++s) {
-    const double fraction = fractions[s];
-    if (!(resumed_in_retraining && s == first_step)) {
-      NamedTensors score = entropy_taylor_importance(ctx, task, options_.sign);
-      // Weights freed by an earlier step of this round stay freed: they rank lowest.
-      for (size_t k = 0; k < score.size() && !freed_.empty(); ++k) score[k].second.masked_fill_(freed_[k].second, -1.0);
-      freed_ = lowest_scoring(score, candidates_, fraction, global);
-      torch::NoGradGuard no_grad;
-      const auto parameters = ctx.model.named_shared_parameters();
-      for (size_t k = 0; k < masks_.size(); ++k) {
-        masks_[k].second = freed_[k].second.logical_not().to(torch::kFloat32);
-        parameters[k].second.mul_(masks_[k].second);
-      }
-      std::ostringstream line;
-      line << "anpyc: task " << task + 1 << " pruned " << std::fixed << std::setprecision(0) << 100 * fraction
-           << "% of its candidate weights";
-      ctx.log.info(line.str());
-    }
-    if (options_.retrain_epochs > 0) {
-      retraining_ = true;
-      std::ostringstream label;
-      label << "retrain (pruned " << std::fixed << std::setprecision(0) << 100 * fraction << "%)";
-      ctx.train_epochs(options_.retrain_epochs, label.str());
-      retraining_ = false;
-    }
+  for (size_t s = first_step; s < steps.size(); ++s) {
+    if (!(resumed_in_retraining && s == first_step)) prune_step(ctx, task, steps[s]);
+    retrain(ctx, steps[s]);
     ++steps_done_;
   }
+  // No step (a budget of 0%): every candidate is used by this task.
+  if (steps.empty())
+    for (auto& [name, mask] : masks_) mask.fill_(1.0);
   candidates_.clear();
   freed_.clear();
   steps_done_ = 0;
@@ -149,31 +222,51 @@ void AnpycStrategy::after_task(StageContext& ctx) {
     prune_after_task(ctx, task);
   } else {
     // No pruning: this task uses every weight that was still free.
-    for (size_t k = 0; k < masks_.size(); ++k) masks_[k].second.fill_(1.0f);
+    for (auto& [name, mask] : masks_) mask.fill_(1.0);
   }
+  // The weights used from now on and used by no earlier task are this task's.
+  for (size_t k = 0; k < first_used_.size(); ++k)
+    first_used_[k].second.masked_fill_(masks_[k].second.gt(0.5).logical_and(first_used_[k].second.eq(0)), task + 1);
   // Omega_t on the final weights of the task (after the last retraining), then accumulated (Eq. 8).
-  accumulate_into(omega_, entropy_taylor_importance(ctx, task, options_.sign), options_.accumulate);
-  if (options_.prune) ctx.log.info("anpyc: after task " + std::to_string(task + 1) + "\n" + describe_masks(masks_, prunable_));
+  accumulate_into(omega_, entropy_taylor_importance(ctx, task, options_.importance), options_.accumulate);
+  if (options_.prune) ctx.log.info("anpyc: after task " + std::to_string(task + 1) + "\n" + describe_masks(masks_));
+}
+
+void AnpycStrategy::before_evaluate(ContinualNet& model, int task) {
+  if (first_used_.empty()) return;
+  torch::NoGradGuard no_grad;
+  evaluated_weights_ = snapshot_shared(model);
+  const auto parameters = model.named_shared_parameters();
+  // Weights first used after `task` are zeroed; unused ones (0) are zero already or kept.
+  for (size_t k = 0; k < parameters.size(); ++k)
+    parameters[k].second.masked_fill_(first_used_[k].second.gt(task + 1), 0.0);
+}
+
+void AnpycStrategy::after_evaluate(ContinualNet& model, int task) {
+  if (evaluated_weights_.empty()) return;
+  torch::NoGradGuard no_grad;
+  const auto parameters = model.named_shared_parameters();
+  for (size_t k = 0; k < parameters.size(); ++k) parameters[k].second.copy_(evaluated_weights_[k].second);
+  evaluated_weights_.clear();
 }
 
 NamedTensors AnpycStrategy::state() const {
   NamedTensors all = join_sets({{"omega", &omega_}, {"theta_old", &theta_old_}, {"mask", &masks_},
-                                {"candidates", &candidates_}, {"freed", &freed_}});
+                                {"first_used", &first_used_}, {"candidates", &candidates_}, {"freed", &freed_}});
   all.emplace_back("progress.steps_done", torch::tensor(steps_done_, torch::kInt64));
   all.emplace_back("progress.retraining", torch::tensor(static_cast<int64_t>(retraining_), torch::kInt64));
+  all.emplace_back("progress.retrain_epochs_done", torch::tensor(retrain_epochs_done_, torch::kInt64));
+  all.emplace_back("progress.loss_before_step", torch::tensor(loss_before_step_, torch::kFloat64));
   return all;
 }
 
 void AnpycStrategy::load_state(const NamedTensors& state) {
   split_sets(state, {{"omega", &omega_}, {"theta_old", &theta_old_}, {"mask", &masks_},
-                     {"candidates", &candidates_}, {"freed", &freed_}});
+                     {"first_used", &first_used_}, {"candidates", &candidates_}, {"freed", &freed_}});
   steps_done_ = named(state, "progress.steps_done").item<int64_t>();
   retraining_ = named(state, "progress.retraining").item<int64_t>() != 0;
-  prunable_.clear();
-  for (const auto& [name, mask] : masks_) {
-    const bool prunable = mask.dim() >= 2 || options_.prune_biases;
-    prunable_.emplace_back(name, torch::full(mask.sizes(), prunable, torch::kBool));
-  }
+  retrain_epochs_done_ = named(state, "progress.retrain_epochs_done").item<int64_t>();
+  loss_before_step_ = named(state, "progress.loss_before_step").item<double>();
 }
 
 }  // namespace clx

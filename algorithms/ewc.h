@@ -9,12 +9,18 @@
 
 namespace clx {
 
+// y in log p(y|x): drawn from the model (the true Fisher) or the true label (empirical Fisher).
+enum class FisherLabels { Sampled, True };
+// One penalty term per task, or one online term F = gamma F + F_t.
+enum class EwcMode { Separate, Online };
+
 struct EwcOptions {
   double lambda = 100.0;
   int64_t fisher_samples = 1000;  // per task; <= 0: all
-  std::string labels = "sampled";  // sampled (from the model) | true
-  std::string mode = "separate";   // separate | online
-  double gamma = 1.0;              // online: F = gamma * F + F_t
+  FisherLabels labels = FisherLabels::Sampled;
+  EwcMode mode = EwcMode::Separate;
+  double gamma = 1.0;  // online: F = gamma * F + F_t
+  PenaltyStep penalty_step = PenaltyStep::Explicit;
 };
 
 class EwcStrategy final : public Strategy {
@@ -24,6 +30,7 @@ class EwcStrategy final : public Strategy {
   explicit EwcStrategy(EwcOptions options);
   std::string name() const override { return "ewc"; }
   void after_backward(StageContext& ctx) override;
+  void after_step(StageContext& ctx) override;
   void after_task(StageContext& ctx) override;
   NamedTensors state() const override;
   void load_state(const NamedTensors& state) override;
@@ -31,6 +38,8 @@ class EwcStrategy final : public Strategy {
   const std::vector<NamedTensors>& fishers() const { return fishers_; }
 
  private:
+  std::vector<QuadraticTerm> penalty_terms() const;
+
   EwcOptions options_;
   std::vector<NamedTensors> fishers_, anchors_;  // one per task (separate) or one (online)
 };

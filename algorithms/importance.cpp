@@ -1,12 +1,10 @@
 #include "algorithms/importance.h"
 
 #include <algorithm>
-
 #include <unordered_map>
 #include <unordered_set>
 
 #include "models/multi_head_model.h"
-#include "runtime/collectives.h"
 #include "runtime/communicator.h"
 #include "runtime/data/sampler.h"
 #include "runtime/error.h"
@@ -27,141 +25,129 @@ class EvalModeScope {
   bool was_training_;
 };
 
-// Gradient of `local_objective` w.r.t. `parameters`, averaged over ranks in
-// one fused all-reduce through `flat` (allocated once per pass, reused for
-// every batch). An undefined objective (no local samples) counts as zero.
-std::vector<torch::Tensor> global_gradient(Communicator& comm, const torch::Tensor& local_objective,
-                                           const std::vector<torch::Tensor>& parameters, torch::Tensor& flat) {
-  std::vector<torch::Tensor> grads(parameters.size());
-  if (local_objective.defined())
-    grads = torch::autograd::grad({local_objective}, parameters, {}, false, false, /*allow_unused=*/true);
-  torch::NoGradGuard no_grad;
-  for (size_t k = 0; k < parameters.size(); ++k)
-    if (!grads[k].defined()) grads[k] = torch::zeros_like(parameters[k]);
-  if (comm.size() == 1) return grads;
-  const std::vector<torch::Tensor> averaged = sum_across_ranks_fused(comm, grads, flat);
-  flat.div_(comm.size());
-  return averaged;
-}
+// The shared parameters laid out in one flat tensor, in the model's order:
+// how the per-chunk contributions of a pass are stored and exchanged.
+struct SharedLayout {
+  NamedTensors parameters;
+  std::vector<int64_t> offsets;
+  int64_t numel = 0;
 
-// True when `accumulate_elementwise` may run its plain loop: contiguous
-// float32 tensors in host memory.
+  explicit SharedLayout(const ContinualNet& model) : parameters(model.named_shared_parameters()) {
+    if (parameters.empty()) throw Error("importance pass: the model has no shared parameters");
+    for (const auto& item : parameters) {
+      offsets.push_back(numel);
+      numel += item.second.numel();
+    }
+  }
+  torch::TensorOptions options() const { return parameters[0].second.options().requires_grad(false); }
+  std::vector<torch::Tensor> tensors() const {
+    std::vector<torch::Tensor> out;
+    for (const auto& item : parameters) out.push_back(item.second);
+    return out;
+  }
+  // Flat views of `flat`, one per parameter.
+  std::vector<torch::Tensor> slots(const torch::Tensor& flat) const {
+    std::vector<torch::Tensor> out;
+    for (size_t k = 0; k < parameters.size(); ++k) out.push_back(flat.narrow(0, offsets[k], parameters[k].second.numel()));
+    return out;
+  }
+  // `flat` as named tensors shaped like the parameters (copies).
+  NamedTensors named(const torch::Tensor& flat) const {
+    NamedTensors out;
+    const auto views = slots(flat);
+    for (size_t k = 0; k < parameters.size(); ++k)
+      out.emplace_back(parameters[k].first, views[k].view(parameters[k].second.sizes()).clone());
+    return out;
+  }
+};
+
+torch::Tensor position_range(int64_t begin, int64_t end) { return torch::arange(begin, end, torch::kInt64); }
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// True when the plain loops below may run: contiguous float32 tensors in host memory.
 bool host_float_contiguous(const std::vector<const torch::Tensor*>& tensors) {
   for (const torch::Tensor* tensor : tensors)
     if (!tensor->device().is_cpu() || tensor->scalar_type() != torch::kFloat32 || !tensor->is_contiguous()) return false;
   return true;
 }
 
-int64_t draw_category(const torch::Tensor& probabilities, uint64_t seed) {
+// The category whose cumulative probability first exceeds a uniform draw seeded by `seed`.
+int64_t draw_category(const double* probabilities, int64_t categories, uint64_t seed) {
   SplitMix64 generator(seed);
   const double u = generator.uniform();
-  const torch::Tensor p = probabilities.to(torch::kFloat64).contiguous();
-  const double* values = p.data_ptr<double>();
   double cumulative = 0.0;
-  for (int64_t k = 0; k < p.numel(); ++k) {
-    cumulative += values[k];
+  for (int64_t k = 0; k < categories; ++k) {
+    cumulative += probabilities[k];
     if (u < cumulative) return k;
   }
-  return p.numel() - 1;
+  return categories - 1;
 }
 
 }  // namespace
+
+torch::Tensor sum_chunks_in_order(Communicator& comm, int64_t chunks, int64_t numel, const torch::TensorOptions& options,
+                                  const std::function<void(int64_t chunk, torch::Tensor& out)>& contribute) {
+  torch::Tensor total = torch::zeros({numel}, options);
+  torch::Tensor mine = torch::empty({numel}, options);
+  const int64_t world = comm.size(), rank = comm.rank();
+  for (int64_t first = 0; first < chunks; first += world) {
+    const int64_t in_round = std::min(world, chunks - first);
+    mine.zero_();
+    if (rank < in_round) contribute(first + rank, mine);
+    torch::NoGradGuard no_grad;
+    if (world == 1) {
+      total.add_(mine);
+      continue;
+    }
+    const torch::Tensor gathered = comm.allgather(mine);  // [world, numel]
+    for (int64_t r = 0; r < in_round; ++r) total.add_(gathered[r]);
+  }
+  return total;
+}
 
 torch::Tensor softmax_entropy(const torch::Tensor& logits) {
   const torch::Tensor q = torch::softmax(logits, 1);
   return -(q * q.clamp_min(1e-12).log()).sum(1);
 }
 
-NamedTensors mean_over_batches(StageContext& ctx, int task,
-                               const std::function<torch::Tensor(const torch::Tensor& logits)>& per_sample,
-                               const AccumulateImportance& accumulate) {
-  EvalModeScope eval(ctx.model);
-  const auto named = ctx.model.named_shared_parameters();
-  std::vector<torch::Tensor> parameters;
-  for (const auto& item : named) parameters.push_back(item.second);
-  NamedTensors mean = zeros_like_shared(ctx.model);
-  const TaskData& data = ctx.stream.tasks.at(task).train;
-  int64_t batches = 0;
-  torch::Tensor flat;
-  for_each_global_batch(data.size(), ctx.batch_size, ctx.comm.rank(), ctx.comm.size(),
-                        [&](const torch::Tensor& positions, int64_t global_count) {
-                          torch::Tensor objective;
-                          if (positions.numel() > 0) {
-                            const torch::Tensor logits = ctx.model.logits(data.inputs(positions), ctx.head_for(task));
-                            // Scaled so that averaging over ranks gives the global-batch mean.
-                            objective = per_sample(logits).sum() *
-                                        (static_cast<double>(ctx.comm.size()) / static_cast<double>(global_count));
-                          }
-                          const auto grads = global_gradient(ctx.comm, objective, parameters, flat);
-                          torch::NoGradGuard no_grad;
-                          for (size_t k = 0; k < parameters.size(); ++k)
-                            accumulate(grads[k], parameters[k].detach(), mean[k].second);
-                          ++batches;
-                        });
-  torch::NoGradGuard no_grad;
-  for (auto& item : mean) item.second.div_(static_cast<double>(std::max<int64_t>(batches, 1)));
-  return mean;
-}
-
-NamedTensors entropy_taylor_importance(StageContext& ctx, int task, double sign) {
-  return mean_over_batches(
-      ctx, task, softmax_entropy,
-      [sign](const torch::Tensor& g, const torch::Tensor& theta, torch::Tensor& sum) {
-        // One pass, no temporaries: on an MLP the six tensor operations of
-        // the formula cost more than the backward pass that produced g.
-        if (host_float_contiguous({&g, &theta, &sum})) {
-          const float* g_data = g.data_ptr<float>();
-          const float* theta_data = theta.data_ptr<float>();
-          float* sum_data = sum.data_ptr<float>();
-          const float s = static_cast<float>(sign);
-          const int64_t n = sum.numel();
-          for (int64_t i = 0; i < n; ++i) {
-            const float g_theta = g_data[i] * theta_data[i];
-            sum_data[i] += std::max(s * g_theta + 0.5f * g_theta * g_theta, 0.0f);
-          }
-          return;
-        }
-        const torch::Tensor g_theta = g * theta;
-        sum.add_((sign * g_theta + 0.5 * g_theta * g_theta).clamp_min(0.0));
-      });
-}
-
-NamedTensors mas_importance(StageContext& ctx, int task) {
-  return mean_over_batches(
-      ctx, task, [](const torch::Tensor& logits) { return logits.pow(2).sum(1); },
-      [](const torch::Tensor& g, const torch::Tensor&, torch::Tensor& sum) { sum.add_(g.abs()); });
-}
-
 namespace {
 
-// Samples per batched Fisher pass: the activations of one training batch.
-constexpr int64_t kFisherChunk = 128;
+// ---------------------------------------------------------------- per-sample gradients
+
+// Samples per chunk of the per-sample passes (EWC's Fisher, MAS): the
+// activations of one training batch.
+constexpr int64_t kPerSampleChunk = 128;
 // The unfolded input of a convolution holds Cin*k*k values per output
 // position and sample. Taking a few samples at a time (at most this many
 // bytes of it, at least one sample) keeps it and the per-sample gradients in
 // cache: measured on VGG-9, twice as fast as unfolding 128 samples at once.
 constexpr int64_t kUnfoldBytes = int64_t{1} << 20;
 
-// Where each shared parameter's running sum of squared per-sample gradients lives.
-using SquareSums = std::unordered_map<const c10::TensorImpl*, torch::Tensor>;
+// |x|^power element-wise, for power 1 (MAS) or 2 (Fisher).
+torch::Tensor powered(const torch::Tensor& x, int power) { return power == 2 ? x.pow(2) : x.abs(); }
 
-void add_to(SquareSums& sums, const torch::Tensor& parameter, const torch::Tensor& squares) {
+// Where each shared parameter's running sum of per-sample gradient powers lives.
+using SampleSums = std::unordered_map<const c10::TensorImpl*, torch::Tensor>;
+
+void add_to(SampleSums& sums, const torch::Tensor& parameter, const torch::Tensor& values) {
   if (!parameter.defined()) return;
   auto found = sums.find(parameter.unsafeGetTensorImpl());
-  if (found != sums.end()) found->second.add_(squares.reshape({-1}));
+  if (found != sums.end()) found->second.add_(values.reshape({-1}));
 }
 
-// Adds sum_i (dL_i/dW)^2 for the parameters of one taped layer, where row i of
-// `delta` (the gradient of sum_i L_i with respect to the layer's output) is
-// sample i's own gradient because no layer mixes samples.
-void add_squared_sample_gradients(const TapedLayer& layer, const torch::Tensor& delta, SquareSums& sums) {
+// Adds sum_i |dL_i/dW|^power for the parameters of one taped layer, where row
+// i of `delta` (the gradient of sum_i L_i with respect to the layer's output)
+// is sample i's own gradient because no layer mixes samples.
+void add_sample_gradient_powers(const TapedLayer& layer, const torch::Tensor& delta, int power, SampleSums& sums) {
   const torch::Tensor& a = layer.input;
   switch (layer.kind) {
     case TapedLayerKind::Linear: {
-      // dL_i/dW = delta_i a_i^T, so sum_i (dL_i/dW)^2 = (delta^2)^T (a^2).
+      // dL_i/dW = delta_i a_i^T, whose |.|^p factorises: sum_i |dL_i/dW|^p = (|delta|^p)^T (|a|^p).
       const auto& linear = dynamic_cast<const torch::nn::LinearImpl&>(*layer.module);
-      add_to(sums, linear.weight, delta.pow(2).t().mm(a.pow(2)));
-      add_to(sums, linear.bias, delta.pow(2).sum(0));
+      const torch::Tensor delta_p = powered(delta, power);
+      add_to(sums, linear.weight, delta_p.t().mm(powered(a, power)));
+      add_to(sums, linear.bias, delta_p.sum(0));
       break;
     }
     case TapedLayerKind::Conv2d: {
@@ -181,16 +167,15 @@ void add_squared_sample_gradients(const TapedLayer& layer, const torch::Tensor& 
       const int64_t patch = a.size(1) * (*options.kernel_size())[0] * (*options.kernel_size())[1];
       const int64_t per_sample_bytes = patch * positions * static_cast<int64_t>(sizeof(float));
       const int64_t step = std::max<int64_t>(1, kUnfoldBytes / std::max<int64_t>(per_sample_bytes, 1));
-      torch::Tensor weight_squares = torch::zeros({out_channels, patch}, delta.options());
+      torch::Tensor weight_sums = torch::zeros({out_channels, patch}, delta.options());
       for (int64_t first = 0; first < n; first += step) {
         const int64_t m = std::min(step, n - first);
         const torch::Tensor columns = torch::nn::functional::unfold(a.narrow(0, first, m), unfold);  // m x patch x L
         const torch::Tensor d = delta.narrow(0, first, m).reshape({m, out_channels, positions});
-        torch::Tensor sample_gradients = torch::bmm(d, columns.transpose(1, 2));  // m x Cout x patch
-        weight_squares.add_(sample_gradients.mul_(sample_gradients).sum(0));
+        weight_sums.add_(powered(torch::bmm(d, columns.transpose(1, 2)), power).sum(0));  // m x Cout x patch
       }
-      add_to(sums, conv.weight, weight_squares);
-      if (conv.bias.defined()) add_to(sums, conv.bias, delta.sum({2, 3}).pow(2).sum(0));
+      add_to(sums, conv.weight, weight_sums);
+      if (conv.bias.defined()) add_to(sums, conv.bias, powered(delta.sum({2, 3}), power).sum(0));
       break;
     }
     case TapedLayerKind::BatchNorm2d: {
@@ -200,8 +185,8 @@ void add_squared_sample_gradients(const TapedLayer& layer, const torch::Tensor& 
       const torch::Tensor mean = norm.running_mean.view({1, -1, 1, 1});
       const torch::Tensor inverse_std = (norm.running_var + norm.options.eps()).rsqrt().view({1, -1, 1, 1});
       const torch::Tensor normalised = (a - mean) * inverse_std;
-      add_to(sums, norm.weight, (delta * normalised).sum({2, 3}).pow(2).sum(0));
-      add_to(sums, norm.bias, delta.sum({2, 3}).pow(2).sum(0));
+      add_to(sums, norm.weight, powered((delta * normalised).sum({2, 3}), power).sum(0));
+      add_to(sums, norm.bias, powered(delta.sum({2, 3}), power).sum(0));
       break;
     }
   }
@@ -210,15 +195,15 @@ void add_squared_sample_gradients(const TapedLayer& layer, const torch::Tensor& 
 // The model as a MultiHeadModel whose trunk the tape records completely, every
 // shared parameter in a recorded layer; otherwise null and `why` says what is
 // missing. Probed on the task's first sample, so every rank decides alike.
-MultiHeadModelImpl* batched_fisher_model(ContinualNet& model, const TaskData& data, std::string* why) {
-  auto* multi_head = dynamic_cast<MultiHeadModelImpl*>(&model);
+MultiHeadModelImpl* tape_capable_model(const StageContext& ctx, const TaskData& data, std::string* why) {
+  auto* multi_head = dynamic_cast<MultiHeadModelImpl*>(&ctx.model);
   if (multi_head == nullptr) {
     *why = "the network is not a MultiHeadModel";
     return nullptr;
   }
   torch::NoGradGuard no_grad;
   LayerTape tape;
-  multi_head->features_recorded(data.inputs(torch::zeros({1}, torch::kInt64)), tape);
+  multi_head->features_recorded(ctx.inputs(data, torch::zeros({1}, torch::kInt64)), tape);
   if (!tape.complete()) {
     *why = "its trunk has " + tape.reason();
     return nullptr;
@@ -227,7 +212,7 @@ MultiHeadModelImpl* batched_fisher_model(ContinualNet& model, const TaskData& da
   for (const TapedLayer& layer : tape.layers())
     for (const auto& parameter : layer.module->parameters(/*recurse=*/false))
       recorded.insert(parameter.unsafeGetTensorImpl());
-  for (const auto& [name, parameter] : model.named_shared_parameters())
+  for (const auto& [name, parameter] : ctx.model.named_shared_parameters())
     if (!recorded.count(parameter.unsafeGetTensorImpl())) {
       *why = "the shared parameter " + name + " is in no Linear, Conv2d or BatchNorm2d layer of the trunk";
       return nullptr;
@@ -235,77 +220,187 @@ MultiHeadModelImpl* batched_fisher_model(ContinualNet& model, const TaskData& da
   return multi_head;
 }
 
+// The model for the batched per-sample path, or null for the per-sample loop.
+MultiHeadModelImpl* per_sample_model(const StageContext& ctx, const TaskData& data, FisherPath path,
+                                     const std::string& what) {
+  if (path == FisherPath::PerSampleLoop || data.size() == 0) return nullptr;
+  std::string why;
+  MultiHeadModelImpl* taped = tape_capable_model(ctx, data, &why);
+  if (taped == nullptr && path == FisherPath::Batched)
+    throw Error(what + ": batched per-sample gradients are not possible: " + why);
+  return taped;
+}
+
+// One value per sample from the logits of the samples at `positions`; value i
+// depends on sample i alone.
+using PerSampleObjective = std::function<torch::Tensor(const torch::Tensor& logits, const torch::Tensor& positions)>;
+
+// Adds sum_i |d f_i / d theta|^power over the samples at `positions` to
+// `slots` (flat, one per shared parameter), f = objective. `taped`: the
+// batched path; null: one backward pass per sample.
+void add_per_sample_gradient_powers(const StageContext& ctx, MultiHeadModelImpl* taped, const TaskData& data,
+                                    int64_t head, const torch::Tensor& positions, const PerSampleObjective& objective,
+                                    int power, const SharedLayout& layout, const std::vector<torch::Tensor>& slots) {
+  if (taped != nullptr) {
+    SampleSums sums;
+    for (size_t k = 0; k < slots.size(); ++k) sums[layout.parameters[k].second.unsafeGetTensorImpl()] = slots[k];
+    LayerTape tape;
+    const torch::Tensor features = taped->features_recorded(ctx.inputs(data, positions), tape);
+    // Sample i's value depends on sample i's outputs only, so the gradient of
+    // the sum has each sample's own gradient in its row.
+    const torch::Tensor total = objective(ctx.model.head_forward(features, head), positions).sum();
+    std::vector<torch::Tensor> outputs;
+    for (const TapedLayer& layer : tape.layers()) outputs.push_back(layer.output);
+    const auto deltas = torch::autograd::grad({total}, outputs, {}, false, false, /*allow_unused=*/true);
+    torch::NoGradGuard no_grad;
+    for (size_t k = 0; k < outputs.size(); ++k)
+      if (deltas[k].defined()) add_sample_gradient_powers(tape.layers()[k], deltas[k], power, sums);
+    return;
+  }
+  const std::vector<torch::Tensor> parameters = layout.tensors();
+  for (int64_t i = 0; i < positions.size(0); ++i) {
+    const torch::Tensor position = positions.narrow(0, i, 1);
+    const torch::Tensor value = objective(ctx.model.logits(ctx.inputs(data, position), head), position);
+    const auto grads = torch::autograd::grad({value.sum()}, parameters, {}, false, false, /*allow_unused=*/true);
+    torch::NoGradGuard no_grad;
+    for (size_t k = 0; k < parameters.size(); ++k)
+      if (grads[k].defined()) slots[k].add_(powered(grads[k].reshape({-1}), power));
+  }
+}
+
+// ---------------------------------------------------------------- ANPyC
+
+// out += max(0, s g theta + h theta^2 / 2), with h = g^2 when `h` is undefined.
+void add_entropy_taylor_term(const torch::Tensor& g, const torch::Tensor& theta, const torch::Tensor& h, double sign,
+                             torch::Tensor& out) {
+  // One pass, no temporaries: on an MLP the tensor operations of the formula
+  // cost more than the backward pass that produced g.
+  if (host_float_contiguous({&g, &theta, &out}) && (!h.defined() || host_float_contiguous({&h}))) {
+    const float* g_data = g.data_ptr<float>();
+    const float* theta_data = theta.data_ptr<float>();
+    const float* h_data = h.defined() ? h.data_ptr<float>() : nullptr;
+    float* out_data = out.data_ptr<float>();
+    const float s = static_cast<float>(sign);
+    const int64_t n = out.numel();
+    for (int64_t i = 0; i < n; ++i) {
+      const float g_theta = g_data[i] * theta_data[i];
+      const float curvature = h_data != nullptr ? h_data[i] * theta_data[i] * theta_data[i] : g_theta * g_theta;
+      out_data[i] += std::max(s * g_theta + 0.5f * curvature, 0.0f);
+    }
+    return;
+  }
+  const torch::Tensor g_theta = g * theta;
+  const torch::Tensor curvature = h.defined() ? h * theta * theta : g_theta * g_theta;
+  out.add_((sign * g_theta + 0.5 * curvature).clamp_min(0.0));
+}
+
 }  // namespace
+
+NamedTensors entropy_taylor_importance(StageContext& ctx, int task, const EntropyTaylorSettings& settings) {
+  if (settings.batch <= 0) throw Error("anpyc.importance_batch: must be positive");
+  EvalModeScope eval(ctx.model);
+  const SharedLayout layout(ctx.model);
+  const std::vector<torch::Tensor> parameters = layout.tensors();
+  const TaskData& data = ctx.stream.tasks.at(task).train;
+  const int64_t head = ctx.head_for(task), batches = ceil_div(data.size(), settings.batch);
+  MultiHeadModelImpl* taped = settings.hessian == HessianEstimate::Fisher
+                                  ? per_sample_model(ctx, data, FisherPath::Auto, "anpyc.hessian=fisher")
+                                  : nullptr;
+  torch::Tensor fisher;  // per-sample Fisher of the current batch (hessian = fisher)
+  torch::Tensor total = sum_chunks_in_order(ctx.comm, batches, layout.numel, layout.options(), [&](int64_t b, torch::Tensor& out) {
+    const torch::Tensor positions = position_range(b * settings.batch, std::min((b + 1) * settings.batch, data.size()));
+    const torch::Tensor entropies = softmax_entropy(ctx.model.logits(ctx.inputs(data, positions), head));
+    const torch::Tensor objective = settings.entropy == EntropyReduction::Sum ? entropies.sum() : entropies.mean();
+    const auto grads = torch::autograd::grad({objective}, parameters, {}, false, false, /*allow_unused=*/true);
+    std::vector<torch::Tensor> h_slots(parameters.size());
+    if (settings.hessian == HessianEstimate::Fisher) {
+      if (!fisher.defined()) fisher = torch::empty({layout.numel}, layout.options());
+      fisher.zero_();
+      h_slots = layout.slots(fisher);
+      add_per_sample_gradient_powers(
+          ctx, taped, data, head, positions,
+          [](const torch::Tensor& logits, const torch::Tensor&) { return softmax_entropy(logits); }, 2, layout, h_slots);
+      fisher.div_(static_cast<double>(positions.size(0)));
+    }
+    torch::NoGradGuard no_grad;
+    std::vector<torch::Tensor> out_slots = layout.slots(out);
+    for (size_t k = 0; k < parameters.size(); ++k) {
+      const torch::Tensor g = grads[k].defined() ? grads[k].reshape({-1}) : torch::zeros_like(out_slots[k]);
+      add_entropy_taylor_term(g, parameters[k].detach().reshape({-1}), h_slots[k], settings.sign, out_slots[k]);
+    }
+  });
+  total.div_(static_cast<double>(std::max<int64_t>(batches, 1)));
+  return layout.named(total);
+}
+
+NamedTensors mas_importance(StageContext& ctx, int task, MasForm form) {
+  EvalModeScope eval(ctx.model);
+  const SharedLayout layout(ctx.model);
+  const TaskData& data = ctx.stream.tasks.at(task).train;
+  const int64_t head = ctx.head_for(task);
+  const auto squared_norm = [](const torch::Tensor& logits, const torch::Tensor&) { return logits.pow(2).sum(1); };
+  if (form == MasForm::PerSample) {
+    MultiHeadModelImpl* taped = per_sample_model(ctx, data, FisherPath::Auto, "mas");
+    torch::Tensor total = sum_chunks_in_order(
+        ctx.comm, ceil_div(data.size(), kPerSampleChunk), layout.numel, layout.options(), [&](int64_t c, torch::Tensor& out) {
+          const torch::Tensor positions = position_range(c * kPerSampleChunk, std::min((c + 1) * kPerSampleChunk, data.size()));
+          add_per_sample_gradient_powers(ctx, taped, data, head, positions, squared_norm, 1, layout, layout.slots(out));
+        });
+    total.div_(static_cast<double>(std::max<int64_t>(data.size(), 1)));
+    return layout.named(total);
+  }
+  if (ctx.batch_size <= 0) throw Error("mas_importance: the training batch size must be positive");
+  const std::vector<torch::Tensor> parameters = layout.tensors();
+  const int64_t batches = ceil_div(data.size(), ctx.batch_size);
+  torch::Tensor total = sum_chunks_in_order(ctx.comm, batches, layout.numel, layout.options(), [&](int64_t b, torch::Tensor& out) {
+    const torch::Tensor positions = position_range(b * ctx.batch_size, std::min((b + 1) * ctx.batch_size, data.size()));
+    const torch::Tensor logits = ctx.model.logits(ctx.inputs(data, positions), head);
+    const auto grads = torch::autograd::grad({squared_norm(logits, positions).mean()}, parameters, {}, false, false, true);
+    torch::NoGradGuard no_grad;
+    std::vector<torch::Tensor> slots = layout.slots(out);
+    for (size_t k = 0; k < parameters.size(); ++k)
+      if (grads[k].defined()) slots[k].add_(grads[k].reshape({-1}).abs());
+  });
+  total.div_(static_cast<double>(std::max<int64_t>(batches, 1)));
+  return layout.named(total);
+}
 
 NamedTensors fisher_diagonal(StageContext& ctx, int task, int64_t samples, bool sample_labels, FisherPath path) {
   EvalModeScope eval(ctx.model);
-  const auto named = ctx.model.named_shared_parameters();
-  std::vector<torch::Tensor> parameters;
-  for (const auto& item : named) parameters.push_back(item.second);
+  const SharedLayout layout(ctx.model);
   const TaskData& data = ctx.stream.tasks.at(task).train;
   const int64_t count = samples > 0 ? std::min(samples, data.size()) : data.size();
-  const auto [offset, length] = shard_range(count, ctx.comm.rank(), ctx.comm.size());
   const int64_t head = ctx.head_for(task);
+  MultiHeadModelImpl* taped = count > 0 ? per_sample_model(ctx, data, path, "fisher_diagonal") : nullptr;
 
-  // Labels of the samples at `positions` (rows of `log_probabilities`): drawn
-  // from the model's prediction with a generator seeded by the sample's index,
-  // or the true labels.
-  auto labels_for = [&](const torch::Tensor& positions, const torch::Tensor& log_probabilities) {
-    if (!sample_labels) return data.labels(positions, ctx.heads);
-    const torch::Tensor probabilities = log_probabilities.detach().exp();
-    torch::Tensor labels = torch::empty({positions.size(0)}, torch::kInt64);
-    for (int64_t r = 0; r < positions.size(0); ++r)
-      labels[r] = draw_category(probabilities[r], mix_seed({ctx.seed, 0xf15e, static_cast<uint64_t>(task),
-                                                            static_cast<uint64_t>(positions[r].item<int64_t>())}));
-    return labels;
+  // log p(y_i | x_i) per sample, y_i drawn from the model's prediction with a
+  // generator seeded by the sample's index (probabilities copied to the host
+  // once per chunk), or the true label.
+  const PerSampleObjective log_likelihood = [&](const torch::Tensor& logits, const torch::Tensor& positions) {
+    const torch::Tensor log_probabilities = torch::log_softmax(logits, 1);
+    torch::Tensor labels;
+    if (!sample_labels) {
+      labels = data.labels(positions, ctx.heads).to(logits.device());
+    } else {
+      const torch::Tensor probabilities = log_probabilities.detach().exp().to(torch::kCPU, torch::kFloat64).contiguous();
+      const torch::Tensor rows = positions.to(torch::kCPU).contiguous();
+      const int64_t n = rows.size(0), categories = probabilities.size(1);
+      std::vector<int64_t> drawn(static_cast<size_t>(n));
+      for (int64_t r = 0; r < n; ++r)
+        drawn[r] = draw_category(probabilities.data_ptr<double>() + r * categories, categories,
+                                 mix_seed({ctx.seed, 0xf15e, static_cast<uint64_t>(task),
+                                           static_cast<uint64_t>(rows.data_ptr<int64_t>()[r])}));
+      labels = torch::tensor(drawn, torch::kInt64).to(logits.device());
+    }
+    return log_probabilities.gather(1, labels.view({-1, 1})).view({-1});
   };
-
-  std::vector<torch::Tensor> sums;
-  for (const auto& parameter : parameters) sums.push_back(torch::zeros({parameter.numel()}));
-  MultiHeadModelImpl* taped_model = nullptr;
-  if (path != FisherPath::PerSampleLoop && count > 0) {
-    std::string why;
-    taped_model = batched_fisher_model(ctx.model, data, &why);
-    if (taped_model == nullptr && path == FisherPath::Batched)
-      throw Error("fisher_diagonal: batched per-sample gradients are not possible: " + why);
-  }
-  if (taped_model != nullptr) {
-    SquareSums by_parameter;
-    for (size_t k = 0; k < parameters.size(); ++k) by_parameter[parameters[k].unsafeGetTensorImpl()] = sums[k];
-    for (int64_t start = offset; start < offset + length; start += kFisherChunk) {
-      const torch::Tensor positions = torch::arange(start, std::min(start + kFisherChunk, offset + length), torch::kInt64);
-      LayerTape tape;
-      const torch::Tensor features = taped_model->features_recorded(data.inputs(positions), tape);
-      const torch::Tensor log_probabilities = torch::log_softmax(ctx.model.head_forward(features, head), 1);
-      const torch::Tensor labels = labels_for(positions, log_probabilities);
-      // Sample i's log-likelihood depends on sample i's outputs only, so the
-      // gradient of the sum has each sample's own gradient in its row.
-      const torch::Tensor objective = log_probabilities.gather(1, labels.view({-1, 1})).sum();
-      std::vector<torch::Tensor> outputs;
-      for (const TapedLayer& layer : tape.layers()) outputs.push_back(layer.output);
-      const auto deltas = torch::autograd::grad({objective}, outputs, {}, false, false, /*allow_unused=*/true);
-      torch::NoGradGuard no_grad;
-      for (size_t k = 0; k < outputs.size(); ++k)
-        if (deltas[k].defined()) add_squared_sample_gradients(tape.layers()[k], deltas[k], by_parameter);
-    }
-  } else {
-    for (int64_t i = offset; i < offset + length; ++i) {
-      const torch::Tensor position = torch::tensor({i}, torch::kInt64);
-      const torch::Tensor log_probabilities = torch::log_softmax(ctx.model.logits(data.inputs(position), head), 1);
-      const int64_t label = labels_for(position, log_probabilities).item<int64_t>();
-      const auto grads = torch::autograd::grad({log_probabilities[0][label]}, parameters, {}, false, false, true);
-      torch::NoGradGuard no_grad;
-      for (size_t k = 0; k < parameters.size(); ++k)
-        if (grads[k].defined()) sums[k].add_(grads[k].reshape({-1}).pow(2));
-    }
-  }
-  torch::Tensor flat;
-  const std::vector<torch::Tensor> totals = sum_across_ranks_fused(ctx.comm, sums, flat);
-  flat.div_(static_cast<double>(std::max<int64_t>(count, 1)));
-  NamedTensors fisher;
-  for (size_t k = 0; k < parameters.size(); ++k)
-    fisher.emplace_back(named[k].first, totals[k].view(parameters[k].sizes()).clone());
-  return fisher;
+  torch::Tensor total = sum_chunks_in_order(
+      ctx.comm, ceil_div(count, kPerSampleChunk), layout.numel, layout.options(), [&](int64_t c, torch::Tensor& out) {
+        const torch::Tensor positions = position_range(c * kPerSampleChunk, std::min((c + 1) * kPerSampleChunk, count));
+        add_per_sample_gradient_powers(ctx, taped, data, head, positions, log_likelihood, 2, layout, layout.slots(out));
+      });
+  total.div_(static_cast<double>(std::max<int64_t>(count, 1)));
+  return layout.named(total);
 }
 
 }  // namespace clx

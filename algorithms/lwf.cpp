@@ -33,10 +33,11 @@ void LwfStrategy::before_task(StageContext& ctx) {
   const bool was_training = ctx.model.is_training();
   ctx.model.eval();
   const TaskData& data = ctx.stream.tasks[task].train;
+  // The targets live on the compute device, as the features they meet.
   std::vector<std::vector<torch::Tensor>> chunks(task);
   for (int64_t start = 0; start < data.size(); start += 1024) {
     const torch::Tensor positions = torch::arange(start, std::min(start + 1024, data.size()), torch::kInt64);
-    const torch::Tensor features = ctx.model.features(data.inputs(positions));
+    const torch::Tensor features = ctx.model.features(ctx.inputs(data, positions));
     for (int head = 0; head < task; ++head)
       chunks[head].push_back(torch::softmax(ctx.model.head_forward(features, head) / temperature_, 1));
   }
@@ -46,10 +47,13 @@ void LwfStrategy::before_task(StageContext& ctx) {
 
 torch::Tensor LwfStrategy::penalty_loss(StageContext& ctx) {
   if (targets_.empty() || !ctx.batch_features.defined()) return {};
-  torch::Tensor loss = torch::zeros({});
-  for (size_t head = 0; head < targets_.size(); ++head)
-    loss = loss + distillation(ctx.model.head_forward(ctx.batch_features, static_cast<int64_t>(head)),
-                               targets_[head].index_select(0, ctx.batch_positions), temperature_);
+  const torch::Tensor rows = ctx.batch_positions.to(targets_[0].device());
+  torch::Tensor loss;
+  for (size_t head = 0; head < targets_.size(); ++head) {
+    const torch::Tensor term = distillation(ctx.model.head_forward(ctx.batch_features, static_cast<int64_t>(head)),
+                                            targets_[head].index_select(0, rows), temperature_);
+    loss = loss.defined() ? loss + term : term;
+  }
   return loss * (lambda_ * ctx.loss_scale);
 }
 

@@ -1,5 +1,6 @@
 #include "algorithms/si.h"
 
+#include "algorithms/strategy.h"
 #include "runtime/error.h"
 
 namespace clx {
@@ -14,7 +15,7 @@ void SiStrategy::add_options(po::options_description& options) {
 }
 
 SiOptions SiStrategy::read_options(const po::variables_map& values) {
-  return SiOptions{values["si.c"].as<double>(), values["si.xi"].as<double>()};
+  return SiOptions{values["si.c"].as<double>(), values["si.xi"].as<double>(), read_penalty_step(values)};
 }
 
 SiStrategy::SiStrategy(SiOptions options) : options_(options) {
@@ -32,15 +33,22 @@ void SiStrategy::before_task(StageContext& ctx) {
   previous_ = snapshot_shared(ctx.model);
 }
 
+std::vector<QuadraticTerm> SiStrategy::penalty_terms() const {
+  // c * sum Omega (theta - theta*)^2, gradient 2 c Omega (theta - theta*).
+  return {QuadraticTerm{omega_, anchor_, 2.0 * options_.c}};
+}
+
 void SiStrategy::after_backward(StageContext& ctx) {
   // The gradient here is the all-reduced task-loss gradient: keep it before adding the penalty.
   task_gradient_.clear();
   for (const auto& [name, parameter] : ctx.model.named_shared_parameters())
     task_gradient_.push_back(parameter.grad().defined() ? parameter.grad().clone() : torch::zeros_like(parameter));
-  if (ctx.stage > 0) add_quadratic_pull(ctx.model, omega_, anchor_, 2.0 * options_.c);
+  if (ctx.stage > 0) penalty_after_backward(options_.penalty_step, ctx.model, penalty_terms());
 }
 
 void SiStrategy::after_step(StageContext& ctx) {
+  // delta_theta is the actual update, the proximal pull included.
+  if (ctx.stage > 0) penalty_after_step(options_.penalty_step, ctx.model, penalty_terms(), ctx.lr);
   torch::NoGradGuard no_grad;
   const auto parameters = ctx.model.named_shared_parameters();
   for (size_t k = 0; k < parameters.size(); ++k) {
@@ -55,7 +63,7 @@ void SiStrategy::after_task(StageContext& ctx) {
   const auto parameters = ctx.model.named_shared_parameters();
   for (size_t k = 0; k < parameters.size(); ++k) {
     const torch::Tensor delta = parameters[k].second.detach() - start_[k].second;
-    omega_[k].second.add_(path_[k].second / (delta * delta + options_.xi));
+    omega_[k].second.add_((path_[k].second / (delta * delta + options_.xi)).clamp_min_(0.0));
   }
   anchor_ = snapshot_shared(ctx.model);
 }

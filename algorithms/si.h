@@ -1,7 +1,8 @@
 #pragma once
 // Synaptic Intelligence (Zenke et al. 2017): the path integral of the task
 // loss w += -g_task * delta_theta along training, turned into importance
-// Omega += w / ((theta_end - theta_start)^2 + xi) after each task; penalty
+// Omega += max(0, w / ((theta_end - theta_start)^2 + xi)) after each task
+// (clamped: a negative Omega would push weights away); penalty
 // c * sum Omega (theta - theta*)^2. DESIGN.md 4.3.
 #include <boost/program_options.hpp>
 
@@ -13,6 +14,7 @@ namespace clx {
 struct SiOptions {
   double c = 0.1;
   double xi = 0.1;
+  PenaltyStep penalty_step = PenaltyStep::Explicit;
 };
 
 class SiStrategy final : public Strategy {
@@ -32,6 +34,8 @@ class SiStrategy final : public Strategy {
   const NamedTensors& path_integral() const { return path_; }
 
  private:
+  std::vector<QuadraticTerm> penalty_terms() const;
+
   SiOptions options_;
   NamedTensors omega_, anchor_;          // accumulated importance, theta* (end of the previous task)
   NamedTensors path_, start_, previous_;  // w, theta at task start, theta before the current step

@@ -30,7 +30,7 @@ const std::vector<StrategyInfo>& strategy_registry() {
       {"si", "synaptic intelligence (path-integral importance)", SiStrategy::add_options,
        [](const po::variables_map& v) { return std::make_unique<SiStrategy>(SiStrategy::read_options(v)); }},
       {"mas", "memory aware synapses (output-sensitivity importance)", MasStrategy::add_options,
-       [](const po::variables_map& v) { return std::make_unique<MasStrategy>(v["mas.lambda"].as<double>()); }},
+       [](const po::variables_map& v) { return std::make_unique<MasStrategy>(MasStrategy::read_options(v)); }},
       {"lwf", "learning without forgetting (distillation of earlier heads)", LwfStrategy::add_options,
        [](const po::variables_map& v) {
          return std::make_unique<LwfStrategy>(v["lwf.lambda"].as<double>(), v["lwf.temperature"].as<double>());
@@ -43,6 +43,10 @@ const std::vector<StrategyInfo>& strategy_registry() {
 }
 
 void add_strategy_options(po::options_description& options) {
+  options.add_options()("train.penalty_step", po::value<std::string>()->default_value("explicit"),
+                        "how the quadratic penalties of anpyc, ewc, si and mas are applied: explicit (their gradient "
+                        "added to the averaged gradient) | proximal (closed-form step after the optimizer step, "
+                        "stable at any strength)");
   for (const auto& info : strategy_registry())
     if (info.add_options) info.add_options(options);
 }
@@ -53,7 +57,14 @@ std::string strategy_names() {
   return names;
 }
 
+PenaltyStep read_penalty_step(const po::variables_map& values) {
+  if (!values.count("train.penalty_step")) return PenaltyStep::Explicit;
+  return parse_choice<PenaltyStep>("train.penalty_step", values["train.penalty_step"].as<std::string>(),
+                                   {{"explicit", PenaltyStep::Explicit}, {"proximal", PenaltyStep::Proximal}});
+}
+
 std::unique_ptr<Strategy> make_strategy(const std::string& name, const po::variables_map& options) {
+  read_penalty_step(options);  // checked for every algorithm, also those without a penalty
   for (const auto& info : strategy_registry())
     if (info.name == name) return info.make(options);
   throw Error("train.algorithm: '" + name + "' is not one of " + strategy_names());

@@ -368,7 +368,7 @@ std::vector<Table> passes_suite(Communicator& comm, const Data& data, const Benc
         epoch.push_back(framework_epoch_seconds(single, stream, arch, config));
         auto context = context_for(stream);
         auto start = Clock::now();
-        clx::entropy_taylor_importance(context, 0, -1.0);
+        clx::entropy_taylor_importance(context, 0, clx::EntropyTaylorSettings{options.batch});
         pass.push_back(seconds_since(start));
         epoch_1000.push_back(framework_epoch_seconds(single, thousand, arch, config));
         auto context_1000 = context_for(thousand);

@@ -73,6 +73,9 @@ TrainOptions parse_train_options(int argc, const char* const* argv) {
       ("model.stem", po::value<std::string>()->default_value("auto"),
        "resnet18 input stem: small (3x3 conv, for 28-32 px) | imagenet (7x7/2 conv + max-pool, for 224 px) | "
        "auto (imagenet when both sides are at least 128 px)")
+      ("model.init", po::value<std::string>()->default_value("default"),
+       "initial weights: default (LibTorch's) | truncated_normal (Linear and Conv2d weights N(0, 0.1^2) cut at 2 std, "
+       "biases 0.1: the released ANPyC code)")
       ("model.heads", po::value<std::string>(&options.heads)->default_value("auto"),
        "auto (the algorithm's choice) | multi (one head per task) | single (one head over all classes)");
 

@@ -120,6 +120,7 @@ int run(TrainOptions& options, Communicator& control) {
     model_config.dropout = options.dropout;
     model_config.width = options.values["model.width"].as<double>();
     model_config.stem = options.values["model.stem"].as<std::string>();
+    model_config.init = options.values["model.init"].as<std::string>();
     validate_model_config(model_config);
     validate_stream_config(options.stream, 10);
     validate_trainer_config(options.trainer, comm.size());

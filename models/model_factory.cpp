@@ -17,11 +17,32 @@ void validate_model_config(const ModelConfig& config) {
     throw Error("model.width: must be a positive channel multiplier, got " + std::to_string(config.width));
   if (config.stem != "auto" && config.stem != "small" && config.stem != "imagenet")
     throw Error("model.stem: '" + config.stem + "' is not one of auto, small, imagenet");
+  if (config.init != "default" && config.init != "truncated_normal")
+    throw Error("model.init: '" + config.init + "' is not one of default, truncated_normal");
 }
 
-MultiHeadModel make_model(const ModelConfig& config, const std::vector<int64_t>& input_shape,
-                          const std::vector<int64_t>& head_sizes) {
-  validate_model_config(config);
+void initialise_truncated_normal(torch::nn::Module& module, double std, double bias) {
+  torch::NoGradGuard no_grad;
+  // Uniform in (Phi(-2) .. Phi(2)) mapped through the inverse normal CDF.
+  const double lower = 0.5 * std::erfc(2.0 / std::sqrt(2.0)), upper = 1.0 - lower;
+  auto fill = [&](torch::Tensor& weight) {
+    weight.uniform_(2.0 * lower - 1.0, 2.0 * upper - 1.0).erfinv_().mul_(std * std::sqrt(2.0)).clamp_(-2.0 * std, 2.0 * std);
+  };
+  for (const auto& child : module.modules(/*include_self=*/true)) {
+    if (auto* linear = child->as<torch::nn::Linear>()) {
+      fill(linear->weight);
+      if (linear->bias.defined()) linear->bias.fill_(bias);
+    } else if (auto* conv = child->as<torch::nn::Conv2d>()) {
+      fill(conv->weight);
+      if (conv->bias.defined()) conv->bias.fill_(bias);
+    }
+  }
+}
+
+namespace {
+
+MultiHeadModel make_architecture(const ModelConfig& config, const std::vector<int64_t>& input_shape,
+                                 const std::vector<int64_t>& head_sizes) {
   if (config.arch == "vgg9") {
     Vgg9Config vgg;
     vgg.width = config.width;
@@ -38,6 +59,16 @@ MultiHeadModel make_model(const ModelConfig& config, const std::vector<int64_t>&
   mlp.hidden = config.hidden;
   mlp.dropout = config.dropout;
   return make_mlp(input_shape, mlp, head_sizes);
+}
+
+}  // namespace
+
+MultiHeadModel make_model(const ModelConfig& config, const std::vector<int64_t>& input_shape,
+                          const std::vector<int64_t>& head_sizes) {
+  validate_model_config(config);
+  MultiHeadModel model = make_architecture(config, input_shape, head_sizes);
+  if (config.init == "truncated_normal") initialise_truncated_normal(*model);
+  return model;
 }
 
 }  // namespace clx

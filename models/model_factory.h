@@ -15,14 +15,24 @@ struct ModelConfig {
   double dropout = 0.0;                   // mlp: after each hidden layer; vgg9: after each fc layer
   double width = 1.0;                     // vgg9, resnet18: channel multiplier
   std::string stem = "auto";              // resnet18: auto | small | imagenet
+  // default (LibTorch's) | truncated_normal: every Linear and Conv2d weight
+  // (trunk and heads) from N(0, 0.1^2) truncated at 2 standard deviations,
+  // biases 0.1 (the released ANPyC code's weight_variable / bias_variable).
+  std::string init = "default";
 };
 
 // The checks that need no data: throws clx::Error naming the option
-// (model.arch, model.dropout, model.width, model.stem).
+// (model.arch, model.dropout, model.width, model.stem, model.init).
 void validate_model_config(const ModelConfig& config);
 
 // Also throws clx::Error when the network does not fit `input_shape` ({C, H, W}).
+// The initial weights come from LibTorch's default generator (seed it first).
 MultiHeadModel make_model(const ModelConfig& config, const std::vector<int64_t>& input_shape,
                           const std::vector<int64_t>& head_sizes);
+
+// Re-initialises every Linear and Conv2d of `module`: weights truncated normal
+// (mean 0, `std`, cut at 2 std by inverse-CDF sampling, as PyTorch's
+// trunc_normal_ and TensorFlow's truncated_normal), biases `bias`.
+void initialise_truncated_normal(torch::nn::Module& module, double std = 0.1, double bias = 0.1);
 
 }  // namespace clx

@@ -7,6 +7,7 @@
 //   per step: penalty_loss -> backward -> gradient all-reduce -> after_backward
 //             -> optimizer step -> after_step
 //   after_task (importance, pruning, snapshots)
+// and around the evaluation of each task: before_evaluate -> after_evaluate.
 // Everything a strategy keeps lives in named tensors (state()), so
 // checkpoints and cross-rank fingerprints need no per-algorithm code.
 #include <torch/torch.h>
@@ -43,6 +44,9 @@ struct StageContext {
   // The rank's compute device: where the model lives and where every strategy
   // tensor that meets its parameters must live (DESIGN.md §5).
   torch::Device device = torch::kCPU;
+  // Mean training loss of the last finished epoch of this stage (main training
+  // or a train_epochs call); 0 before the first.
+  double last_epoch_loss = 0.0;
 
   // Valid during penalty_loss only: this rank's share of the current global
   // batch (positions into the stage's training data, the concatenation of its
@@ -93,6 +97,11 @@ class Strategy {
   virtual void after_backward(StageContext& context) {}
   virtual void after_step(StageContext& context) {}
   virtual void after_task(StageContext& context) {}
+  // Around the evaluation of `task` (after every stage, and once before any):
+  // a strategy may change the weights the evaluation sees (ANPyC's per-task
+  // inference masks) and must restore them in after_evaluate.
+  virtual void before_evaluate(ContinualNet& model, int task) {}
+  virtual void after_evaluate(ContinualNet& model, int task) {}
 
   // Named tensors the strategy keeps (checkpointed and fingerprinted); scalars
   // that a resume needs are 0-dim tensors.

@@ -137,6 +137,7 @@ std::vector<double> Trainer::evaluate_all(int trained_up_to) {
     if (config_.heads == HeadLayout::Single)
       allowed = torch::tensor(stream_.classes_up_to(std::max(task, trained_up_to)), torch::kInt64).to(config_.device);
     torch::Tensor task_correct = torch::zeros({}, torch::TensorOptions().dtype(torch::kInt64).device(config_.device));
+    strategy_.before_evaluate(*model_, task);
     for (int64_t start = offset; start < offset + length; start += config_.eval_batch_size) {
       const int64_t n = std::min(config_.eval_batch_size, offset + length - start);
       const torch::Tensor positions = torch::arange(start, start + n, torch::kInt64);
@@ -151,6 +152,7 @@ std::vector<double> Trainer::evaluate_all(int trained_up_to) {
       else predicted = logits.argmax(1);
       task_correct.add_(predicted.eq(labels).sum());
     }
+    strategy_.after_evaluate(*model_, task);
     correct.push_back(task_correct);
     totals.push_back(length);
   }
@@ -287,6 +289,7 @@ void Trainer::train_epoch(StageRun& run, Position& position, int64_t count, cons
   }
   average_buffers();
   run.record.final_loss = position.loss / position.seen;
+  run.context.last_epoch_loss = run.record.final_loss;
   run.record.final_train_accuracy = position.correct / position.seen;
   std::ostringstream line;
   line << name << ": loss " << std::fixed << std::setprecision(4) << run.record.final_loss << ", train accuracy "

@@ -1,37 +1,35 @@
 #!/usr/bin/env bash
-# Writes configs/<stream>_fmnist_<method>.ini for every method of the
-# protocol, from the base config and the hyperparameter the protocol's
-# validation grid chose (runs/protocol_<stream>/chosen.csv, written by the
-# sweep of scripts/cl_protocol.sh).
+# Writes configs/paper/<stream>_fmnist_<method>.ini for every method of the
+# protocol, from the paper profile (configs/paper/<stream>_fmnist.ini) and the
+# strength the protocol's validation grid chose (runs/protocol_<stream>/chosen.csv,
+# written by build/sweep configs/sweep_<stream>_fmnist.ini).
 # Usage: scripts/make_algorithm_configs.sh split|permuted [PROTOCOL_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 stream=${1:?usage: scripts/make_algorithm_configs.sh split\|permuted [PROTOCOL_DIR]}
 protocol=${2:-runs/protocol_$stream}
-base=configs/${stream}_fmnist.ini
+base=configs/paper/${stream}_fmnist.ini
 chosen=$protocol/chosen.csv
-[ -s "$chosen" ] || { echo "make_algorithm_configs: $chosen not found: run scripts/cl_protocol.sh $stream first" >&2; exit 1; }
+[ -s "$chosen" ] || { echo "make_algorithm_configs: $chosen not found: run build/sweep configs/sweep_${stream}_fmnist.ini first" >&2; exit 1; }
 
 write_config() {  # write_config METHOD ALGORITHM [SECTION KEY VALUE NOTE]
   local method=$1 algorithm=$2 section=${3:-} key=${4:-} value=${5:-} note=${6:-}
-  local file=configs/${stream}_fmnist_${method}.ini
+  local file=configs/paper/${stream}_fmnist_${method}.ini
   {
-    echo "# ${stream} Fashion-MNIST with ${method}: ${base} plus the settings below."
+    echo "# ${stream} Fashion-MNIST with ${method} on the paper profile: ${base} plus the settings below."
     if [ -n "$section" ]; then
-      echo "# ${section}.${key} = ${value} was chosen by scripts/cl_protocol.sh ${stream} (configs/sweep_${stream}_fmnist.ini): a grid of 4 values"
-      echo "# on validation data (10% of each task's training data, seed 100), never on test data."
-      echo "# ${note}"
+      echo "# ${section}.${key} = ${value} was chosen by build/sweep configs/sweep_${stream}_fmnist.ini on validation"
+      echo "# data (10% of each task's training data, seed 100), never on test data. ${note}"
     fi
     echo "#   mpirun -np 2 build/train --config ${file}"
     echo
-    sed -e "s/^algorithm = .*/algorithm = ${algorithm}/" -e '/^# /d' -e '/^#$/d' "$base"
-    if [ "$method" = anpyc-noprune ] || [ "$method" = anpyc ]; then
-      echo
+    # The base's own [anpyc] section (the released lambda) is its last one: replaced below for ANPyC.
+    sed -e "s/^algorithm = .*/algorithm = ${algorithm}/" -e '/^#/d' -e '/^\[anpyc\]/,$d' "$base"
+    if [ "$algorithm" = anpyc ]; then
       echo "[anpyc]"
-      echo "prune = $([ "$method" = anpyc ] && echo true || echo false)"
-      echo "${key} = ${value}"
+      echo "prune = $([ "$method" = anpyc-noprune ] && echo false || echo true)"
+      [ -z "$key" ] || echo "${key} = ${value}"
     elif [ -n "$section" ]; then
-      echo
       echo "[${section}]"
       echo "${key} = ${value}"
     fi

@@ -15,6 +15,7 @@
 #include "runtime/logging.h"
 #include "runtime/data/task_stream.h"
 #include "runtime/strategy.h"
+#include "tests/trainer_test_support.h"
 
 namespace clx::testing_support {
 
@@ -78,41 +79,46 @@ inline TaskStream tiny_image_stream(int64_t tasks, int64_t classes_per_task, int
                            });
 }
 
+// Initialised on the CPU (the same weights on every device), then moved to `device`.
 inline MultiHeadModel tiny_mlp(const TaskStream& stream, std::vector<int64_t> hidden, uint64_t seed,
-                               double dropout = 0.0) {
+                               double dropout = 0.0, torch::Device device = torch::kCPU) {
   torch::manual_seed(seed);
   MlpConfig mlp;
   mlp.hidden = std::move(hidden);
   mlp.dropout = dropout;
   std::vector<int64_t> heads;
   for (const Task& task : stream.tasks) heads.push_back(task.head_size);
-  return make_mlp(stream.input_shape, mlp, heads);
+  MultiHeadModel model = make_mlp(stream.input_shape, mlp, heads);
+  model->to(device);
+  return model;
 }
 
-// A stage context built by hand, as the trainer would build it; train_epochs does nothing.
+// A stage context built by hand, as the trainer would build it (on the
+// model's device); train_epochs does nothing.
 inline StageContext hand_context(MultiHeadModel& model, Communicator& comm, const TaskStream& stream, Logger& log,
                                  int stage, std::vector<int> tasks, int64_t batch_size, uint64_t seed = 7) {
   StageContext ctx{*model, comm, stream, log, HeadLayout::Multi, stage, std::move(tasks)};
   ctx.batch_size = batch_size;
   ctx.seed = seed;
+  ctx.device = model->shared_parameters().at(0).device();
   for (auto& p : model->shared_parameters()) ctx.trainable.push_back(p);
   ctx.train_epochs = [](int64_t, const std::string&) {};
   return ctx;
 }
 
-// A double-precision copy of an MLP's trunk (weight, bias per layer, ReLU after
-// each) and of one head, as fresh autograd leaves; the forward pass is written
-// here, not borrowed from the model.
+// A double-precision CPU copy of an MLP's trunk (weight, bias per layer, ReLU
+// after each) and of one head, as fresh autograd leaves; the forward pass is
+// written here, not borrowed from the model.
 struct ReferenceNet {
   std::vector<torch::Tensor> trunk;  // W1, b1, W2, b2, ... (model's shared-parameter order)
   torch::Tensor head_weight, head_bias;
 
   ReferenceNet(const ContinualNet& model, int64_t head) {
     for (const auto& item : model.named_shared_parameters())
-      trunk.push_back(item.second.detach().to(torch::kFloat64).clone().requires_grad_(true));
+      trunk.push_back(item.second.detach().to(torch::kCPU, torch::kFloat64).clone().requires_grad_(true));
     const auto head_parameters = model.head_parameters(head);
-    head_weight = head_parameters.at(0).detach().to(torch::kFloat64).clone();
-    head_bias = head_parameters.at(1).detach().to(torch::kFloat64).clone();
+    head_weight = head_parameters.at(0).detach().to(torch::kCPU, torch::kFloat64).clone();
+    head_bias = head_parameters.at(1).detach().to(torch::kCPU, torch::kFloat64).clone();
   }
 
   torch::Tensor logits(const torch::Tensor& images) const {
@@ -132,25 +138,42 @@ inline std::vector<torch::Tensor> zeros_like_all(const std::vector<torch::Tensor
   return zeros;
 }
 
-// Eq. 7 by hand: for each batch, H_B = mean_i -sum_k q log q, g = dH_B/dtheta,
-// omega_B = max(0, s g theta + g^2 theta^2 / 2); the mean over batches.
-// With `clamp` false: the same without max(0, .) (to see which elements the clamp hits).
+// How reference_entropy_taylor forms omega_B (DESIGN.md 4.2).
+struct EntropyTaylorReference {
+  int64_t batch = 100;
+  double sign = 1.0;
+  bool summed = true;   // H_B = sum over the batch (false: mean)
+  bool fisher = false;  // h = mean_i (dH_i/dtheta)^2 over the batch (false: h = g^2)
+  bool clamp = true;    // false: without max(0, .), to see which elements the clamp hits
+};
+
+// Eq. 7 by hand: for each batch B (stored order), H_B = sum or mean over its
+// samples of -sum_k q log q, g = dH_B/dtheta, omega_B = max(0, s g theta + h theta^2 / 2);
+// the mean over batches.
 inline std::vector<torch::Tensor> reference_entropy_taylor(const ContinualNet& model, const TaskData& data,
-                                                          int64_t head, int64_t batch, double sign,
-                                                          bool clamp = true) {
+                                                          int64_t head, const EntropyTaylorReference& how) {
   ReferenceNet net(model, head);
+  auto entropies = [&](const torch::Tensor& positions) {
+    const torch::Tensor log_q = torch::log_softmax(net.logits(data.inputs(positions)), 1);
+    return -(log_q.exp() * log_q).sum(1);
+  };
   std::vector<torch::Tensor> total = zeros_like_all(net.trunk);
   int64_t batches = 0;
-  for (int64_t start = 0; start < data.size(); start += batch) {
-    const int64_t n = std::min(batch, data.size() - start);
-    const torch::Tensor logits = net.logits(data.inputs(torch::arange(start, start + n, torch::kInt64)));
-    const torch::Tensor log_q = torch::log_softmax(logits, 1);
-    const torch::Tensor entropy = -(log_q.exp() * log_q).sum(1).mean();
-    const auto g = net.grad(entropy);
+  for (int64_t start = 0; start < data.size(); start += how.batch) {
+    const int64_t n = std::min(how.batch, data.size() - start);
+    const torch::Tensor h_b = entropies(torch::arange(start, start + n, torch::kInt64));
+    const auto g = net.grad(how.summed ? h_b.sum() : h_b.mean());
+    std::vector<torch::Tensor> h = zeros_like_all(net.trunk);
+    for (int64_t i = start; i < start + n; ++i) {
+      if (!how.fisher) break;
+      const auto g_i = net.grad(entropies(torch::tensor({i}, torch::kInt64)).sum());
+      for (size_t k = 0; k < g_i.size(); ++k) h[k] += g_i[k].pow(2) / static_cast<double>(n);
+    }
     for (size_t k = 0; k < g.size(); ++k) {
-      const torch::Tensor gt = g[k] * net.trunk[k].detach();
-      const torch::Tensor raw = sign * gt + 0.5 * gt * gt;
-      total[k] += clamp ? raw.clamp_min(0.0) : raw;
+      const torch::Tensor theta = net.trunk[k].detach();
+      const torch::Tensor curvature = how.fisher ? h[k] * theta * theta : (g[k] * theta).pow(2);
+      const torch::Tensor raw = how.sign * g[k] * theta + 0.5 * curvature;
+      total[k] += how.clamp ? raw.clamp_min(0.0) : raw;
     }
     ++batches;
   }
@@ -158,7 +181,7 @@ inline std::vector<torch::Tensor> reference_entropy_taylor(const ContinualNet& m
   return total;
 }
 
-// MAS by hand: mean over batches of |d mean_i ||f(x_i)||^2 / dtheta|.
+// MAS by hand, batch form: mean over batches of |d mean_i ||f(x_i)||^2 / dtheta|.
 inline std::vector<torch::Tensor> reference_mas(const ContinualNet& model, const TaskData& data, int64_t head,
                                                int64_t batch) {
   ReferenceNet net(model, head);
@@ -172,6 +195,20 @@ inline std::vector<torch::Tensor> reference_mas(const ContinualNet& model, const
     ++batches;
   }
   for (auto& t : total) t /= static_cast<double>(batches);
+  return total;
+}
+
+// MAS by hand, per sample: mean over samples of |d ||f(x_i)||^2 / dtheta|, one
+// autograd call per sample.
+inline std::vector<torch::Tensor> reference_mas_per_sample(const ContinualNet& model, const TaskData& data,
+                                                          int64_t head) {
+  ReferenceNet net(model, head);
+  std::vector<torch::Tensor> total = zeros_like_all(net.trunk);
+  for (int64_t i = 0; i < data.size(); ++i) {
+    const auto g = net.grad(net.logits(data.inputs(torch::tensor({i}, torch::kInt64))).pow(2).sum());
+    for (size_t k = 0; k < g.size(); ++k) total[k] += g[k].abs();
+  }
+  for (auto& t : total) t /= static_cast<double>(data.size());
   return total;
 }
 
@@ -202,12 +239,14 @@ inline std::vector<torch::Tensor> reference_fisher_true_labels(const ContinualNe
   return total;
 }
 
-// Element-wise comparison with a message naming the worst element.
+// Element-wise comparison (in double, on the CPU, whatever devices the two
+// live on) with a message naming the worst element.
 inline ::testing::AssertionResult all_close(const torch::Tensor& actual, const torch::Tensor& expected, double rtol,
                                             double atol) {
   if (actual.sizes() != expected.sizes())
     return ::testing::AssertionFailure() << "shape " << actual.sizes() << " vs expected " << expected.sizes();
-  const torch::Tensor a = actual.detach().to(torch::kFloat64), e = expected.detach().to(torch::kFloat64);
+  const torch::Tensor a = actual.detach().to(torch::kCPU, torch::kFloat64);
+  const torch::Tensor e = expected.detach().to(torch::kCPU, torch::kFloat64);
   const torch::Tensor excess = (a - e).abs() - (atol + rtol * e.abs());
   if (excess.numel() == 0 || excess.max().item<double>() <= 0) return ::testing::AssertionSuccess();
   const int64_t worst = excess.reshape({-1}).argmax().item<int64_t>();

@@ -10,10 +10,11 @@ rank_pid() {
   done
 }
 # A small ANPyC-with-pruning sequence on 2 ranks: pruning retrains inside after_task,
-# so checkpoints land between tasks, mid-epoch and mid-pruning.
+# so checkpoints land between tasks, mid-epoch and mid-pruning; the proximal
+# penalty step reads the learning rate of each step, which a resume must restore.
 RUN=(--config "$SOURCE_DIR/configs/split_fmnist.ini" --data.tasks=3 --data.train_samples_per_task=600
      --data.test_samples_per_task=300 --train.epochs=2 --train.batch_size=64 --train.momentum=0.9 --model.dropout=0.2
-     --train.algorithm=anpyc --anpyc.lambda=1000 --anpyc.first_budget=0.2 --anpyc.retrain_epochs=1 --run.progress=off)
+     --train.algorithm=anpyc --anpyc.lambda=1000 --train.penalty_step=proximal --anpyc.first_budget=0.2 --anpyc.retrain_epochs=1 --run.progress=off)
 
 timeout 300 "${MPI[@]}" -np 2 "$TRAIN" "${RUN[@]}" --run.checkpoint_every_steps=7 --run.keep_checkpoints=1000 \
   --output "$WORK/reference" > "$WORK/reference.out" 2>&1 && pass "reference run with a checkpoint every 7 steps" \

@@ -5,8 +5,10 @@
 // are in test_mpi_anpyc.cpp.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <set>
+#include <tuple>
 
 #include "algorithms/anpyc.h"
 #include "algorithms/ewc.h"
@@ -17,6 +19,7 @@
 #include "algorithms/pruning.h"
 #include "algorithms/sgdf.h"
 #include "algorithms/si.h"
+#include "algorithms/strategy.h"
 #include "models/conv_nets.h"
 #include "models/multi_head_model.h"
 #include "runtime/error.h"
@@ -33,12 +36,21 @@ namespace {
 constexpr double kRtol = 1e-5;
 constexpr double kAtol = 1e-7;
 
+// Models and training live on CLX_TEST_DEVICE (default cpu); the references
+// of algorithm_test_support.h are computed on the CPU in double precision.
+const torch::Device kDevice = test_device();
+
+MultiHeadModel device_mlp(const TaskStream& stream, std::vector<int64_t> hidden, uint64_t seed, double dropout = 0.0) {
+  return tiny_mlp(stream, std::move(hidden), seed, dropout, kDevice);
+}
+
 TrainerConfig tiny_trainer_config(int64_t batch, int64_t epochs = 1) {
   TrainerConfig config;
   config.batch_size = batch;
   config.epochs = epochs;
   config.lr = 0.1;
   config.progress_seconds = 1e9;
+  config.device = kDevice;
   return config;
 }
 
@@ -66,10 +78,11 @@ void set_shared_grads(MultiHeadModel& model, const std::vector<torch::Tensor>& g
   for (size_t k = 0; k < parameters.size(); ++k) parameters[k].mutable_grad() = grads[k].clone();
 }
 
+// Drawn on the CPU (the same values on every device), placed on the parameters' device.
 std::vector<torch::Tensor> random_like_shared(MultiHeadModel& model, double scale, uint64_t seed) {
   torch::manual_seed(seed);
   std::vector<torch::Tensor> out;
-  for (auto& p : model->shared_parameters()) out.push_back(torch::randn(p.sizes()) * scale);
+  for (auto& p : model->shared_parameters()) out.push_back((torch::randn(p.sizes()) * scale).to(p.options()));
   return out;
 }
 
@@ -90,51 +103,93 @@ void expect_all_close(const NamedTensors& got, const std::vector<torch::Tensor>&
 // ---------------------------------------------------------------- 1. importance
 
 TEST(EntropyTaylorImportance, MatchesPerBatchEntropyGradientComputedByHand) {
-  // 6 training samples per task, batch 4: two batches of 4 and 2 samples. Heads of size 3.
+  // 6 training samples per task, importance batch 4: two batches of 4 and 2 samples. Heads of size 3.
   TaskStream stream = tiny_stream(2, 3, 6);
   ASSERT_EQ(stream.tasks[1].train.size(), 6);
   // Dropout in the trunk: the pass must run in eval mode (the reference has no dropout).
-  MultiHeadModel model = tiny_mlp(stream, {3}, 21, /*dropout=*/0.5);
+  MultiHeadModel model = device_mlp(stream, {3}, 21, /*dropout=*/0.5);
   model->train();
   SingleCommunicator comm;
   Logger log(1, "");
-  StageContext ctx = hand_context(model, comm, stream, log, 1, {1}, 4);
+  StageContext ctx = hand_context(model, comm, stream, log, 1, {1}, 32);
 
-  NamedTensors by_sign[2];
-  for (int s = 0; s < 2; ++s) {
-    const double sign = s == 0 ? -1.0 : 1.0;
-    SCOPED_TRACE("sign " + std::to_string(sign));
-    by_sign[s] = entropy_taylor_importance(ctx, 1, sign);
-    EXPECT_TRUE(model->is_training()) << "the importance pass must restore training mode";
-    ASSERT_EQ(by_sign[s].size(), 2u);
-    EXPECT_EQ(by_sign[s][0].first, "trunk.1.weight");
-    EXPECT_EQ(by_sign[s][1].first, "trunk.1.bias");
-    expect_all_close(by_sign[s], reference_entropy_taylor(*model, stream.tasks[1].train, 1, 4, sign));
-    for (const auto& item : by_sign[s]) EXPECT_GE(item.second.min().item<double>(), 0.0) << item.first;
+  for (const bool summed : {true, false}) {
+    NamedTensors by_sign[2];
+    for (int s = 0; s < 2; ++s) {
+      EntropyTaylorSettings settings;
+      settings.batch = 4;
+      settings.sign = s == 0 ? -1.0 : 1.0;
+      settings.entropy = summed ? EntropyReduction::Sum : EntropyReduction::Mean;
+      SCOPED_TRACE("sign " + std::to_string(settings.sign) + (summed ? ", summed" : ", mean") + " entropy");
+      by_sign[s] = entropy_taylor_importance(ctx, 1, settings);
+      EXPECT_TRUE(model->is_training()) << "the importance pass must restore training mode";
+      ASSERT_EQ(by_sign[s].size(), 2u);
+      EXPECT_EQ(by_sign[s][0].first, "trunk.1.weight");
+      EXPECT_EQ(by_sign[s][1].first, "trunk.1.bias");
+      EntropyTaylorReference how;
+      how.batch = 4;
+      how.sign = settings.sign;
+      how.summed = summed;
+      expect_all_close(by_sign[s], reference_entropy_taylor(*model, stream.tasks[1].train, 1, how));
+      for (const auto& item : by_sign[s]) EXPECT_GE(item.second.min().item<double>(), 0.0) << item.first;
+    }
+    // s = -1: some element is clamped to exactly 0 although its unclamped Taylor term is negative.
+    EntropyTaylorReference unclamped;
+    unclamped.batch = 4;
+    unclamped.sign = -1.0;
+    unclamped.summed = summed;
+    unclamped.clamp = false;
+    const auto raw = reference_entropy_taylor(*model, stream.tasks[1].train, 1, unclamped);
+    int64_t clamped = 0;
+    for (size_t k = 0; k < raw.size(); ++k)
+      clamped += by_sign[0][k].second.eq(0).logical_and(raw[k].lt(-1e-9)).sum().item<int64_t>();
+    EXPECT_GT(clamped, 0) << "no element exercised the max(0, .) clamp";
+    bool differs = false;
+    for (size_t k = 0; k < raw.size(); ++k) differs |= !torch::allclose(by_sign[0][k].second, by_sign[1][k].second);
+    EXPECT_TRUE(differs) << "the sign changes nothing";
   }
-  // s = -1: some element is clamped to exactly 0 although its unclamped Taylor term is negative.
-  const auto raw = reference_entropy_taylor(*model, stream.tasks[1].train, 1, 4, -1.0, /*clamp=*/false);
-  int64_t clamped = 0;
-  for (size_t k = 0; k < raw.size(); ++k)
-    clamped += by_sign[0][k].second.eq(0).logical_and(raw[k].lt(-1e-9)).sum().item<int64_t>();
-  EXPECT_GT(clamped, 0) << "no element exercised the max(0, .) clamp";
-  // The sign changes the result.
-  bool differs = false;
-  for (size_t k = 0; k < raw.size(); ++k) differs |= !torch::allclose(by_sign[0][k].second, by_sign[1][k].second);
-  EXPECT_TRUE(differs);
+}
+
+TEST(EntropyTaylorImportance, PerSampleFisherHessianMatchesOneAutogradCallPerSample) {
+  TaskStream stream = tiny_stream(2, 3, 7);
+  SingleCommunicator comm;
+  Logger log(1, "");
+  for (const double dropout : {0.0, 0.5}) {
+    // With dropout the trunk is Linear, ReLU, Dropout: the batched path must run it in eval mode.
+    MultiHeadModel model = device_mlp(stream, {4, 3}, 26, dropout);
+    StageContext ctx = hand_context(model, comm, stream, log, 1, {1}, 32);
+    for (const int64_t batch : {3, 100}) {
+      SCOPED_TRACE("dropout " + std::to_string(dropout) + ", batch " + std::to_string(batch));
+      EntropyTaylorSettings settings;
+      settings.batch = batch;
+      settings.hessian = HessianEstimate::Fisher;
+      EntropyTaylorReference how;
+      how.batch = batch;
+      how.fisher = true;
+      expect_all_close(entropy_taylor_importance(ctx, 1, settings),
+                       reference_entropy_taylor(*model, stream.tasks[1].train, 1, how), 1e-4, 1e-7);
+    }
+  }
 }
 
 TEST(EntropyTaylorImportance, BatchOfOneAndWholeTaskBatchesAlsoMatch) {
   TaskStream stream = tiny_stream(2, 2, 6);
-  MultiHeadModel model = tiny_mlp(stream, {3}, 22);
+  MultiHeadModel model = device_mlp(stream, {3}, 22);
   SingleCommunicator comm;
   Logger log(1, "");
+  StageContext ctx = hand_context(model, comm, stream, log, 0, {0}, 32);
   for (int64_t batch : {1, 6, 100}) {
     SCOPED_TRACE("batch " + std::to_string(batch));
-    StageContext ctx = hand_context(model, comm, stream, log, 0, {0}, batch);
-    expect_all_close(entropy_taylor_importance(ctx, 0, -1.0),
-                     reference_entropy_taylor(*model, stream.tasks[0].train, 0, batch, -1.0));
+    EntropyTaylorSettings settings;
+    settings.batch = batch;
+    EntropyTaylorReference how;
+    how.batch = batch;
+    expect_all_close(entropy_taylor_importance(ctx, 0, settings),
+                     reference_entropy_taylor(*model, stream.tasks[0].train, 0, how), 1e-5, 1e-8);
   }
+  EntropyTaylorSettings none;
+  none.batch = 0;
+  expect_error([&] { entropy_taylor_importance(ctx, 0, none); }, {"anpyc.importance_batch: must be positive"});
 }
 
 TEST(SoftmaxEntropy, HandValues) {
@@ -155,50 +210,48 @@ TEST(Accumulation, SumAndMaxElementWise) {
   NamedTensors add = make({1, -2, 3, 0.5}, {4, 0});
   {
     NamedTensors total = make({0.5, 1, 1, 1}, {-1, 2});
-    accumulate_into(total, add, "sum");
+    accumulate_into(total, add, Accumulation::Sum);
     EXPECT_TRUE(torch::equal(total[0].second, torch::tensor({1.5f, -1.0f, 4.0f, 1.5f}).view({2, 2})));
     EXPECT_TRUE(torch::equal(total[1].second, torch::tensor({3.0f, 2.0f})));
     EXPECT_EQ(total[0].first, "w");
   }
   {
     NamedTensors total = make({0.5, 1, 1, 1}, {-1, 2});
-    accumulate_into(total, add, "max");
+    accumulate_into(total, add, Accumulation::Max);
     EXPECT_TRUE(torch::equal(total[0].second, torch::tensor({1.0f, 1.0f, 3.0f, 1.0f}).view({2, 2})));
     EXPECT_TRUE(torch::equal(total[1].second, torch::tensor({4.0f, 2.0f})));
   }
-  NamedTensors total = make({0, 0, 0, 0}, {0, 0});
-  EXPECT_THROW(accumulate_into(total, add, "mean"), Error);
   NamedTensors shorter{{"w", torch::zeros({2, 2})}};
-  EXPECT_THROW(accumulate_into(shorter, add, "sum"), Error);
+  EXPECT_THROW(accumulate_into(shorter, add, Accumulation::Sum), Error);
 }
 
 // ---------------------------------------------------------------- 3. consolidation
 
 TEST(Consolidation, QuadraticPullIsTheGradientOfTheQuadraticPenalty) {
   TaskStream stream = tiny_stream(2, 2, 6);
-  MultiHeadModel model = tiny_mlp(stream, {3}, 23);
+  MultiHeadModel model = device_mlp(stream, {3}, 23);
   const double lambda = 0.7;
   torch::manual_seed(99);
   NamedTensors omega, old;
   for (const auto& [name, p] : model->named_shared_parameters()) {
-    omega.emplace_back(name, torch::rand(p.sizes()));
-    old.emplace_back(name, p.detach() + 0.3 * torch::randn(p.sizes()));
+    omega.emplace_back(name, torch::rand(p.sizes()).to(p.options()));
+    old.emplace_back(name, p.detach() + (0.3 * torch::randn(p.sizes())).to(p.options()));
   }
   const auto known = random_like_shared(model, 1.0, 5);
   set_shared_grads(model, known);
-  add_quadratic_pull(*model, omega, old, 2.0 * lambda);
+  add_quadratic_pull(*model, QuadraticTerm{omega, old, 2.0 * lambda});
 
   // Reference: autograd of lambda * sum Omega (theta - theta_old)^2 in double.
   std::vector<torch::Tensor> theta;
   torch::Tensor energy = torch::zeros({}, torch::kFloat64);
   for (size_t k = 0; k < omega.size(); ++k) {
-    theta.push_back(model->shared_parameters()[k].detach().to(torch::kFloat64).requires_grad_(true));
-    energy = energy + (omega[k].second.to(torch::kFloat64) * (theta[k] - old[k].second.to(torch::kFloat64)).pow(2)).sum();
+    theta.push_back(model->shared_parameters()[k].detach().to(torch::kCPU, torch::kFloat64).requires_grad_(true));
+    energy = energy + (omega[k].second.to(torch::kCPU, torch::kFloat64) * (theta[k] - old[k].second.to(torch::kCPU, torch::kFloat64)).pow(2)).sum();
   }
   const auto pull = torch::autograd::grad({lambda * energy}, theta);
   const auto parameters = model->shared_parameters();
   for (size_t k = 0; k < parameters.size(); ++k)
-    EXPECT_TRUE(all_close(parameters[k].grad(), known[k].to(torch::kFloat64) + pull[k], kRtol, 1e-6)) << k;
+    EXPECT_TRUE(all_close(parameters[k].grad(), known[k].to(torch::kCPU, torch::kFloat64) + pull[k], kRtol, 1e-6)) << k;
   EXPECT_NEAR(quadratic_energy(*model, omega, old), energy.item<double>(), 1e-6 * std::abs(energy.item<double>()));
 
   // A hand example on one element: grad 0.5, Omega 2, theta - theta_old = 0.25, lambda 0.7:
@@ -208,23 +261,104 @@ TEST(Consolidation, QuadraticPullIsTheGradientOfTheQuadraticPenalty) {
     NamedTensors one_omega = zeros_like_shared(*model), one_old = snapshot_shared(*model);
     one_omega[0].second.view(-1)[0] = 2.0f;
     one_old[0].second.view(-1)[0] -= 0.25f;
-    for (auto& p : parameters) p.mutable_grad() = torch::full(p.sizes(), 0.5f);
-    add_quadratic_pull(*model, one_omega, one_old, 2.0 * lambda);
+    for (auto& p : parameters) p.mutable_grad() = torch::full(p.sizes(), 0.5f, p.options());
+    add_quadratic_pull(*model, QuadraticTerm{one_omega, one_old, 2.0 * lambda});
     EXPECT_NEAR(parameters[0].grad().view(-1)[0].item<double>(), 1.2, 1e-6);
     EXPECT_NEAR(parameters[0].grad().view(-1)[1].item<double>(), 0.5, 1e-7);
     EXPECT_NEAR(quadratic_energy(*model, one_omega, one_old), 0.125, 1e-6);
   }
   // A parameter without a gradient (not trained in this stage) is left alone.
   parameters[1].mutable_grad() = torch::Tensor();
-  add_quadratic_pull(*model, omega, old, 2.0 * lambda);
+  add_quadratic_pull(*model, QuadraticTerm{omega, old, 2.0 * lambda});
   EXPECT_FALSE(parameters[1].grad().defined());
 }
 
+TEST(Consolidation, ProximalStepIsTheClosedFormMinimiserOfTheSgdStepPlusPenalty) {
+  TaskStream stream = tiny_stream(2, 2, 6);
+  MultiHeadModel model = device_mlp(stream, {3}, 23);
+  const auto parameters = model->shared_parameters();
+  // Hand case on element 0 of the first tensor: theta 1, anchor 0.5, Omega 2,
+  // coefficient 2 lambda = 3, lr 0.1: c = 0.1 * 3 * 2 = 0.6, theta <- (1 + 0.6 * 0.5) / 1.6 = 0.8125.
+  // A second term (Omega 1, anchor -1, coefficient 1): theta <- (1 + 0.3 - 0.1) / (1 + 0.6 + 0.1) = 1.2 / 1.7.
+  NamedTensors omega = zeros_like_shared(*model), anchor = snapshot_shared(*model);
+  NamedTensors omega2 = zeros_like_shared(*model), anchor2 = snapshot_shared(*model);
+  {
+    torch::NoGradGuard no_grad;
+    parameters[0].view(-1)[0] = 1.0f;
+    anchor[0].second.view(-1)[0] = 0.5f;
+    omega[0].second.view(-1)[0] = 2.0f;
+    anchor2[0].second.view(-1)[0] = -1.0f;
+    omega2[0].second.view(-1)[0] = 1.0f;
+    for (const auto& p : parameters) p.mutable_grad() = torch::zeros_like(p);
+  }
+  const torch::Tensor before = parameters[0].detach().clone();
+  apply_proximal_pull(*model, {QuadraticTerm{omega, anchor, 3.0}}, 0.1);
+  EXPECT_NEAR(parameters[0].view(-1)[0].item<double>(), 0.8125, 1e-7);
+  // Omega 0 elsewhere: c = 0, nothing moves.
+  EXPECT_TRUE(torch::equal(parameters[0].detach().view(-1).narrow(0, 1, parameters[0].numel() - 1),
+                           before.view(-1).narrow(0, 1, parameters[0].numel() - 1)));
+  {
+    torch::NoGradGuard no_grad;
+    parameters[0].view(-1)[0] = 1.0f;
+  }
+  apply_proximal_pull(*model, {QuadraticTerm{omega, anchor, 3.0}, QuadraticTerm{omega2, anchor2, 1.0}}, 0.1);
+  EXPECT_NEAR(parameters[0].view(-1)[0].item<double>(), 1.2 / 1.7, 1e-7);
+  // penalty_after_backward / penalty_after_step act only under their own step.
+  const torch::Tensor moved = parameters[0].detach().clone();
+  penalty_after_step(PenaltyStep::Explicit, *model, {QuadraticTerm{omega, anchor, 3.0}}, 0.1);
+  EXPECT_TRUE(torch::equal(parameters[0], moved));
+  penalty_after_backward(PenaltyStep::Proximal, *model, {QuadraticTerm{omega, anchor, 3.0}});
+  EXPECT_TRUE(parameters[0].grad().eq(0).all().item<bool>());
+  expect_error([&] { apply_proximal_pull(*model, {QuadraticTerm{omega, anchor, 3.0}}, 0.0); },
+               {"train.penalty_step=proximal", "learning rate"});
+}
+
+// One weight under plain SGD with only the penalty lambda Omega (theta - theta*)^2:
+// the explicit step multiplies the distance by 1 - lr 2 lambda Omega, which
+// diverges once that exceeds 2 in size; the proximal step divides it by
+// 1 + lr 2 lambda Omega and converges at any strength.
+TEST(Consolidation, ProximalStepStaysStableWhereTheExplicitStepDiverges) {
+  TaskStream stream = tiny_stream(2, 2, 6);
+  const double lr = 0.1, omega_value = 1.0;
+  for (const double lambda : {5.0, 50.0, 5e5}) {
+    SCOPED_TRACE("lambda " + std::to_string(lambda));
+    double distance[2];
+    for (const PenaltyStep step : {PenaltyStep::Explicit, PenaltyStep::Proximal}) {
+      MultiHeadModel model = device_mlp(stream, {3}, 27);
+      NamedTensors omega = zeros_like_shared(*model);
+      for (auto& item : omega) item.second.fill_(omega_value);
+      const NamedTensors anchor = zeros_like_shared(*model);
+      const auto parameters = model->shared_parameters();
+      {
+        torch::NoGradGuard no_grad;
+        for (const auto& p : parameters) p.fill_(1.0);  // every weight 1 away from its anchor 0
+      }
+      const std::vector<QuadraticTerm> terms{QuadraticTerm{omega, anchor, 2.0 * lambda}};
+      for (int iteration = 0; iteration < 3; ++iteration) {
+        for (const auto& p : parameters) p.mutable_grad() = torch::zeros_like(p);
+        penalty_after_backward(step, *model, terms);
+        {
+          torch::NoGradGuard no_grad;
+          for (const auto& p : parameters) p.sub_(p.grad() * lr);  // plain SGD
+        }
+        penalty_after_step(step, *model, terms, lr);
+      }
+      distance[step == PenaltyStep::Proximal] = parameters[0].abs().max().item<double>();
+    }
+    const double factor = lr * 2.0 * lambda * omega_value;  // 1, 10, 1e5
+    const double proximal = std::pow(1.0 / (1.0 + factor), 3);
+    EXPECT_NEAR(distance[1], proximal, 1e-5 * proximal) << "proximal";
+    EXPECT_NEAR(distance[0], std::pow(std::abs(1.0 - factor), 3), 1e-5 * std::pow(std::abs(1.0 - factor), 3))
+        << "explicit: |1 - lr 2 lambda Omega|^3";
+    if (factor > 2.0) EXPECT_GT(distance[0], 100.0) << "the explicit step diverges";
+  }
+}
+
 TEST(AnpycStrategy, ConsolidatesWithTwiceLambdaOmegaTimesDriftFromTask2On) {
-  for (const std::string mode : {"sum", "max"}) {
-    SCOPED_TRACE("accumulate " + mode);
+  for (const Accumulation mode : {Accumulation::Sum, Accumulation::Max}) {
+    SCOPED_TRACE(mode == Accumulation::Sum ? "accumulate sum" : "accumulate max");
     TaskStream stream = tiny_stream(2, 2, 6);
-    MultiHeadModel model = tiny_mlp(stream, {3}, 24);
+    MultiHeadModel model = device_mlp(stream, {3}, 24);
     SingleCommunicator comm;
     Logger log(1, "");
     AnpycOptions options;
@@ -242,8 +376,8 @@ TEST(AnpycStrategy, ConsolidatesWithTwiceLambdaOmegaTimesDriftFromTask2On) {
     for (size_t k = 0; k < g.size(); ++k) EXPECT_TRUE(torch::equal(model->shared_parameters()[k].grad(), g[k]));
     shift_shared(model, random_like_shared(model, 0.1, 32));  // "training" of task 1
     anpyc.after_task(ctx0);
-    const auto omega1 = reference_entropy_taylor(*model, stream.tasks[0].train, 0, 4, -1.0);
-    expect_all_close(anpyc.omega(), omega1);
+    const auto omega1 = reference_entropy_taylor(*model, stream.tasks[0].train, 0, EntropyTaylorReference{});
+    expect_all_close(anpyc.omega(), omega1, 1e-5, 1e-8);
     for (const auto& mask : anpyc.masks()) EXPECT_TRUE(mask.second.eq(1).all().item<bool>()) << mask.first;
 
     StageContext ctx1 = hand_context(model, comm, stream, log, 1, {1}, 4);
@@ -254,15 +388,15 @@ TEST(AnpycStrategy, ConsolidatesWithTwiceLambdaOmegaTimesDriftFromTask2On) {
     anpyc.after_backward(ctx1);
     const auto parameters = model->shared_parameters();
     for (size_t k = 0; k < g.size(); ++k)
-      EXPECT_TRUE(all_close(parameters[k].grad(), g[k].to(torch::kFloat64) + 2.0 * 1.5 * omega1[k] * drift[k].to(torch::kFloat64),
+      EXPECT_TRUE(all_close(parameters[k].grad(), g[k].to(torch::kCPU, torch::kFloat64) + 2.0 * 1.5 * omega1[k] * drift[k].to(torch::kCPU, torch::kFloat64),
                             kRtol, 1e-6))
           << k;
     anpyc.after_task(ctx1);
-    const auto omega2 = reference_entropy_taylor(*model, stream.tasks[1].train, 1, 4, -1.0);
+    const auto omega2 = reference_entropy_taylor(*model, stream.tasks[1].train, 1, EntropyTaylorReference{});
     std::vector<torch::Tensor> expected;
     for (size_t k = 0; k < omega1.size(); ++k)
-      expected.push_back(mode == "sum" ? omega1[k] + omega2[k] : torch::maximum(omega1[k], omega2[k]));
-    expect_all_close(anpyc.omega(), expected);
+      expected.push_back(mode == Accumulation::Sum ? omega1[k] + omega2[k] : torch::maximum(omega1[k], omega2[k]));
+    expect_all_close(anpyc.omega(), expected, 1e-5, 1e-8);
 
     std::set<std::string> names;
     for (const auto& item : anpyc.state()) names.insert(item.first);
@@ -275,7 +409,7 @@ TEST(AnpycStrategy, ConsolidatesWithTwiceLambdaOmegaTimesDriftFromTask2On) {
 
 TEST(EwcFisher, TrueLabelsArePerSampleSquaredGradientsNotTheSquaredMean) {
   TaskStream stream = tiny_stream(2, 3, 6);
-  MultiHeadModel model = tiny_mlp(stream, {3}, 25);
+  MultiHeadModel model = device_mlp(stream, {3}, 25);
   SingleCommunicator comm;
   Logger log(1, "");
   StageContext ctx = hand_context(model, comm, stream, log, 1, {1}, 4);
@@ -299,7 +433,7 @@ TEST(EwcFisher, TrueLabelsArePerSampleSquaredGradientsNotTheSquaredMean) {
 
 TEST(EwcFisher, SampledLabelsAreDeterministicNonNegativeAndOneLabelPerSample) {
   TaskStream stream = tiny_stream(2, 2, 6);
-  MultiHeadModel model = tiny_mlp(stream, {3}, 26);
+  MultiHeadModel model = device_mlp(stream, {3}, 26);
   SingleCommunicator comm;
   Logger log(1, "");
   const TaskData& data = stream.tasks[0].train;
@@ -389,7 +523,7 @@ void expect_batched_fisher_equals_per_sample_loop(MultiHeadModel& model, const T
 TEST(EwcFisher, BatchedPathEqualsPerSampleLoopOnAnMlpAcrossChunks) {
   // 300 samples: three batched chunks (128, 128, 44); dropout is the identity in eval mode.
   TaskStream stream = one_task_stream(300, 1, 3);
-  MultiHeadModel model = tiny_mlp(stream, {7, 5}, 31, /*dropout=*/0.3);
+  MultiHeadModel model = device_mlp(stream, {7, 5}, 31, /*dropout=*/0.3);
   expect_batched_fisher_equals_per_sample_loop(model, stream);
 }
 
@@ -447,15 +581,15 @@ TEST(EwcFisher, ModelsTheTapeCannotServeFallBackToThePerSampleLoop) {
 }
 
 TEST(EwcStrategy, SeparateModeAddsOneTermPerTaskOnlineModeOneDecayedTerm) {
-  for (const std::string mode : {"separate", "online"}) {
-    SCOPED_TRACE(mode);
+  for (const EwcMode mode : {EwcMode::Separate, EwcMode::Online}) {
+    SCOPED_TRACE(mode == EwcMode::Separate ? "separate" : "online");
     TaskStream stream = tiny_stream(3, 2, 6);
-    MultiHeadModel model = tiny_mlp(stream, {3}, 27);
+    MultiHeadModel model = device_mlp(stream, {3}, 27);
     SingleCommunicator comm;
     Logger log(1, "");
     EwcOptions options;
     options.lambda = 4.0;
-    options.labels = "true";
+    options.labels = FisherLabels::True;
     options.fisher_samples = 5;
     options.mode = mode;
     options.gamma = 0.5;
@@ -486,16 +620,16 @@ TEST(EwcStrategy, SeparateModeAddsOneTermPerTaskOnlineModeOneDecayedTerm) {
     ewc.after_backward(ctx2);
     const auto theta = model->shared_parameters();
     for (size_t k = 0; k < g.size(); ++k) {
-      const torch::Tensor t = theta[k].detach().to(torch::kFloat64);
-      torch::Tensor expected = g[k].to(torch::kFloat64);
-      if (mode == "separate")
-        expected = expected + 4.0 * f1[k] * (t - anchor1[k].to(torch::kFloat64)) +
-                   4.0 * f2[k] * (t - anchor2[k].to(torch::kFloat64));
+      const torch::Tensor t = theta[k].detach().to(torch::kCPU, torch::kFloat64);
+      torch::Tensor expected = g[k].to(torch::kCPU, torch::kFloat64);
+      if (mode == EwcMode::Separate)
+        expected = expected + 4.0 * f1[k] * (t - anchor1[k].to(torch::kCPU, torch::kFloat64)) +
+                   4.0 * f2[k] * (t - anchor2[k].to(torch::kCPU, torch::kFloat64));
       else
-        expected = expected + 4.0 * (0.5 * f1[k] + f2[k]) * (t - anchor2[k].to(torch::kFloat64));
+        expected = expected + 4.0 * (0.5 * f1[k] + f2[k]) * (t - anchor2[k].to(torch::kCPU, torch::kFloat64));
       EXPECT_TRUE(all_close(theta[k].grad(), expected, kRtol, 1e-6)) << k;
     }
-    if (mode == "separate") {
+    if (mode == EwcMode::Separate) {
       ASSERT_EQ(ewc.fishers().size(), 2u);
       expect_all_close(ewc.fishers()[0], f1);
       expect_all_close(ewc.fishers()[1], f2);
@@ -510,29 +644,53 @@ TEST(EwcStrategy, SeparateModeAddsOneTermPerTaskOnlineModeOneDecayedTerm) {
 
 // ---------------------------------------------------------------- 5. MAS
 
-TEST(MasImportance, MeanOverBatchesOfAbsoluteGradientOfMeanSquaredOutputNorm) {
+TEST(MasImportance, BatchFormIsTheMeanOverBatchesOfTheAbsoluteBatchGradient) {
   TaskStream stream = tiny_stream(2, 3, 6);
-  MultiHeadModel model = tiny_mlp(stream, {4}, 28);
+  MultiHeadModel model = device_mlp(stream, {4}, 28);
   SingleCommunicator comm;
   Logger log(1, "");
   for (int64_t batch : {4, 1, 6}) {
     SCOPED_TRACE("batch " + std::to_string(batch));
     StageContext ctx = hand_context(model, comm, stream, log, 1, {1}, batch);
-    expect_all_close(mas_importance(ctx, 1), reference_mas(*model, stream.tasks[1].train, 1, batch));
+    expect_all_close(mas_importance(ctx, 1, MasForm::Batch), reference_mas(*model, stream.tasks[1].train, 1, batch));
   }
+}
+
+TEST(MasImportance, PerSampleFormMatchesOneAutogradCallPerSample) {
+  // 300 samples: three chunks of the batched per-sample pass (128, 128, 44).
+  TaskStream stream = tiny_split_stream("tiny", 2, 3, 300, 5, [](int64_t, int64_t classes, uint64_t seed) {
+    return tiny_images(classes * 120, classes, seed);
+  });
+  ASSERT_EQ(stream.tasks[1].train.size(), 300);
+  MultiHeadModel model = device_mlp(stream, {5, 4}, 29, /*dropout=*/0.5);
+  model->train();
+  SingleCommunicator comm;
+  Logger log(1, "");
+  StageContext ctx = hand_context(model, comm, stream, log, 1, {1}, 10);
+  const NamedTensors per_sample = mas_importance(ctx, 1, MasForm::PerSample);
+  expect_all_close(per_sample, reference_mas_per_sample(*model, stream.tasks[1].train, 1), 1e-4, 1e-7);
+  // Not the batch form: with equal batches of 10, |mean of gradients| <= mean of |gradients|, strictly somewhere.
+  const NamedTensors batch = mas_importance(ctx, 1, MasForm::Batch);
+  bool larger = false;
+  for (size_t k = 0; k < batch.size(); ++k) {
+    EXPECT_TRUE(batch[k].second.le(per_sample[k].second * (1 + 1e-5) + 1e-7).all().item<bool>()) << batch[k].first;
+    larger |= per_sample[k].second.gt(batch[k].second * 1.01 + 1e-7).any().item<bool>();
+  }
+  EXPECT_TRUE(larger);
 }
 
 TEST(MasStrategy, SumsImportanceOverTasksAndPullsWithTwiceLambda) {
   TaskStream stream = tiny_stream(2, 2, 6);
-  MultiHeadModel model = tiny_mlp(stream, {3}, 29);
+  MultiHeadModel model = device_mlp(stream, {3}, 29);
   SingleCommunicator comm;
   Logger log(1, "");
-  MasStrategy mas(0.8);
+  MasOptions options;
+  options.lambda = 0.8;
+  MasStrategy mas(options);
   StageContext ctx0 = hand_context(model, comm, stream, log, 0, {0}, 4);
   mas.after_task(ctx0);
-  const auto o1 = reference_mas(*model, stream.tasks[0].train, 0, 4);
+  const auto o1 = reference_mas_per_sample(*model, stream.tasks[0].train, 0);
   expect_all_close(mas.omega(), o1);
-  const auto anchor = detached_clones(model->shared_parameters());
   StageContext ctx1 = hand_context(model, comm, stream, log, 1, {1}, 4);
   mas.before_task(ctx1);
   const auto drift = random_like_shared(model, 0.2, 51);
@@ -542,9 +700,9 @@ TEST(MasStrategy, SumsImportanceOverTasksAndPullsWithTwiceLambda) {
   mas.after_backward(ctx1);
   for (size_t k = 0; k < g.size(); ++k)
     EXPECT_TRUE(all_close(model->shared_parameters()[k].grad(),
-                          g[k].to(torch::kFloat64) + 2.0 * 0.8 * o1[k] * drift[k].to(torch::kFloat64), kRtol, 1e-6));
+                          g[k].to(torch::kCPU, torch::kFloat64) + 2.0 * 0.8 * o1[k] * drift[k].to(torch::kCPU, torch::kFloat64), kRtol, 1e-6));
   mas.after_task(ctx1);
-  const auto o2 = reference_mas(*model, stream.tasks[1].train, 1, 4);
+  const auto o2 = reference_mas_per_sample(*model, stream.tasks[1].train, 1);
   std::vector<torch::Tensor> sum;
   for (size_t k = 0; k < o1.size(); ++k) sum.push_back(o1[k] + o2[k]);
   expect_all_close(mas.omega(), sum);
@@ -554,7 +712,7 @@ TEST(MasStrategy, SumsImportanceOverTasksAndPullsWithTwiceLambda) {
 
 TEST(SiStrategy, PathIntegralUsesTaskGradientAndActualUpdates) {
   TaskStream stream = tiny_stream(2, 2, 6);
-  MultiHeadModel model = tiny_mlp(stream, {3}, 30);
+  MultiHeadModel model = device_mlp(stream, {3}, 30);
   SingleCommunicator comm;
   Logger log(1, "");
   SiOptions options;
@@ -562,7 +720,7 @@ TEST(SiStrategy, PathIntegralUsesTaskGradientAndActualUpdates) {
   options.xi = 0.1;
   SiStrategy si(options);
   const size_t n = model->shared_parameters().size();
-  auto to64 = [](const torch::Tensor& t) { return t.to(torch::kFloat64); };
+  auto to64 = [](const torch::Tensor& t) { return t.to(torch::kCPU, torch::kFloat64); };
 
   // Task 1: three steps with known gradients G_k and updates D_k.
   StageContext ctx0 = hand_context(model, comm, stream, log, 0, {0}, 4);
@@ -588,7 +746,12 @@ TEST(SiStrategy, PathIntegralUsesTaskGradientAndActualUpdates) {
   }
   si.after_task(ctx0);
   std::vector<torch::Tensor> omega1(n);
-  for (size_t k = 0; k < n; ++k) omega1[k] = w[k] / (total[k].pow(2) + 0.1);
+  int64_t negative = 0;
+  for (size_t k = 0; k < n; ++k) {
+    omega1[k] = (w[k] / (total[k].pow(2) + 0.1)).clamp_min(0.0);
+    negative += w[k].lt(0).sum().item<int64_t>();
+  }
+  EXPECT_GT(negative, 0) << "no path integral was negative: the clamp is not exercised";
   expect_all_close(si.path_integral(), w, 1e-4, 1e-7);
   expect_all_close(si.omega(), omega1, 1e-4, 1e-6);
 
@@ -619,8 +782,39 @@ TEST(SiStrategy, PathIntegralUsesTaskGradientAndActualUpdates) {
   expect_all_close(si.path_integral(), w, 1e-4, 1e-7);
   si.after_task(ctx1);
   std::vector<torch::Tensor> omega2(n);
-  for (size_t k = 0; k < n; ++k) omega2[k] = omega1[k] + w[k] / (total[k].pow(2) + 0.1);
+  for (size_t k = 0; k < n; ++k) omega2[k] = omega1[k] + (w[k] / (total[k].pow(2) + 0.1)).clamp_min(0.0);
   expect_all_close(si.omega(), omega2, 1e-4, 1e-6);
+}
+
+TEST(SiStrategy, NegativePathIntegralGivesZeroImportanceNotANegativeOne) {
+  // One step on one element: gradient +1 and update +0.5 (a step up the loss) give
+  // w = -0.5 and Omega = max(0, -0.5 / (0.25 + 0.1)) = 0; gradient -2 with the same
+  // update gives w = 1 and Omega = 1 / 0.35.
+  TaskStream stream = tiny_stream(2, 2, 6);
+  MultiHeadModel model = device_mlp(stream, {3}, 30);
+  SingleCommunicator comm;
+  Logger log(1, "");
+  SiStrategy si(SiOptions{});
+  StageContext ctx = hand_context(model, comm, stream, log, 0, {0}, 4);
+  si.before_task(ctx);
+  std::vector<torch::Tensor> g, d;
+  for (const auto& p : model->shared_parameters()) {
+    g.push_back(torch::zeros_like(p));
+    d.push_back(torch::zeros_like(p));
+  }
+  g[0].view(-1)[0] = 1.0f;
+  g[0].view(-1)[1] = -2.0f;
+  d[0].view(-1)[0] = 0.5f;
+  d[0].view(-1)[1] = 0.5f;
+  set_shared_grads(model, g);
+  si.after_backward(ctx);
+  shift_shared(model, d);
+  si.after_step(ctx);
+  si.after_task(ctx);
+  EXPECT_NEAR(si.path_integral()[0].second.view(-1)[0].item<double>(), -0.5, 1e-7);
+  EXPECT_EQ(si.omega()[0].second.view(-1)[0].item<double>(), 0.0);
+  EXPECT_NEAR(si.omega()[0].second.view(-1)[1].item<double>(), 1.0 / 0.35, 1e-5);
+  EXPECT_TRUE(si.omega()[1].second.eq(0).all().item<bool>());
 }
 
 // ---------------------------------------------------------------- 7. LwF
@@ -648,7 +842,7 @@ TEST(LwfStrategy, DistillationMatchesHandArithmetic) {
 
 TEST(LwfStrategy, RecordsOldHeadResponsesAndDistillsThem) {
   TaskStream stream = tiny_stream(2, 2, 6);
-  MultiHeadModel model = tiny_mlp(stream, {4}, 31);
+  MultiHeadModel model = device_mlp(stream, {4}, 31);
   SingleCommunicator comm;
   Logger log(1, "");
   LwfStrategy lwf(1.5, 2.0);
@@ -671,7 +865,7 @@ TEST(LwfStrategy, RecordsOldHeadResponsesAndDistillsThem) {
   // penalty_loss = lambda * loss_scale * sum over the batch of the distillation on head 1.
   const torch::Tensor positions = torch::tensor({1, 4, 5}, torch::kInt64);
   ctx.batch_positions = positions;
-  ctx.batch_features = model->features(data.inputs(positions));
+  ctx.batch_features = model->features(ctx.inputs(data, positions));
   ctx.loss_scale = 0.25;
   const torch::Tensor penalty = lwf.penalty_loss(ctx);
   ASSERT_TRUE(penalty.defined());
@@ -692,7 +886,7 @@ TEST(LwfStrategy, FullRunAndDistillationChangesTheTrajectory) {
   TaskStream stream = tiny_stream(2, 2, 6);
   std::vector<torch::Tensor> trunks[2];
   for (int run = 0; run < 2; ++run) {
-    MultiHeadModel model = tiny_mlp(stream, {4}, 32);
+    MultiHeadModel model = device_mlp(stream, {4}, 32);
     SingleCommunicator comm;
     Logger log(1, "");
     LwfStrategy lwf(run == 0 ? 0.0 : 5.0, 2.0);
@@ -707,26 +901,47 @@ TEST(LwfStrategy, FullRunAndDistillationChangesTheTrajectory) {
 
 // ---------------------------------------------------------------- 8. pruning
 
-TEST(Pruning, FractionsFollowTheDecayedBudget) {
-  const std::vector<std::vector<double>> expected{
-      {0.1, 0.2, 0.3, 0.4, 0.5},  // t=1: 0.5
-      {0.1, 0.2, 0.3, 0.4},       // t=2: 0.4
-      {0.1, 0.2, 0.3},            // t=3: 0.32
-      {0.1, 0.2},                 // t=4: 0.256
-      {0.1, 0.2},                 // t=5: 0.2048
-      {0.1},                      // t=6: 0.16384
-      {0.1},                      // t=7: 0.131
-      {0.1},                      // t=8: 0.105
-      {0.1},                      // t=9: 0.0839 (< step: one step)
-      {0.1},                      // t=10: 0.067
+TEST(Pruning, BudgetsAndStepsOverTenTasksFollowTheReleasedSequence) {
+  const std::vector<int> budgets{50, 40, 32, 25, 20, 16, 12, 9, 7, 5};
+  const std::vector<std::vector<int>> steps{
+      {10, 20, 30, 40, 50},  // 50
+      {10, 20, 30, 40},      // 40
+      {10, 20, 30, 40},      // 32: up to the first multiple of 10 that reaches it
+      {10, 20, 30},          // 25
+      {10, 20},              // 20
+      {10, 20},              // 16
+      {10, 20},              // 12
+      {10},                  // 9
+      {10},                  // 7
+      {10},                  // 5
   };
   for (int t = 1; t <= 10; ++t) {
-    const auto got = pruning_fractions(t, 0.5, 0.8, 0.1);
-    ASSERT_EQ(got.size(), expected[t - 1].size()) << "task " << t;
-    for (size_t k = 0; k < got.size(); ++k) EXPECT_NEAR(got[k], expected[t - 1][k], 1e-12) << "task " << t;
+    EXPECT_EQ(pruning_budget_percent(t, 50, 0.8), budgets[t - 1]) << "task " << t;
+    EXPECT_EQ(pruning_steps_percent(t, 50, 0.8, 10), steps[t - 1]) << "task " << t;
   }
-  EXPECT_THROW(pruning_fractions(0, 0.5, 0.8, 0.1), Error);
-  EXPECT_THROW(pruning_fractions(1, 0.5, 0.8, 0.0), Error);
+  // A budget that reaches 0% has no step; other step sizes take their own multiples.
+  EXPECT_EQ(pruning_budget_percent(2, 1, 0.5), 0);
+  EXPECT_TRUE(pruning_steps_percent(2, 1, 0.5, 10).empty());
+  EXPECT_EQ(pruning_steps_percent(1, 50, 0.8, 15), (std::vector<int>{15, 30, 45, 60}));
+  EXPECT_THROW(pruning_budget_percent(0, 50, 0.8), Error);
+  EXPECT_THROW(pruning_steps_percent(1, 50, 0.8, 0), Error);
+}
+
+TEST(Pruning, PercentileInterpolatesLinearlyAsNumpy) {
+  // numpy.percentile([1, 2, 3, 4], q): index q/100 * 3 of the sorted values.
+  const torch::Tensor four = torch::tensor({4.0f, 1.0f, 3.0f, 2.0f});
+  EXPECT_DOUBLE_EQ(percentile(four, 0), 1.0);
+  EXPECT_NEAR(percentile(four, 10), 1.3, 1e-12);
+  EXPECT_NEAR(percentile(four, 50), 2.5, 1e-12);
+  EXPECT_NEAR(percentile(four, 90), 3.7, 1e-12);
+  EXPECT_DOUBLE_EQ(percentile(four, 100), 4.0);
+  // Ties: numpy.percentile([0, 0, 0, 1, 5], 50) = 0 and (.., 70) = 0.8; any shape is flattened.
+  const torch::Tensor ties = torch::tensor({5.0f, 0.0f, 1.0f, 0.0f, 0.0f, 0.0f}).narrow(0, 0, 5).view({5, 1});
+  EXPECT_DOUBLE_EQ(percentile(ties, 50), 0.0);
+  EXPECT_NEAR(percentile(ties, 70), 0.8, 1e-12);
+  EXPECT_DOUBLE_EQ(percentile(torch::tensor({0.25f}), 30), 0.25);
+  EXPECT_THROW(percentile(torch::zeros({0}), 50), Error);
+  EXPECT_THROW(percentile(four, 101), Error);
 }
 
 namespace {
@@ -737,178 +952,355 @@ torch::Tensor bools(std::vector<int> v) {
 }
 }  // namespace
 
-TEST(Pruning, LowestScoringPerTensor) {
-  const NamedTensors score{{"w", torch::tensor({0.5f, 0.1f, 0.3f, 0.2f})}};
-  // All candidates, half: positions 1 (0.1) and 3 (0.2).
-  auto free = lowest_scoring(score, {{"w", bools({1, 1, 1, 1})}}, 0.5, false);
+TEST(Pruning, TaskOneFreesZeroImportanceAndWhatLiesStrictlyBelowThePercentile) {
+  // Sorted {0, 0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6}: the 10th percentile is 0 (index 0.7):
+  // nothing lies below it, but both zeros are freed; the 30th is 0.11 (index 2.1).
+  const NamedTensors omega{{"w", torch::tensor({0.0f, 0.5f, 0.1f, 0.3f, 0.0f, 0.2f, 0.4f, 0.6f}).view({2, 4})}};
+  const NamedTensors all{{"w", bools({1, 1, 1, 1, 1, 1, 1, 1}).view({2, 4})}};
+  auto free = weights_to_free(omega, all, 10, /*first_task=*/true, false);
   ASSERT_EQ(free.size(), 1u);
   EXPECT_EQ(free[0].first, "w");
-  EXPECT_EQ(free[0].second.scalar_type(), torch::kBool);
-  EXPECT_TRUE(torch::equal(free[0].second, bools({0, 1, 0, 1})));
-  // Position 1 is not a candidate: never freed; the fraction counts the 3 candidates
-  // (1/3 of 3 = 1: position 3; 2/3 of 3 = 2: positions 3 and 2).
-  free = lowest_scoring(score, {{"w", bools({1, 0, 1, 1})}}, 1.0 / 3.0, false);
-  EXPECT_TRUE(torch::equal(free[0].second, bools({0, 0, 0, 1})));
-  free = lowest_scoring(score, {{"w", bools({1, 0, 1, 1})}}, 2.0 / 3.0, false);
-  EXPECT_TRUE(torch::equal(free[0].second, bools({0, 0, 1, 1})));
-  free = lowest_scoring(score, {{"w", bools({1, 0, 1, 1})}}, 1.0, false);
-  EXPECT_TRUE(torch::equal(free[0].second, bools({1, 0, 1, 1})));
-  // Rounded to the nearest count: 0.3 * 4 = 1.2 -> 1; 0.4 * 4 = 1.6 -> 2.
-  EXPECT_EQ(lowest_scoring(score, {{"w", bools({1, 1, 1, 1})}}, 0.3, false)[0].second.sum().item<int64_t>(), 1);
-  EXPECT_EQ(lowest_scoring(score, {{"w", bools({1, 1, 1, 1})}}, 0.4, false)[0].second.sum().item<int64_t>(), 2);
-  // Ties go to the lower position.
-  free = lowest_scoring({{"w", torch::tensor({0.2f, 0.1f, 0.1f, 0.1f})}}, {{"w", bools({1, 1, 1, 1})}}, 0.5, false);
-  EXPECT_TRUE(torch::equal(free[0].second, bools({0, 1, 1, 0})));
-  // Shapes are kept.
-  free = lowest_scoring({{"m", torch::tensor({0.5f, 0.1f, 0.3f, 0.2f}).view({2, 2})}},
-                        {{"m", bools({1, 1, 1, 1}).view({2, 2})}}, 0.5, false);
-  EXPECT_TRUE(torch::equal(free[0].second, bools({0, 1, 0, 1}).view({2, 2})));
-  EXPECT_THROW(lowest_scoring(score, {{"w", bools({1, 1, 1, 1})}}, 1.5, false), Error);
+  EXPECT_TRUE(torch::equal(free[0].second, bools({1, 0, 0, 0, 1, 0, 0, 0}).view({2, 4})));
+  free = weights_to_free(omega, all, 30, true, false);
+  EXPECT_TRUE(torch::equal(free[0].second, bools({1, 0, 1, 0, 1, 0, 0, 0}).view({2, 4})));
+  // A value exactly at the percentile stays used at task 1: {0.1, ..., 0.5}, 25th percentile 0.2.
+  const NamedTensors five{{"b", torch::tensor({0.3f, 0.1f, 0.2f, 0.5f, 0.4f})}};
+  const NamedTensors five_all{{"b", bools({1, 1, 1, 1, 1})}};
+  EXPECT_TRUE(torch::equal(weights_to_free(five, five_all, 25, true, false)[0].second, bools({0, 1, 0, 0, 0})));
+  // ... and is freed at a later task (ties freed).
+  EXPECT_TRUE(torch::equal(weights_to_free(five, five_all, 25, false, false)[0].second, bools({0, 1, 1, 0, 0})));
 }
 
-TEST(Pruning, GlobalThresholdPoolsTensors) {
-  const NamedTensors score{{"a", torch::tensor({0.5f, 0.4f})}, {"b", torch::tensor({0.1f, 0.2f, 0.3f, 0.05f})}};
+TEST(Pruning, LaterTasksFreeCandidatesAtOrBelowTheCandidatesPercentileTiesIncluded) {
+  // Candidates' values {0.9, 0.5, 0.3, 0.7}: 50th percentile 0.6; position 1 (0.1) is used, never freed.
+  const NamedTensors omega{{"w", torch::tensor({0.9f, 0.1f, 0.5f, 0.3f, 0.7f})}};
+  auto free = weights_to_free(omega, {{"w", bools({1, 0, 1, 1, 1})}}, 50, false, false);
+  EXPECT_TRUE(torch::equal(free[0].second, bools({0, 0, 1, 1, 0})));
+  // Ties: three candidates share the 10th percentile 0.2, a 10% step frees all three.
+  free = weights_to_free({{"w", torch::tensor({0.2f, 0.2f, 0.7f, 0.2f})}}, {{"w", bools({1, 1, 1, 1})}}, 10, false, false);
+  EXPECT_TRUE(torch::equal(free[0].second, bools({1, 1, 0, 1})));
+  // No candidate left in a tensor: nothing freed there.
+  free = weights_to_free(omega, {{"w", bools({0, 0, 0, 0, 0})}}, 50, false, false);
+  EXPECT_FALSE(free[0].second.any().item<bool>());
+}
+
+TEST(Pruning, GlobalThresholdPoolsTheTensorsCandidates) {
+  const NamedTensors omega{{"a", torch::tensor({0.5f, 0.4f})}, {"b", torch::tensor({0.1f, 0.2f, 0.3f, 0.05f})}};
   const NamedTensors all{{"a", bools({1, 1})}, {"b", bools({1, 1, 1, 1})}};
-  // Per tensor, half of each: a frees 0.4 (position 1); b frees 0.05 and 0.1 (positions 3, 0).
-  auto per_tensor = lowest_scoring(score, all, 0.5, false);
+  // Per tensor, 50th percentiles 0.45 and 0.15: a frees 0.4; b frees 0.1 and 0.05.
+  auto per_tensor = weights_to_free(omega, all, 50, false, false);
   EXPECT_TRUE(torch::equal(per_tensor[0].second, bools({0, 1})));
   EXPECT_TRUE(torch::equal(per_tensor[1].second, bools({1, 0, 0, 1})));
-  // Global, half of 6 = 3 lowest overall: 0.05, 0.1, 0.2, all in b.
-  auto global = lowest_scoring(score, all, 0.5, true);
-  EXPECT_EQ(global[0].first, "a");
+  // Pooled {0.05, 0.1, 0.2, 0.3, 0.4, 0.5}: 50th percentile 0.25, every freed weight in b.
+  auto global = weights_to_free(omega, all, 50, false, true);
   EXPECT_EQ(global[1].first, "b");
   EXPECT_TRUE(torch::equal(global[0].second, bools({0, 0})));
   EXPECT_TRUE(torch::equal(global[1].second, bools({1, 1, 0, 1})));
-  // Global with candidates: b's position 1 (0.2) excluded; 5 candidates, 0.4 -> 2: 0.05 and 0.1.
-  global = lowest_scoring(score, {{"a", bools({1, 1})}, {"b", bools({1, 0, 1, 1})}}, 0.4, true);
-  EXPECT_TRUE(torch::equal(global[0].second, bools({0, 0})));
-  EXPECT_TRUE(torch::equal(global[1].second, bools({1, 0, 0, 1})));
 }
 
 // ---------------------------------------------------------------- 9. ANPyC with pruning
 
-TEST(AnpycStrategy, PruningFreesTheBudgetKeepsFreeWeightsAtZeroAndFreeSetsOnlyShrink) {
+namespace {
+
+// The pruning round of DESIGN.md 4.2 written out here with std::sort and
+// numpy's percentile formula, on importance from the library's pass:
+// returns the free set after the round, given the free set before the task.
+std::vector<torch::Tensor> expected_free_after_round(MultiHeadModel& model, StageContext& ctx, int task,
+                                                     const std::vector<torch::Tensor>& free_before,
+                                                     const std::vector<int>& steps, const AnpycOptions& options) {
+  auto numpy_percentile = [](std::vector<double> v, double percent) {
+    std::sort(v.begin(), v.end());
+    const double index = percent / 100.0 * static_cast<double>(v.size() - 1);
+    const size_t below = static_cast<size_t>(std::floor(index)), above = std::min(below + 1, v.size() - 1);
+    const double t = index - static_cast<double>(below), d = v[above] - v[below];
+    return t >= 0.5 ? v[above] - d * (1.0 - t) : v[below] + d * t;
+  };
+  std::vector<torch::Tensor> freed;
+  for (const auto& f : free_before) freed.push_back(torch::zeros_like(f));
+  for (int percent : steps) {
+    const NamedTensors omega = entropy_taylor_importance(ctx, task, options.importance);
+    for (size_t k = 0; k < omega.size(); ++k) {
+      const torch::Tensor values = omega[k].second.to(torch::kCPU, torch::kFloat64).reshape({-1});
+      const torch::Tensor candidates = free_before[k].reshape({-1});
+      std::vector<double> candidate_values;
+      for (int64_t i = 0; i < values.numel(); ++i)
+        if (candidates[i].item<bool>()) candidate_values.push_back(values[i].item<double>());
+      if (candidate_values.empty()) continue;
+      const double threshold = numpy_percentile(candidate_values, percent);
+      torch::Tensor flat_freed = freed[k].view({-1});
+      for (int64_t i = 0; i < values.numel(); ++i) {
+        const double v = values[i].item<double>();
+        const bool rule = task == 0 ? (v == 0.0 || v < threshold) : v <= threshold;
+        if (candidates[i].item<bool>() && rule) flat_freed[i] = true;
+      }
+    }
+    torch::NoGradGuard no_grad;
+    const auto parameters = model->shared_parameters();
+    for (size_t k = 0; k < parameters.size(); ++k) parameters[k].masked_fill_(freed[k], 0.0);
+  }
+  return freed;
+}
+
+}  // namespace
+
+// Two identical models: one pruned by the strategy, one by the rules written
+// out above. No retraining (retrain_epochs 0), so the steps see the weights of
+// the previous step with the freed ones zeroed.
+TEST(AnpycStrategy, PruningRoundsFollowTheReleasedRulesStepByStepBiasesIncluded) {
+  TaskStream stream = tiny_stream(3, 2, 10);
+  MultiHeadModel model = device_mlp(stream, {8, 5}, 33), expected_model = device_mlp(stream, {8, 5}, 33);
+  SingleCommunicator comm;
+  Logger log(1, "");
+  AnpycOptions options;
+  options.retrain_epochs = 0;
+  options.importance.batch = 4;
+  AnpycStrategy anpyc(options);
+  std::vector<torch::Tensor> free_before;
+  for (const auto& p : model->shared_parameters()) free_before.push_back(torch::ones_like(p, torch::kBool));
+  NamedTensors expected_omega = zeros_like_shared(*expected_model);
+  for (int task = 0; task < 3; ++task) {
+    SCOPED_TRACE("task " + std::to_string(task + 1));
+    StageContext ctx = hand_context(model, comm, stream, log, task, {task}, 4);
+    StageContext expected_ctx = hand_context(expected_model, comm, stream, log, task, {task}, 4);
+    anpyc.before_task(ctx);
+    const auto training = random_like_shared(model, 0.3, 40 + task);  // "training": every weight moves
+    shift_shared(model, training);
+    shift_shared(expected_model, training);
+    anpyc.after_task(ctx);
+    const std::vector<int> steps = task < 2 ? pruning_steps_percent(task + 1, 50, 0.8, 10) : std::vector<int>{};
+    const auto freed = expected_free_after_round(expected_model, expected_ctx, task, free_before, steps, options);
+    const auto parameters = model->shared_parameters(), expected = expected_model->shared_parameters();
+    int64_t freed_count = 0;
+    for (size_t k = 0; k < freed.size(); ++k) {
+      SCOPED_TRACE(anpyc.masks()[k].first);
+      EXPECT_TRUE(torch::equal(anpyc.masks()[k].second.eq(0), freed[k]));
+      EXPECT_TRUE(torch::equal(parameters[k], expected[k]));
+      EXPECT_TRUE(parameters[k].masked_select(freed[k]).eq(0).all().item<bool>()) << "a free weight is not zero";
+      EXPECT_TRUE(freed[k].logical_and(free_before[k].logical_not()).any().item<bool>() == false) << "the free set grew";
+      freed_count += freed[k].sum().item<int64_t>();
+      if (parameters[k].dim() == 1 && task == 0) EXPECT_TRUE(freed[k].any().item<bool>()) << "biases are masked too";
+      free_before[k] = freed[k];
+    }
+    if (task < 2) EXPECT_GT(freed_count, 0);
+    else EXPECT_EQ(freed_count, 0) << "the last task uses every weight";
+    // Omega_t is computed on the final weights of the round and summed.
+    accumulate_into(expected_omega, entropy_taylor_importance(expected_ctx, task, options.importance), Accumulation::Sum);
+    for (size_t k = 0; k < expected_omega.size(); ++k)
+      EXPECT_TRUE(torch::equal(anpyc.omega()[k].second, expected_omega[k].second)) << expected_omega[k].first;
+  }
+}
+
+TEST(AnpycStrategy, FreeWeightsStayZeroWhileRetrainingUnderMomentumAndWeightDecay) {
   TaskStream stream = tiny_stream(3, 2, 8);
-  MultiHeadModel model = tiny_mlp(stream, {8, 5}, 33);
+  MultiHeadModel model = device_mlp(stream, {8, 5}, 33);
   SingleCommunicator comm;
   Logger log(1, "");
   AnpycOptions options;
   options.lambda = 1.0;
-  options.prune = true;
   options.first_budget = 0.3;
-  options.decay = 0.8;
-  options.step = 0.1;
   options.retrain_epochs = 1;
+  options.importance.batch = 4;
   AnpycStrategy anpyc(options);
   TrainerConfig config = tiny_trainer_config(4, 2);
-  config.momentum = 0.9;       // free weights must stay zero under momentum ...
-  config.weight_decay = 0.01;  // ... and weight decay
+  config.momentum = 0.9;
+  config.weight_decay = 0.01;
   Trainer trainer(config, comm, stream, model.ptr(), anpyc, log);
-
-  auto weight_indices = [&] {
-    std::vector<size_t> out;
-    const auto named = model->named_shared_parameters();
-    for (size_t k = 0; k < named.size(); ++k)
-      if (named[k].second.dim() >= 2) out.push_back(k);
-    return out;
-  };
-  ASSERT_EQ(weight_indices().size(), 2u);
-
-  // ---- task 1: budget 0.3 in steps 0.1, 0.2, 0.3
-  trainer.train_stage(0, {0});
-  NamedTensors masks1;
-  for (const auto& m : anpyc.masks()) masks1.emplace_back(m.first, m.second.clone());
-  auto params = model->shared_parameters();
-  for (size_t k = 0; k < params.size(); ++k) {
-    SCOPED_TRACE(masks1[k].first);
-    const torch::Tensor free = masks1[k].second.eq(0);
-    if (params[k].dim() >= 2) {
-      EXPECT_EQ(free.sum().item<int64_t>(), std::llround(0.3 * static_cast<double>(params[k].numel())));
-      EXPECT_TRUE(params[k].detach().masked_select(free).eq(0).all().item<bool>()) << "free weights are not zero";
-      EXPECT_TRUE(params[k].detach().masked_select(free.logical_not()).ne(0).any().item<bool>());
-    } else {
-      EXPECT_FALSE(free.any().item<bool>()) << "biases are never masked";
+  NamedTensors previous;
+  for (int task = 0; task < 3; ++task) {
+    SCOPED_TRACE("task " + std::to_string(task + 1));
+    trainer.train_stage(task, {task});
+    const auto parameters = model->shared_parameters();
+    for (size_t k = 0; k < parameters.size(); ++k) {
+      const torch::Tensor free = anpyc.masks()[k].second.eq(0);
+      EXPECT_TRUE(parameters[k].detach().masked_select(free).eq(0).all().item<bool>()) << "free weights are not zero";
+      if (!previous.empty())
+        EXPECT_FALSE(free.logical_and(previous[k].second.eq(1)).any().item<bool>()) << "a used weight became free";
     }
+    previous.clear();
+    for (const auto& m : anpyc.masks()) previous.emplace_back(m.first, m.second.clone());
   }
-  // Omega_1 is computed on the final weights (after the last retraining); zero on free weights.
-  const auto omega1 = reference_entropy_taylor(*model, stream.tasks[0].train, 0, 4, -1.0);
-  expect_all_close(anpyc.omega(), omega1, 1e-5, 1e-7);
-  for (size_t k : weight_indices())
-    EXPECT_TRUE(anpyc.omega()[k].second.masked_select(masks1[k].second.eq(0)).eq(0).all().item<bool>());
-
-  // ---- task 2: budget 0.24 -> steps 0.1, 0.2 of the weights free after task 1
-  trainer.train_stage(1, {1});
-  NamedTensors masks2;
-  for (const auto& m : anpyc.masks()) masks2.emplace_back(m.first, m.second.clone());
-  params = model->shared_parameters();
-  for (size_t k = 0; k < params.size(); ++k) {
-    SCOPED_TRACE(masks2[k].first);
-    const torch::Tensor free1 = masks1[k].second.eq(0), free2 = masks2[k].second.eq(0);
-    EXPECT_TRUE(free2.logical_and(free1.logical_not()).any().item<bool>() == false) << "free set grew";
-    EXPECT_TRUE(masks2[k].second.masked_select(free1.logical_not()).eq(1).all().item<bool>())
-        << "a weight used by task 1 became free";
-    if (params[k].dim() >= 2) {
-      EXPECT_EQ(free2.sum().item<int64_t>(), std::llround(0.2 * static_cast<double>(free1.sum().item<int64_t>())));
-      EXPECT_TRUE(params[k].detach().masked_select(free2).eq(0).all().item<bool>()) << "free weights are not zero";
-      // Task 2 took over some of the weights task 1 left free.
-      EXPECT_TRUE(params[k].detach().masked_select(free1.logical_and(free2.logical_not())).ne(0).any().item<bool>());
-    } else {
-      EXPECT_FALSE(free2.any().item<bool>());
-    }
-  }
-  const auto omega2 = reference_entropy_taylor(*model, stream.tasks[1].train, 1, 4, -1.0);
-  std::vector<torch::Tensor> sum;
-  for (size_t k = 0; k < omega1.size(); ++k) sum.push_back(omega1[k] + omega2[k]);
-  expect_all_close(anpyc.omega(), sum, 1e-5, 1e-7);
-
-  // ---- task 3 (last): no pruning, every weight used
-  trainer.train_stage(2, {2});
   for (const auto& m : anpyc.masks()) EXPECT_TRUE(m.second.eq(1).all().item<bool>()) << m.first;
 }
 
-TEST(AnpycStrategy, GlobalThresholdFreesTheBudgetOverAllWeights) {
+TEST(AnpycStrategy, RetrainUntilRecoveredStopsOnceTheTrainingLossIsBack) {
   TaskStream stream = tiny_stream(2, 2, 8);
-  MultiHeadModel model = tiny_mlp(stream, {8, 5}, 34);
+  MultiHeadModel model = device_mlp(stream, {6}, 36);
+  SingleCommunicator comm;
+  Logger log(1, "");
+  for (const bool until : {true, false}) {
+    SCOPED_TRACE(until ? "until recovered" : "fixed epochs");
+    AnpycOptions options;
+    options.first_budget = 0.2;  // steps 10% and 20%
+    options.retrain_epochs = 5;
+    options.retrain_until_recovered = until;
+    AnpycStrategy anpyc(options);
+    StageContext ctx = hand_context(model, comm, stream, log, 0, {0}, 4);
+    // Scripted training losses: 0.5 before pruning; step 10% recovers after 3 epochs
+    // (0.9, 0.6, 0.45), step 20% after 1 (0.44 <= 0.45).
+    const std::vector<double> losses{0.9, 0.6, 0.45, 0.44, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3};
+    std::vector<int64_t> calls;
+    size_t next = 0;
+    ctx.last_epoch_loss = 0.5;
+    ctx.train_epochs = [&](int64_t epochs, const std::string&) {
+      calls.push_back(epochs);
+      for (int64_t e = 0; e < epochs; ++e) ctx.last_epoch_loss = losses.at(std::min(next++, losses.size() - 1));
+    };
+    anpyc.before_task(ctx);
+    anpyc.after_task(ctx);
+    if (until) EXPECT_EQ(calls, (std::vector<int64_t>{1, 1, 1, 1}));
+    else EXPECT_EQ(calls, (std::vector<int64_t>{5, 5}));
+  }
+}
+
+TEST(AnpycStrategy, PerTaskInferenceMasksHideWeightsFirstUsedByLaterTasks) {
+  TaskStream stream = tiny_stream(3, 2, 8);
+  MultiHeadModel model = device_mlp(stream, {6, 4}, 37);
   SingleCommunicator comm;
   Logger log(1, "");
   AnpycOptions options;
-  options.first_budget = 0.3;
-  options.step = 0.1;
-  options.threshold = "global";
+  options.retrain_epochs = 0;
+  // One step of 10% per task: it frees the weights whose Omega is 0 (with
+  // s = +1, those whose g theta lies in [-2, 0] in every batch) and leaves the others to the task.
+  options.first_budget = 0.1;
+  options.inference_masks = InferenceMasks::PerTask;
   AnpycStrategy anpyc(options);
-  Trainer trainer(tiny_trainer_config(4), comm, stream, model.ptr(), anpyc, log);
-  trainer.train_stage(0, {0});
-  int64_t free = 0, weights = 0;
-  const auto params = model->shared_parameters();
-  for (size_t k = 0; k < params.size(); ++k) {
-    if (params[k].dim() < 2) continue;
-    weights += params[k].numel();
-    free += anpyc.masks()[k].second.eq(0).sum().item<int64_t>();
-    EXPECT_TRUE(params[k].detach().masked_select(anpyc.masks()[k].second.eq(0)).eq(0).all().item<bool>());
+  for (int task = 0; task < 3; ++task) {
+    StageContext ctx = hand_context(model, comm, stream, log, task, {task}, 4);
+    anpyc.before_task(ctx);
+    shift_shared(model, random_like_shared(model, 0.3, 60 + task));  // free weights come back to life
+    anpyc.after_task(ctx);
   }
-  EXPECT_EQ(free, std::llround(0.3 * static_cast<double>(weights)));
+  const NamedTensors& first = anpyc.first_used();
+  ASSERT_EQ(first.size(), model->shared_parameters().size());
+  std::set<int> tasks_seen;
+  for (const auto& [name, record] : first) {
+    EXPECT_EQ(record.scalar_type(), torch::kUInt8);
+    EXPECT_TRUE(record.ge(1).logical_and(record.le(3)).all().item<bool>()) << name << ": every weight is used by the end";
+    for (int t = 1; t <= 3; ++t)
+      if (record.eq(t).any().item<bool>()) tasks_seen.insert(t);
+  }
+  EXPECT_EQ(tasks_seen, (std::set<int>{1, 2, 3}));
+  const auto weights = detached_clones(model->shared_parameters());
+  for (int task = 0; task < 3; ++task) {
+    SCOPED_TRACE("evaluating task " + std::to_string(task + 1));
+    anpyc.before_evaluate(*model, task);
+    const auto parameters = model->shared_parameters();
+    for (size_t k = 0; k < parameters.size(); ++k) {
+      const torch::Tensor later = first[k].second.gt(task + 1);
+      EXPECT_TRUE(parameters[k].masked_select(later).eq(0).all().item<bool>());
+      EXPECT_TRUE(torch::equal(parameters[k].masked_select(later.logical_not()), weights[k].masked_select(later.logical_not())));
+    }
+    anpyc.after_evaluate(*model, task);
+    for (size_t k = 0; k < parameters.size(); ++k) EXPECT_TRUE(torch::equal(parameters[k], weights[k])) << "not restored";
+  }
+  std::set<std::string> names;
+  for (const auto& item : anpyc.state()) names.insert(item.first);
+  EXPECT_TRUE(names.count("first_used.trunk.1.weight"));
 }
 
-TEST(AnpycStrategy, RejectsImpossibleOptions) {
-  AnpycOptions bad;
-  bad.sign = 0.5;
-  EXPECT_THROW(AnpycStrategy{bad}, Error);
-  bad = AnpycOptions();
-  bad.accumulate = "mean";
-  EXPECT_THROW(AnpycStrategy{bad}, Error);
-  bad = AnpycOptions();
-  bad.step = 0.6;
-  EXPECT_THROW(AnpycStrategy{bad}, Error);
-  bad = AnpycOptions();
-  bad.threshold = "median";
-  EXPECT_THROW(AnpycStrategy{bad}, Error);
+TEST(AnpycStrategy, TrainerEvaluatesEachTaskThroughItsInferenceMasks) {
+  TaskStream stream = tiny_stream(2, 2, 8);
+  // Dropout while training: the hand evaluation below has none, so the trainer's must not either.
+  MultiHeadModel model = device_mlp(stream, {6}, 38, /*dropout=*/0.5);
+  SingleCommunicator comm;
+  Logger log(1, "");
+  AnpycOptions options;
+  options.retrain_epochs = 1;
+  options.importance.batch = 4;
+  options.inference_masks = InferenceMasks::PerTask;
+  AnpycStrategy anpyc(options);
+  Trainer trainer(tiny_trainer_config(4, 2), comm, stream, model.ptr(), anpyc, log);
+  const RunResult result = trainer.run();
+  // Task 1 by hand through its own weights: those first used by task 2 zeroed.
+  const auto weights = detached_clones(model->shared_parameters());
+  {
+    torch::NoGradGuard no_grad;
+    const auto parameters = model->shared_parameters();
+    for (size_t k = 0; k < parameters.size(); ++k) parameters[k].masked_fill_(anpyc.first_used()[k].second.gt(1), 0.0);
+  }
+  const TaskData& test = stream.tasks[0].test;
+  model->eval();
+  const torch::Tensor predicted = model->logits(test.inputs(torch::arange(test.size())).to(kDevice), 0).argmax(1);
+  const double accuracy = predicted.eq(test.labels(torch::arange(test.size()), HeadLayout::Multi).to(kDevice)).sum().item<double>() /
+                          static_cast<double>(test.size());
+  EXPECT_DOUBLE_EQ(result.matrix.stages.back()[0], accuracy);
+  {
+    torch::NoGradGuard no_grad;
+    const auto parameters = model->shared_parameters();
+    for (size_t k = 0; k < parameters.size(); ++k) parameters[k].copy_(weights[k]);
+  }
+  bool any_later = false;
+  for (const auto& item : anpyc.first_used()) any_later |= item.second.eq(2).any().item<bool>();
+  EXPECT_TRUE(any_later) << "task 2 used no weight of its own";
 }
 
-// ---------------------------------------------------------------- 10. SGD-F
+// ---------------------------------------------------------------- 10. options
+
+namespace {
+
+// The strategy `algorithm` made from a command line of train options, as train makes it.
+std::unique_ptr<Strategy> strategy_from(const std::string& algorithm, const std::vector<std::string>& arguments) {
+  namespace po = boost::program_options;
+  po::options_description options;
+  add_strategy_options(options);
+  std::vector<const char*> argv{"train"};
+  for (const auto& argument : arguments) argv.push_back(argument.c_str());
+  po::variables_map values;
+  po::store(po::parse_command_line(static_cast<int>(argv.size()), argv.data(), options), values);
+  po::notify(values);
+  return make_strategy(algorithm, values);
+}
+
+}  // namespace
+
+TEST(StrategyOptions, DefaultsReproduceTheReleasedCode) {
+  const AnpycOptions defaults;
+  EXPECT_EQ(defaults.importance.batch, 100);
+  EXPECT_EQ(defaults.importance.sign, 1.0);
+  EXPECT_EQ(defaults.importance.entropy, EntropyReduction::Sum);
+  EXPECT_EQ(defaults.importance.hessian, HessianEstimate::GradientSquared);
+  EXPECT_EQ(defaults.retrain_epochs, 30);
+  EXPECT_EQ(defaults.lambda, 3.0);
+  EXPECT_EQ(defaults.inference_masks, InferenceMasks::None);
+  EXPECT_EQ(defaults.penalty_step, PenaltyStep::Explicit);
+  for (const char* algorithm : {"anpyc", "ewc", "si", "mas", "lwf", "finetune"})
+    EXPECT_NE(strategy_from(algorithm, {}), nullptr) << algorithm;
+  EXPECT_NE(strategy_from("anpyc", {"--anpyc.entropy=mean", "--anpyc.hessian=fisher", "--train.penalty_step=proximal",
+                                    "--anpyc.inference_masks=per_task", "--anpyc.retrain_until_recovered=true"}),
+            nullptr);
+}
+
+TEST(StrategyOptions, EachBadValueGetsOneMessageNamingItsOption) {
+  const std::vector<std::tuple<std::string, std::string, std::string>> cases{
+      {"anpyc", "--anpyc.importance_batch=0", "anpyc.importance_batch: must be a positive number of samples, got 0"},
+      {"anpyc", "--anpyc.importance_batch=-5", "anpyc.importance_batch: must be a positive number of samples, got -5"},
+      {"anpyc", "--anpyc.entropy=median", "anpyc.entropy: 'median' is not one of sum, mean"},
+      {"anpyc", "--anpyc.hessian=exact", "anpyc.hessian: 'exact' is not one of gradient_squared, fisher"},
+      {"anpyc", "--train.penalty_step=implicit", "train.penalty_step: 'implicit' is not one of explicit, proximal"},
+      {"finetune", "--train.penalty_step=implicit", "train.penalty_step: 'implicit' is not one of explicit, proximal"},
+      {"ewc", "--train.penalty_step=Proximal", "train.penalty_step: 'Proximal' is not one of explicit, proximal"},
+      {"anpyc", "--anpyc.inference_masks=all", "anpyc.inference_masks: 'all' is not one of none, per_task"},
+      {"anpyc", "--anpyc.accumulate=mean", "anpyc.accumulate: 'mean' is not one of sum, max"},
+      {"anpyc", "--anpyc.threshold=median", "anpyc.threshold: 'median' is not one of per_tensor, global"},
+      {"anpyc", "--anpyc.sign=0.5", "anpyc.sign: must be -1 or +1"},
+      {"anpyc", "--anpyc.step=0.125", "anpyc.step: must be a whole percent between 1% and 100%"},
+      {"anpyc", "--anpyc.first_budget=1", "anpyc.first_budget: must be a whole percent between 1% and 99%"},
+      {"anpyc", "--anpyc.retrain_epochs=-1", "anpyc.retrain_epochs: must be >= 0"},
+      {"mas", "--mas.importance=sum", "mas.importance: 'sum' is not one of per_sample, batch"},
+      {"ewc", "--ewc.labels=random", "ewc.labels: 'random' is not one of sampled, true"},
+      {"ewc", "--ewc.mode=both", "ewc.mode: 'both' is not one of separate, online"},
+  };
+  for (const auto& [algorithm, argument, message] : cases) {
+    SCOPED_TRACE(algorithm + " " + argument);
+    expect_error([&] { strategy_from(algorithm, {argument}); }, {message});
+  }
+}
+
+// ---------------------------------------------------------------- 11. SGD-F
 
 TEST(SgdfStrategy, TrunkFrozenAfterTask1OnlyTheNewHeadTrains) {
   TaskStream stream = tiny_stream(2, 2, 8);
-  MultiHeadModel model = tiny_mlp(stream, {4}, 35);
+  MultiHeadModel model = device_mlp(stream, {4}, 35);
   SingleCommunicator comm;
   Logger log(1, "");
   SgdfStrategy sgdf;

@@ -164,6 +164,42 @@ TEST(ModelFactory, BuildsEachArchitectureAndNamesBadOptions) {
   expect_error([&] { make_model(config, {1, 4, 4}, {2}); }, {"model.arch=vgg9 needs images of at least 8x8"});
 }
 
+// The released ANPyC code's initialisation: truncated normal (std 0.1, cut
+// at 2 std) for every Linear and Conv2d weight, heads included, biases 0.1.
+TEST(ModelFactory, TruncatedNormalInitialisationOfEveryLinearAndConvLayer) {
+  ModelConfig config;
+  config.init = "truncated_normal";
+  torch::manual_seed(5);
+  const MultiHeadModel mlp = make_model(config, {1, 28, 28}, {2, 2});
+  int64_t weights = 0;
+  for (const auto& item : mlp->named_parameters()) {
+    const torch::Tensor& value = item.value();
+    SCOPED_TRACE(item.key());
+    if (value.dim() == 1) {
+      EXPECT_TRUE(value.eq(0.1f).all().item<bool>()) << "biases are 0.1";
+      continue;
+    }
+    ++weights;
+    EXPECT_LE(value.abs().max().item<double>(), 0.2 + 1e-7) << "cut at 2 standard deviations";
+    if (value.numel() < 10000) continue;
+    // A normal truncated at +-2 sigma has standard deviation 0.8796 sigma.
+    EXPECT_NEAR(value.std().item<double>(), 0.08796, 0.002);
+    EXPECT_NEAR(value.mean().item<double>(), 0.0, 0.002);
+    EXPECT_GT(value.abs().gt(0.19).sum().item<int64_t>(), 0) << "the tails reach the cut";
+  }
+  EXPECT_EQ(weights, 4);  // two trunk layers, two heads
+  config.arch = "vgg9";
+  config.width = 0.25;
+  const MultiHeadModel vgg = make_model(config, {1, 28, 28}, {2});
+  for (const auto& [name, value] : vgg->named_shared_parameters())
+    if (value.dim() == 4) EXPECT_LE(value.abs().max().item<double>(), 0.2 + 1e-7) << name;
+  // The default keeps LibTorch's initialisation: its biases are not all 0.1.
+  config.init = "default";
+  EXPECT_FALSE(make_model(config, {1, 28, 28}, {2})->named_shared_parameters()[1].second.eq(0.1f).all().item<bool>());
+  config.init = "xavier";
+  expect_error([&] { validate_model_config(config); }, {"model.init: 'xavier' is not one of default, truncated_normal"});
+}
+
 TEST(LayerTape, RecordsEveryParameterisedLayerAndReproducesTheForwardPass) {
   const torch::Tensor x = torch::rand({3, 1, 8, 8});
   {

@@ -103,7 +103,12 @@ TEST(DistributedImportance, ConvNetPassesMatchSingleProcessOnTheSameModel) {
       SCOPED_TRACE(sampled ? "sampled labels" : "true labels");
       expect_close(fisher_diagonal(all, 1, 0, sampled), fisher_diagonal(one, 1, 0, sampled), 1e-5);
     }
-    expect_close(entropy_taylor_importance(all, 1, -1.0), entropy_taylor_importance(one, 1, -1.0), 1e-4);
-    expect_close(mas_importance(all, 1), mas_importance(one, 1), 1e-4);
+    EntropyTaylorSettings settings;
+    settings.batch = 4;
+    expect_close(entropy_taylor_importance(all, 1, settings), entropy_taylor_importance(one, 1, settings), 1e-4);
+    settings.hessian = HessianEstimate::Fisher;
+    expect_close(entropy_taylor_importance(all, 1, settings), entropy_taylor_importance(one, 1, settings), 1e-4);
+    for (const MasForm form : {MasForm::PerSample, MasForm::Batch})
+      expect_close(mas_importance(all, 1, form), mas_importance(one, 1, form), 1e-4);
   }
 }
