@@ -184,7 +184,7 @@ double bare_epoch_seconds(const clx::TaskStream& stream, const std::string& arch
   model->train();
   torch::optim::SGD optimizer(model->parameters(), torch::optim::SGDOptions(options.lr).momentum(options.momentum));
   const clx::TaskData& data = stream.tasks[0].train;
-  const torch::Tensor images = data.source->images.index_select(0, data.rows);
+  const torch::Tensor images = data.inputs(torch::arange(data.size(), torch::kInt64));
   const torch::Tensor labels = data.local_labels;
   const torch::Tensor order = torch::randperm(data.size(), torch::kInt64);
   const int64_t steps = data.size() / batch;

@@ -215,6 +215,7 @@ StageRecord Trainer::train_stage(int stage, const std::vector<int>& tasks) {
       position.epoch_in_call = epoch;
       position.sampler_epoch = next_sampler_epoch++;
       sampler.set_epoch(stage, position.sampler_epoch);
+      const uint64_t augment_seed = mix_seed({config_.seed, static_cast<uint64_t>(stage), static_cast<uint64_t>(position.sampler_epoch)});
       const std::string name = task_list(tasks) + " " + label + " " + std::to_string(epoch + 1) + "/" + std::to_string(count);
       Progress progress(log_, name, batches, config_.progress_seconds);
       double epoch_loss = 0.0, epoch_correct = 0.0, epoch_seen = 0.0;
@@ -241,7 +242,7 @@ StageRecord Trainer::train_stage(int stage, const std::vector<int>& tasks) {
                     offsets[k];
           if (local.numel() == 0) continue;
           const TaskData& data = stream_.tasks[tasks[k]].train;
-          inputs.push_back(data.inputs(local));
+          inputs.push_back(data.inputs(local, augment_seed));
           labels.push_back(data.labels(local, config_.heads));
           group_tasks.push_back(tasks[k]);
           group_counts.push_back(local.numel());
