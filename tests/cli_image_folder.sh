@@ -14,23 +14,31 @@ run_ok() {  # run_ok NAME COMMAND...
 }
 
 TREE="$WORK/tree"
-"$MAKE_IMAGE_TREE" "$TREE" --classes 6 --images 16 --side 24 > "$WORK/tree.out" 2>&1 \
-  && grep -q "wrote 102 images in 6 class folders" "$WORK/tree.out" && pass "make_image_tree: 6 classes, 102 images" \
+"$MAKE_IMAGE_TREE" "$TREE" --classes 6 --images 24 --side 24 > "$WORK/tree.out" 2>&1 \
+  && grep -q "wrote 150 images in 6 class folders" "$WORK/tree.out" && pass "make_image_tree: 6 classes, 150 images" \
   || { fail "make_image_tree"; cat "$WORK/tree.out"; finish; exit 1; }
 
-# An MLP (no BatchNorm), so 2 ranks follow the 1-rank trajectory up to float summation order.
+# An MLP (no BatchNorm), so 2 ranks follow the 1-rank trajectory up to float summation order. One
+# growing head (class-incremental evaluation), so that the accuracies do not all saturate at 100%.
 RUN=(--config "$SOURCE_DIR/configs/image_folder_synthetic.ini" --data.tasks=3 --data.task_classes=3,2,1
-     --data.image_size=16 --data.workers=2 --model.arch=mlp --model.hidden=64 --train.epochs=3 --train.batch_size=16
-     --train.lr=0.05 --run.progress=off)
+     --data.image_size=16 --data.workers=2 --model.arch=mlp --model.hidden=64 --model.heads=single --train.epochs=2
+     --train.batch_size=16 --train.lr=0.05 --run.progress=off)
+# final_losses RUN_DIR: the mean training loss of each stage's last epoch, from results.json.
+final_losses() { python3 -c 'import json,sys; print(" ".join(repr(s["final_loss"]) for s in json.load(open(sys.argv[1]))["stages"]))' "$1/results.json"; }
 
 run_ok "1 rank" "$TRAIN" "${RUN[@]}" --data.root="$TREE" --run.checkpoint_every_steps=3 --run.keep_checkpoints=1000 --output "$WORK/one"
 run_ok "2 ranks" "${MPI[@]}" -np 2 "$TRAIN" "${RUN[@]}" --data.root="$TREE" --output "$WORK/two"
 if paste -d, "$WORK/one/accuracy_matrix.csv" "$WORK/two/accuracy_matrix.csv" |
    awk -F, 'NR>1 { n=NF/2; for (i=2;i<=n;i++) { d=$i-$(i+n); if (d<0) d=-d; if (d>0.005) bad=1 } } END { exit bad }'; then
-  pass "2 ranks give the 1-rank accuracy matrix (augmented batches)"
+  pass "2 ranks give the 1-rank accuracy matrix (augmented batches): $(tail -1 "$WORK/one/accuracy_matrix.csv")"
 else
   fail "1 vs 2 ranks differ"; paste -d'|' "$WORK/one/accuracy_matrix.csv" "$WORK/two/accuracy_matrix.csv"
 fi
+python3 - "$(final_losses "$WORK/one")" "$(final_losses "$WORK/two")" <<'PY' && pass "2 ranks give the 1-rank training losses" || fail "1 vs 2 ranks: training losses differ"
+import sys
+one, two = ([float(x) for x in arg.split()] for arg in sys.argv[1:])
+assert len(one) == 3 and len(two) == 3 and all(abs(a - b) <= 1e-4 * max(1.0, abs(a)) for a, b in zip(one, two)), (one, two)
+PY
 grep -q "class_incremental synthetic-tree: 3 tasks of 3,2,1 classes" "$WORK/one/train.log" \
   && pass "log names the class-incremental stream" || fail "stream description in train.log"
 awk -F, '$1 == "after_task_1" { exit !($2 > 0.6) }' "$WORK/one/accuracy_matrix.csv" \
@@ -38,8 +46,8 @@ awk -F, '$1 == "after_task_1" { exit !($2 > 0.6) }' "$WORK/one/accuracy_matrix.c
 
 # The augmented batches are what training sees: without augmentation the same run ends elsewhere.
 run_ok "1 rank without augmentation" "$TRAIN" "${RUN[@]}" --data.root="$TREE" --data.augment=none --output "$WORK/plain"
-cmp -s "$WORK/one/accuracy_matrix.csv" "$WORK/plain/accuracy_matrix.csv" \
-  && fail "data.augment=flip_crop changed nothing" || pass "flip_crop changes the trajectory"
+[ "$(final_losses "$WORK/one")" != "$(final_losses "$WORK/plain")" ] \
+  && pass "flip_crop changes the training losses" || fail "data.augment=flip_crop changed nothing"
 
 # Resume from a checkpoint in the middle of task 2: the accuracy matrix must be the uninterrupted run's, byte for byte.
 file=$(grep -o "checkpoint [^ ]* (training, stage 2[^)]*)" "$WORK/one/train.log" | sed -n 2p | awk '{print $2}')
@@ -48,8 +56,9 @@ mkdir -p "$dir/checkpoints"
 cp "$WORK/one/config.ini" "$dir/"
 [ -n "$file" ] && cp "$file" "$dir/checkpoints/" && basename "$file" > "$dir/checkpoints/latest"
 if [ -n "$file" ] && timeout 300 "$TRAIN" --resume "$dir" --run.progress=off > "$dir.out" 2>&1 \
-   && cmp -s "$WORK/one/accuracy_matrix.csv" "$dir/accuracy_matrix.csv"; then
-  pass "resumed mid-task 2 ($(grep -o 'resumed from a checkpoint: [^;]*' "$dir/train.log")): same accuracy matrix"
+   && cmp -s "$WORK/one/accuracy_matrix.csv" "$dir/accuracy_matrix.csv" \
+   && [ "$(final_losses "$WORK/one")" = "$(final_losses "$dir")" ]; then
+  pass "resumed mid-task 2 ($(grep -o 'resumed from a checkpoint: [^;]*' "$dir/train.log")): same accuracy matrix and losses"
 else
   fail "resume: accuracy matrix differs or the run failed (checkpoint '$file')"; tail -5 "$dir.out"
 fi
