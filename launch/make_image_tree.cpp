@@ -12,7 +12,7 @@ namespace po = boost::program_options;
 
 int main(int argc, char** argv) {
   std::string root;
-  int64_t classes = 10, images = 30, side = 32;
+  int64_t classes = 10, images = 100, side = 32;
   uint64_t seed = 1;
   po::options_description description(
       "make_image_tree: writes ROOT/class_00 ... with synthetic JPEG and PNG images\n\n"
@@ -21,7 +21,7 @@ int main(int argc, char** argv) {
       ("help,h", "show this help")
       ("root", po::value<std::string>(&root), "folder to write (created; must not hold a tree already)")
       ("classes", po::value<int64_t>(&classes)->default_value(10), "number of class folders")
-      ("images", po::value<int64_t>(&images)->default_value(30), "images per class (class k gets k % 3 more)")
+      ("images", po::value<int64_t>(&images)->default_value(100), "images per class (class k gets k % 3 more)")
       ("side", po::value<int64_t>(&side)->default_value(32), "each image is side..2*side pixels wide and high")
       ("seed", po::value<uint64_t>(&seed)->default_value(1), "seed of every pixel");
   po::positional_options_description positional;
