@@ -6,7 +6,7 @@
 //   mpirun -np 2 build/bench --suite allreduce     one suite
 //   build/bench --help
 //
-// Suites that compare against one rank (overhead, passes, checkpoint) run on
+// Suites that compare against one rank (overhead, passes, checkpoint, loader) run on
 // rank 0 while the other ranks wait; scaling and allreduce use every rank.
 #include <boost/program_options.hpp>
 #include <nlohmann/json.hpp>
@@ -30,6 +30,8 @@
 #include "models/model_factory.h"
 #include "runtime/checkpoint.h"
 #include "runtime/communicator.h"
+#include "runtime/data/image_folder.h"
+#include "runtime/data/synthetic_images.h"
 #include "runtime/error.h"
 #include "runtime/gradient_reducer.h"
 #include "runtime/logging.h"
@@ -43,7 +45,7 @@ using clx::Communicator;
 
 namespace {
 
-const char* const kSuites = "overhead,scaling,allreduce,passes,checkpoint";
+const char* const kSuites = "overhead,scaling,allreduce,passes,checkpoint,loader";
 
 struct BenchOptions {
   std::vector<std::string> suites;
@@ -184,7 +186,7 @@ double bare_epoch_seconds(const clx::TaskStream& stream, const std::string& arch
   model->train();
   torch::optim::SGD optimizer(model->parameters(), torch::optim::SGDOptions(options.lr).momentum(options.momentum));
   const clx::TaskData& data = stream.tasks[0].train;
-  const torch::Tensor images = data.source->images.index_select(0, data.rows);
+  const torch::Tensor images = data.inputs(torch::arange(data.size(), torch::kInt64));
   const torch::Tensor labels = data.local_labels;
   const torch::Tensor order = torch::randperm(data.size(), torch::kInt64);
   const int64_t steps = data.size() / batch;
@@ -450,6 +452,81 @@ Table checkpoint_suite(Communicator& comm, const Data& data, const BenchOptions&
   return table;
 }
 
+// Images/s one ResNet-18 training rank consumes on `side`-pixel RGB batches of
+// options.batch: forward, backward and an SGD step (median of options.repeats
+// steps after one warm-up step).
+double resnet18_images_per_second(const BenchOptions& options, int64_t side) {
+  torch::manual_seed(1);
+  clx::ModelConfig config;
+  config.arch = "resnet18";
+  clx::MultiHeadModel model = clx::make_model(config, {3, side, side}, {10});
+  model->train();
+  torch::optim::SGD optimizer(model->parameters(), torch::optim::SGDOptions(options.lr).momentum(options.momentum));
+  const torch::Tensor images = torch::rand({options.batch, 3, side, side});
+  const torch::Tensor labels = torch::randint(10, {options.batch}, torch::kInt64);
+  std::vector<double> rates;
+  for (int step = 0; step <= options.repeats; ++step) {
+    const auto start = Clock::now();
+    optimizer.zero_grad();
+    torch::nn::functional::cross_entropy(model->logits(images, 0), labels).backward();
+    optimizer.step();
+    if (step > 0) rates.push_back(options.batch / seconds_since(start));
+  }
+  return median(rates);
+}
+
+// Images/s `source` delivers in batches of `batch` over all its rows, augmented (median of `repeats` passes).
+double loader_images_per_second(const clx::ImageSource& source, int64_t batch, int repeats) {
+  std::vector<double> rates;
+  for (int r = 0; r < repeats; ++r) {
+    const auto start = Clock::now();
+    for (int64_t first = 0; first < source.size(); first += batch)
+      source.gather(torch::arange(first, std::min(first + batch, source.size()), torch::kInt64), r + 1);
+    rates.push_back(source.size() / seconds_since(start));
+  }
+  return median(rates);
+}
+
+// Batches of at most 32 images: ResNet-18 at 64 px takes seconds per image on one CPU thread.
+Table loader_suite(Communicator& comm, const BenchOptions& options) {
+  constexpr int64_t kSide = 64;
+  BenchOptions loader_options = options;
+  loader_options.batch = std::min<int64_t>(options.batch, 32);
+  Table table{"Image-folder loader against one training rank: 64-px images/s, batch " +
+                  std::to_string(loader_options.batch) + ", " + std::to_string(options.threads) +
+                  " training thread(s) (median of " + std::to_string(options.repeats) + ")",
+              "loader", "ResNet-18 training", {}};
+  on_root_alone(comm, [&] {
+    if (!clx::image_folders_supported()) throw clx::Error("--suite loader: this build has no OpenCV (install libopencv-dev)");
+    // Caltech-101's images are about 300 x 200 pixels: sides of 160..320 pixels here, JPEG and PNG.
+    const std::string root = options.scratch + "/clx-bench-images-" + std::to_string(::getpid());
+    std::filesystem::remove_all(root);
+    const int64_t files = clx::write_synthetic_image_folder(root, 8, 24, 160, 1);
+    const double training = resnet18_images_per_second(loader_options, kSide);
+    for (const auto& [workers, cache] : std::vector<std::pair<int, bool>>{{1, false}, {2, false}, {1, true}}) {
+      clx::ImageFolderOptions folder;
+      folder.image_size = kSide;
+      folder.augment = "flip_crop";
+      folder.workers = workers;
+      folder.cache = cache;
+      const auto start = Clock::now();
+      const clx::ImageFolderData data = clx::load_image_folder(root, "bench", folder, 1);
+      const double scan_rate = files / seconds_since(start);
+      if (workers == 1 && !cache)
+        table.rows.push_back({"scan: header + 1/8-size decode of every file, 1 worker", scan_rate, training, "images/s",
+                              "", 0.0, true});
+      if (cache) loader_images_per_second(*data.train, loader_options.batch, 1);  // fills the cache
+      const double rate = loader_images_per_second(*data.train, loader_options.batch, options.repeats);
+      const std::string measure = cache ? "flip_crop from the uint8 cache, 1 worker"
+                                        : "decode + resize + flip_crop, " + std::to_string(workers) + " worker(s)";
+      const bool target = workers == 1 && !cache;
+      table.rows.push_back({measure, rate, training, "images/s", target ? ">= 1.0" : "", target ? 1.0 : 0.0, true});
+    }
+    std::filesystem::remove_all(root);
+  });
+  return table;
+}
+
 nlohmann::json read_ddp_results(const std::string& path) {
   std::ifstream file(path);
   if (!file) throw clx::Error("--ddp-json: cannot open '" + path + "'");
@@ -508,6 +585,7 @@ int run(const BenchOptions& options, Communicator& comm) {
       emit(allreduce_suite(comm, options));
     } else if (suite == "passes") for (const Table& t : passes_suite(comm, data, options)) emit(t);
     else if (suite == "checkpoint") emit(checkpoint_suite(comm, data, options));
+    else if (suite == "loader") emit(loader_suite(comm, options));
   }
   if (!options.ddp_json.empty() && comm.is_root()) emit(ddp_table(options, steps_per_second, comm.size()));
   if (!options.json_path.empty() && comm.is_root()) {
@@ -531,7 +609,7 @@ int main(int argc, char** argv) {
       "Usage: mpirun -np 2 bench [options]   (scaling and allreduce need 2+ ranks)\n\nOptions");
   description.add_options()
       ("help,h", "show this help")
-      ("suite", po::value<std::string>(&suites)->default_value(kSuites), "comma-separated suites: overhead, scaling, allreduce, passes, checkpoint")
+      ("suite", po::value<std::string>(&suites)->default_value(kSuites), "comma-separated suites: overhead, scaling, allreduce, passes, checkpoint, loader")
       ("models", po::value<std::string>(&models)->default_value("mlp,vgg9"), "models for overhead, scaling and passes: mlp, vgg9")
       ("batch", po::value<int64_t>(&options.batch)->default_value(128), "batch size per rank")
       ("mlp-steps", po::value<int64_t>(&options.mlp_steps)->default_value(300), "timed steps per repetition for the MLP")
@@ -539,7 +617,8 @@ int main(int argc, char** argv) {
       ("repeats", po::value<int>(&options.repeats)->default_value(3), "repetitions; tables show the median")
       ("threads", po::value<int>(&options.threads)->default_value(1), "intra-op threads per rank (ranks x threads <= cores)")
       ("data", po::value<std::string>(&options.data_root)->default_value(options.data_root), "Fashion-MNIST folder (IDX files)")
-      ("scratch", po::value<std::string>(&options.scratch)->default_value("/tmp"), "folder for checkpoint files (removed afterwards)")
+      ("scratch", po::value<std::string>(&options.scratch)->default_value("/tmp"),
+       "folder for checkpoint files and the loader's image tree (removed afterwards)")
       ("json", po::value<std::string>(&options.json_path), "also write every table to this JSON file")
       ("ddp-json", po::value<std::string>(&options.ddp_json), "results of scripts/bench_ddp.py to compare against (needs the scaling suite)");
   std::unique_ptr<Communicator> comm;

@@ -43,23 +43,50 @@ TrainOptions parse_train_options(int argc, const char* const* argv) {
        "is given); with no checkpoint there yet, start it from the beginning (so a batch script can always pass it)");
 
   po::options_description data("Data [data]");
+  std::string exclude_classes;
+  ImageFolderOptions& folder = options.stream.folder;
   data.add_options()
-      ("data.stream", po::value<std::string>(&options.stream.kind)->default_value("split"), "task stream: split | permuted")
+      ("data.format", po::value<std::string>(&options.stream.format)->default_value("idx"),
+       "idx (MNIST-format files) | image_folder (one sub-folder of images per class, decoded with OpenCV)")
+      ("data.stream", po::value<std::string>(&options.stream.kind)->default_value("split"),
+       "task stream: split | class_incremental | permuted")
       ("data.dataset", po::value<std::string>(&options.stream.dataset)->default_value("fashion-mnist"), "dataset name used in logs and results")
       ("data.root", po::value<std::string>(&options.stream.root)->default_value("/usr/share/datasets/fashion-mnist"),
-       "folder with train-/t10k- images and labels in IDX format (plain or .gz); MNIST works the same way")
+       "idx: folder with train-/t10k- images and labels (plain or .gz; MNIST works the same way); "
+       "image_folder: the folder holding one sub-folder per class (e.g. Caltech-101's 101_ObjectCategories)")
       ("data.tasks", po::value<int64_t>(&options.stream.num_tasks)->default_value(5), "number of tasks")
       ("data.classes_per_task", po::value<int64_t>(&options.stream.classes_per_task)->default_value(2), "split: classes in each task")
+      ("data.task_classes", po::value<std::string>(&options.stream.task_classes)->default_value(""),
+       "class_incremental: classes of each task, comma-separated (e.g. 30,25,25,22); empty: all classes split as "
+       "evenly as possible over data.tasks")
       ("data.class_order", po::value<std::string>(&options.stream.class_order)->default_value("natural"),
-       "split: natural (0,1 | 2,3 | ...) or shuffled (seeded by data.seed)")
+       "split, class_incremental: natural (0,1 | 2,3 | ...) or shuffled (seeded by data.seed)")
       ("data.permute_first", po::value<bool>(&options.stream.permute_first)->default_value(false), "permuted: permute task 1 too")
-      ("data.seed", po::value<uint64_t>(&options.stream.seed)->default_value(1), "seed of permutations, class order, subsets, validation split")
+      ("data.seed", po::value<uint64_t>(&options.stream.seed)->default_value(1),
+       "seed of permutations, class order, subsets, validation split and an image folder's train/test split")
       ("data.train_samples_per_task", po::value<int64_t>(&options.stream.train_samples_per_task)->default_value(0),
        "use at most this many training samples per task (0: all)")
       ("data.test_samples_per_task", po::value<int64_t>(&options.stream.test_samples_per_task)->default_value(0),
        "evaluate on at most this many test samples per task (0: all)")
       ("data.validation_fraction", po::value<double>(&options.stream.validation_fraction)->default_value(0.0),
-       "fraction of each task's training data held out for validation (for tuning; see eval.split)");
+       "fraction of each task's training data held out for validation (for tuning; see eval.split)")
+      ("data.image_size", po::value<int64_t>(&folder.image_size)->default_value(64),
+       "image_folder: images are resized to this many pixels square")
+      ("data.channels", po::value<int64_t>(&folder.channels)->default_value(3), "image_folder: 1 (grey) or 3 (RGB)")
+      ("data.augment", po::value<std::string>(&folder.augment)->default_value("none"),
+       "image_folder: none | flip_crop (random horizontal flip and random crop of the zero-padded image, seeded "
+       "per sample, the same on any number of ranks and after a resume)")
+      ("data.crop_padding", po::value<int64_t>(&folder.crop_padding)->default_value(4), "image_folder: flip_crop's zero padding in pixels")
+      ("data.workers", po::value<int64_t>(&folder.workers)->default_value(0),
+       "image_folder: decoding threads per rank (0: decode on the training thread)")
+      ("data.cache", po::value<bool>(&folder.cache)->default_value(false),
+       "image_folder: keep decoded images (uint8, data.image_size) in memory after their first use")
+      ("data.bad_images", po::value<std::string>(&folder.bad_images)->default_value("error"),
+       "image_folder: a file that is no readable image stops the run (error) or is left out with a warning (skip)")
+      ("data.test_fraction", po::value<double>(&folder.test_fraction)->default_value(0.3),
+       "image_folder: share of each class's images held out as test data (seeded by data.seed)")
+      ("data.exclude_classes", po::value<std::string>(&exclude_classes)->default_value(""),
+       "image_folder: class folders to leave out, comma-separated (e.g. BACKGROUND_Google)");
 
   po::options_description model("Model [model]");
   model.add_options()
@@ -208,6 +235,7 @@ TrainOptions parse_train_options(int argc, const char* const* argv) {
   } catch (const Error& error) {
     throw UsageError(error.what());
   }
+  folder.exclude_classes = parse_name_list(exclude_classes);
 
   std::ostringstream effective, experiment;
   for (const auto& option : file_options.options()) {
@@ -216,7 +244,9 @@ TrainOptions parse_train_options(int argc, const char* const* argv) {
     if (name == "run.threads" || name == "run.progress" || name == "run.collective_timeout") continue;
     const std::string line = name + " = " + value_text(options.values[name]) + "\n";
     effective << line;
-    if (name.compare(0, 4, "run.") != 0) experiment << line;
+    // Decoding threads and the image cache change speed, not results: a resume may change them.
+    const bool speed_only = name == "data.workers" || name == "data.cache";
+    if (name.compare(0, 4, "run.") != 0 && !speed_only) experiment << line;
   }
   options.effective_config = effective.str();
   options.experiment_config = experiment.str();

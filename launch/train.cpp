@@ -122,7 +122,7 @@ int run(TrainOptions& options, Communicator& control) {
     model_config.stem = options.values["model.stem"].as<std::string>();
     model_config.init = options.values["model.init"].as<std::string>();
     validate_model_config(model_config);
-    validate_stream_config(options.stream, 10);
+    validate_stream_options(options.stream);
     validate_trainer_config(options.trainer, comm.size());
     if (options.threads < 0) throw Error("run.threads: must be >= 0 (0: automatic)");
     if (options.checkpoint_every_steps < 0) throw Error("run.checkpoint_every_steps: must be >= 0 (0: between tasks only)");
@@ -169,7 +169,11 @@ int run(TrainOptions& options, Communicator& control) {
     throw CollectiveError("metrics.joint_results: " + options.joint_results + " has " +
                           std::to_string(joint_accuracies.size()) + " tasks, this stream has " +
                           std::to_string(stream.size()));
+  for (const std::string& warning : stream.warnings) log.warn(warning);
   log.info(stream.description + "; " + std::to_string(stream.tasks[0].train.size()) + " training samples in task 1");
+  // In-memory datasets move to the compute device whole (one index_select per
+  // batch there); image folders stay on the host and send each decoded batch.
+  stream.to(options.trainer.device);
 
   torch::manual_seed(options.trainer.seed);
   MultiHeadModel model{nullptr};

@@ -185,6 +185,9 @@ struct Trainer::StageRun {
   // Sampler epochs are numbered across the whole stage (main training, then any
   // retraining a strategy asks for), so every pass sees a fresh order.
   int64_t next_sampler_epoch = 0;
+  // Seeds the current epoch's augmentation: a function of (train.seed, stage,
+  // sampler epoch) only, so every rank count and a resumed run see the same images.
+  uint64_t augment_seed = 0;
   std::string phase = "training";
   StageRecord record;
 };
@@ -266,6 +269,7 @@ void Trainer::train_epoch(StageRun& run, Position& position, int64_t count, cons
   context.lr = stage_learning_rate(config_, position.sampler_epoch);
   for (auto& group : run.optimizer->param_groups()) group.options().set_lr(context.lr);
   run.sampler->set_epoch(run.stage, position.sampler_epoch);
+  run.augment_seed = mix_seed({config_.seed, static_cast<uint64_t>(run.stage), static_cast<uint64_t>(position.sampler_epoch)});
   const int64_t batches = run.sampler->batches_per_epoch();
   const std::string name = task_list(run.tasks) + " " + label + " " + std::to_string(position.epoch_in_call + 1) + "/" +
                            std::to_string(count);
@@ -312,7 +316,7 @@ Trainer::LocalBatch Trainer::load_batch(const StageRun& run, const torch::Tensor
               run.offsets[k];
     if (local.numel() == 0) continue;
     const TaskData& data = stream_.tasks[run.tasks[k]].train;
-    inputs.push_back(data.inputs(local).to(config_.device, /*non_blocking=*/true));
+    inputs.push_back(data.inputs(local, run.augment_seed).to(config_.device, /*non_blocking=*/true));
     batch.labels.push_back(data.labels(local, config_.heads).to(config_.device, /*non_blocking=*/true));
     batch.group_tasks.push_back(run.tasks[k]);
     batch.group_counts.push_back(local.numel());

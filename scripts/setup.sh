@@ -13,6 +13,7 @@ PACKAGES=(
   libboost-program-options-dev           # command-line and INI options
   libhdf5-dev                            # checkpoints
   libxxhash-dev                          # fingerprints (header-only use)
+  libopencv-dev                          # image folders (data.format=image_folder)
   libgtest-dev                           # tests
   clang libclang-rt-14-dev               # libFuzzer targets (tests/fuzz)
   nlohmann-json3-dev zlib1g-dev          # results.json, gzipped IDX files

@@ -36,4 +36,19 @@ assert {"1", "25", "100"} <= set(sizes), sizes
 PY
 then pass "JSON tables complete"; else fail "JSON tables complete"; fi
 if grep -q "| mlp | .* steps/s | .* steps/s |" "$WORK/bench.txt"; then pass "Markdown table printed"; else fail "Markdown table printed"; fi
+# The loader suite writes its own image tree to --scratch and removes it afterwards.
+if timeout 300 "$BENCH" --suite loader --batch 4 --repeats 1 --scratch "$WORK" --json "$WORK/loader.json" \
+     >"$WORK/loader.txt" 2>&1 && python3 - "$WORK/loader.json" <<'PY'
+import json, sys
+(table,) = json.load(open(sys.argv[1]))["tables"]
+assert table["title"].startswith("Image-folder loader against one training rank"), table["title"]
+measures = [row["measure"] for row in table["rows"]]
+assert len(measures) == 4 and "1 worker(s)" in measures[1] and "2 worker(s)" in measures[2], measures
+assert all(row["ours"] > 0 and row["reference"] > 0 for row in table["rows"]), table["rows"]
+PY
+then
+  [ -z "$(ls "$WORK" | grep clx-bench-images)" ] && pass "loader suite: 4 rows, tree removed" || fail "loader suite left its tree"
+else
+  fail "loader suite"; tail -20 "$WORK/loader.txt"
+fi
 finish

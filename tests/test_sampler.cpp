@@ -255,4 +255,45 @@ TEST(ShardedSampler, LastBatchSmallerThanWorldLeavesSomeRanksEmpty) {
   EXPECT_EQ(sizes, (std::vector<int64_t>{1, 0, 0}));
 }
 
+TEST(ShardedSampler, PositionsLiveOnTheRequestedDevice) {
+  // The meta device (shapes, no data) stands in for a GPU: the same code path.
+  const torch::Device meta(torch::kMeta);
+  clx::ShardedSampler cpu(50, 8, 1, 2, 7);
+  clx::ShardedSampler on_meta(50, 8, 1, 2, 7, meta);
+  EXPECT_EQ(on_meta.device(), meta);
+  for (int64_t epoch : {0, 3}) {
+    cpu.set_epoch(2, epoch);
+    on_meta.set_epoch(2, epoch);
+    for (int64_t b = 0; b < cpu.batches_per_epoch(); ++b) {
+      EXPECT_EQ(on_meta.local_batch(b).device(), meta);
+      EXPECT_EQ(on_meta.local_batch(b).sizes(), cpu.local_batch(b).sizes());
+    }
+  }
+  // set_device moves the current order and every later epoch.
+  clx::ShardedSampler moved(50, 8, 1, 2, 7);
+  moved.set_epoch(2, 3);
+  const torch::Tensor before = moved.local_batch(1).clone();
+  moved.set_device(torch::kCPU);
+  EXPECT_TRUE(torch::equal(moved.local_batch(1), before));
+  moved.set_device(meta);
+  EXPECT_EQ(moved.local_batch(1).device(), meta);
+  moved.set_epoch(0, 0);
+  EXPECT_EQ(moved.local_batch(0).device(), meta);
+}
+
+TEST(ForEachGlobalBatch, PositionsLiveOnTheRequestedDevice) {
+  std::vector<int64_t> sizes;
+  clx::for_each_global_batch(
+      10, 4, 1, 2,
+      [&](const torch::Tensor& positions, int64_t global) {
+        EXPECT_EQ(positions.device(), torch::Device(torch::kMeta));
+        EXPECT_EQ(positions.scalar_type(), torch::kInt64);
+        sizes.push_back(positions.numel());
+        sizes.push_back(global);
+      },
+      torch::Device(torch::kMeta));
+  // Batches of 4, 4, 2; rank 1 of 2 takes 2, 2, 1.
+  EXPECT_EQ(sizes, (std::vector<int64_t>{2, 4, 2, 4, 1, 2}));
+}
+
 }  // namespace

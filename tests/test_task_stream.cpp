@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <functional>
 #include <memory>
 #include <set>
 #include <string>
@@ -223,7 +224,9 @@ TEST_F(TaskStreamTest, PermutedKeepsTaskOneAndPermutesLaterTasks) {
 
     for (const clx::TaskData* data : {&task.train, &task.test}) {
       const torch::Tensor positions = all_positions(*data);
-      const torch::Tensor originals = data->source->images.index_select(0, data->rows);
+      const clx::LabelledImages& source = data == &task.train ? *train_ : *test_;
+      EXPECT_EQ(data->source.get(), &source);
+      const torch::Tensor originals = source.images.index_select(0, data->rows);
       const torch::Tensor inputs = data->inputs(positions);
       ASSERT_EQ(inputs.sizes(), originals.sizes());
       if (t == 0) {
@@ -458,6 +461,130 @@ TEST_F(TaskStreamTest, TaskWithoutSamplesThrows) {
   auto sparse_test = std::make_shared<clx::LabelledImages>(*test_);
   sparse_test->labels = torch::arange(40, torch::kInt64).remainder(8);
   expect_error([&] { clx::build_task_stream(split_config(), train_, sparse_test); }, {"task 5", "no test samples"});
+}
+
+// ---- class-incremental streams
+
+TEST_F(TaskStreamTest, ClassIncrementalTakesTheListedClassCounts) {
+  clx::StreamConfig config = split_config();
+  config.kind = "class_incremental";
+  config.num_tasks = 3;
+  config.task_classes = "3, 3,4";
+  const clx::TaskStream stream = clx::build_task_stream(config, train_, test_);
+  ASSERT_EQ(stream.size(), 3);
+  EXPECT_EQ(stream.description, "class_incremental synthetic: 3 tasks of 3,3,4 classes");
+  const std::vector<std::vector<int64_t>> expected = {{0, 1, 2}, {3, 4, 5}, {6, 7, 8, 9}};
+  for (int t = 0; t < 3; ++t) {
+    SCOPED_TRACE("task " + std::to_string(t));
+    const clx::Task& task = stream.tasks[t];
+    EXPECT_EQ(task.classes, expected[t]);
+    EXPECT_EQ(task.head_size, static_cast<int64_t>(expected[t].size()));
+    EXPECT_EQ(task.train.size(), 10 * task.head_size);
+    EXPECT_EQ(task.test.size(), 4 * task.head_size);
+    check_split_data(task.train, *train_, expected[t]);
+    check_split_data(task.test, *test_, expected[t]);
+  }
+  // One growing head: evaluation after task 2 may answer classes 0..5.
+  EXPECT_EQ(stream.classes_up_to(1), (std::vector<int64_t>{0, 1, 2, 3, 4, 5}));
+}
+
+TEST_F(TaskStreamTest, ClassIncrementalWithoutAListSplitsEveryClassEvenly) {
+  clx::StreamConfig config = split_config();
+  config.kind = "class_incremental";
+  config.num_tasks = 4;  // 10 classes: 3, 3, 2, 2
+  EXPECT_EQ(clx::task_class_counts(config, 10), (std::vector<int64_t>{3, 3, 2, 2}));
+  EXPECT_EQ(clx::task_class_counts(config, 102), (std::vector<int64_t>{26, 26, 25, 25}));
+  config.class_order = "shuffled";
+  const clx::TaskStream stream = clx::build_task_stream(config, train_, test_);
+  std::vector<int64_t> order;
+  for (const clx::Task& task : stream.tasks) {
+    check_split_data(task.train, *train_, task.classes);
+    order.insert(order.end(), task.classes.begin(), task.classes.end());
+  }
+  // The same seeded class order as split streams, cut at 3, 6 and 8.
+  EXPECT_EQ(order, to_vector(clx::seeded_permutation(10, clx::mix_seed({1, 0xc1a55}))));
+  EXPECT_EQ(stream.tasks[2].classes.size(), 2u);
+}
+
+TEST_F(TaskStreamTest, ClassIncrementalOptionErrors) {
+  clx::StreamConfig config = split_config();
+  config.kind = "class_incremental";
+  config.num_tasks = 4;
+  config.task_classes = "3,3,2";
+  expect_error([&] { clx::validate_stream_config(config, 10); }, {"data.task_classes", "3 tasks", "data.tasks is 4"});
+  config.task_classes = "3,x,2,2";
+  expect_error([&] { clx::validate_stream_config(config, 10); }, {"data.task_classes", "'x'"});
+  config.task_classes = "3,0,2,2";
+  expect_error([&] { clx::validate_stream_config(config, 10); }, {"data.task_classes", "'0'"});
+  config.task_classes = "3,3,3,3";
+  expect_error([&] { clx::validate_stream_config(config, 10); }, {"data.task_classes", "need 12", "only 10"});
+  config.task_classes = "";
+  config.num_tasks = 11;
+  expect_error([&] { clx::validate_stream_config(config, 10); }, {"data.tasks", "11", "only 10"});
+  config = split_config();
+  config.task_classes = "2,2,2,2,2";
+  expect_error([&] { clx::validate_stream_config(config, 10); }, {"data.task_classes", "class_incremental"});
+}
+
+TEST_F(TaskStreamTest, StreamOptionsAreCheckedBeforeAnyDataIsRead) {
+  clx::StreamConfig config = split_config();
+  EXPECT_NO_THROW(clx::validate_stream_options(config));
+  config.format = "hdf5";
+  expect_error([&] { clx::validate_stream_options(config); }, {"data.format", "hdf5", "idx, image_folder"});
+  config = split_config();
+  config.num_tasks = 6;  // IDX data has 10 classes: known before reading
+  expect_error([&] { clx::validate_stream_options(config); }, {"data.tasks", "12"});
+  config = split_config();
+  config.folder.augment = "flip_crop";
+  expect_error([&] { clx::validate_stream_options(config); }, {"data.augment", "image_folder"});
+  config.folder.augment = "rotate";
+  expect_error([&] { clx::validate_stream_options(config); }, {"data.augment", "rotate"});
+  config = split_config();
+  config.format = "image_folder";
+  config.kind = "class_incremental";
+  config.num_tasks = 40;  // the class count of a folder is known only after the scan
+  EXPECT_NO_THROW(clx::validate_stream_options(config));
+  for (auto [option, change] : std::vector<std::pair<std::string, std::function<void(clx::ImageFolderOptions&)>>>{
+           {"data.image_size", [](clx::ImageFolderOptions& o) { o.image_size = 4; }},
+           {"data.channels", [](clx::ImageFolderOptions& o) { o.channels = 2; }},
+           {"data.crop_padding", [](clx::ImageFolderOptions& o) { o.crop_padding = 40; }},
+           {"data.workers", [](clx::ImageFolderOptions& o) { o.workers = -1; }},
+           {"data.bad_images", [](clx::ImageFolderOptions& o) { o.bad_images = "ignore"; }},
+           {"data.test_fraction", [](clx::ImageFolderOptions& o) { o.test_fraction = 1.0; }}}) {
+    clx::StreamConfig bad = config;
+    change(bad.folder);
+    expect_error([&] { clx::validate_stream_options(bad); }, {option});
+  }
+}
+
+// ---- device placement
+
+TEST_F(TaskStreamTest, ToPlacesEachSharedSourceOnce) {
+  clx::StreamConfig config = split_config();
+  config.validation_fraction = 0.2;
+  clx::TaskStream stream = clx::build_task_stream(config, train_, test_);
+  const torch::Tensor before = stream.tasks[3].train.inputs(torch::tensor({0, 5}, torch::kInt64));
+  stream.to(torch::kCPU);
+  EXPECT_EQ(stream.data_device(), torch::Device(torch::kCPU));
+  const auto train_source = stream.tasks[0].train.source;
+  const auto test_source = stream.tasks[0].test.source;
+  EXPECT_NE(train_source.get(), test_source.get());
+  for (const clx::Task& task : stream.tasks) {
+    EXPECT_EQ(task.train.source.get(), train_source.get());
+    EXPECT_EQ(task.validation.source.get(), train_source.get());
+    EXPECT_EQ(task.test.source.get(), test_source.get());
+  }
+  EXPECT_TRUE(torch::equal(stream.tasks[3].train.inputs(torch::tensor({0, 5}, torch::kInt64)), before));
+  // In-memory data on the CPU is shared, not copied.
+  const auto* placed = dynamic_cast<const clx::LabelledImages*>(train_source.get());
+  ASSERT_NE(placed, nullptr);
+  EXPECT_EQ(placed->images.data_ptr(), train_->images.data_ptr());
+}
+
+TEST_F(TaskStreamTest, InMemoryDataIgnoresTheAugmentSeed) {
+  const clx::TaskStream stream = clx::build_task_stream(split_config(), train_, test_);
+  const torch::Tensor positions = torch::tensor({1, 4, 2}, torch::kInt64);
+  EXPECT_TRUE(torch::equal(stream.tasks[0].train.inputs(positions, 12345), stream.tasks[0].train.inputs(positions)));
 }
 
 TEST(HeadLayout, ParsesAndPrints) {

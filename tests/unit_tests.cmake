@@ -6,5 +6,11 @@ target_link_libraries(test_unit PRIVATE clx_runtime clx_sweep GTest::gtest GTest
 if(CLX_PCH)
   target_precompile_headers(test_unit REUSE_FROM clx_runtime)
 endif()
+# The image-folder tests write their trees with OpenCV.
+if(OpenCV_FOUND)
+  target_sources(test_unit PRIVATE test_image_folder.cpp)
+  target_include_directories(test_unit PRIVATE ${OpenCV_INCLUDE_DIRS})
+  target_link_libraries(test_unit PRIVATE ${OpenCV_LIBS})
+endif()
 add_test(NAME unit COMMAND test_unit)
 set_tests_properties(unit PROPERTIES LABELS unit TIMEOUT 300)

@@ -5,6 +5,8 @@
 
 #include <string>
 
+#include "runtime/data/image_source.h"
+
 namespace clx {
 
 // Reads an IDX file into a tensor of its own shape and element type
@@ -13,15 +15,6 @@ namespace clx {
 // corrupt gzip stream, fewer data bytes than the header promises, or trailing
 // bytes after the data.
 torch::Tensor read_idx(const std::string& path);
-
-// Images and labels of one split of an MNIST-format dataset.
-struct LabelledImages {
-  torch::Tensor images;  // float32 [N, 1, H, W], values in [0, 1]
-  torch::Tensor labels;  // int64 [N], values in [0, num_classes)
-  int64_t num_classes = 0;
-  std::string description;  // e.g. "fashion-mnist train (/usr/share/...)"
-  int64_t size() const { return labels.size(0); }
-};
 
 // Loads `<root>/<prefix>-images-idx3-ubyte[.gz]` and
 // `<root>/<prefix>-labels-idx1-ubyte[.gz]` (prefix "train" or "t10k"),

@@ -52,15 +52,27 @@ std::pair<int64_t, int64_t> shard_range(int64_t count, int rank, int world_size)
   return {offset, length};
 }
 
-ShardedSampler::ShardedSampler(int64_t dataset_size, int64_t global_batch, int rank, int world_size, uint64_t seed)
-    : dataset_size_(dataset_size), global_batch_(global_batch), rank_(rank), world_size_(world_size), seed_(seed) {
+ShardedSampler::ShardedSampler(int64_t dataset_size, int64_t global_batch, int rank, int world_size, uint64_t seed,
+                               torch::Device device)
+    : dataset_size_(dataset_size),
+      global_batch_(global_batch),
+      rank_(rank),
+      world_size_(world_size),
+      seed_(seed),
+      device_(device) {
   if (global_batch <= 0) throw Error("sampler: batch size must be positive");
   if (world_size <= 0 || rank < 0 || rank >= world_size) throw Error("sampler: invalid rank/world size");
   set_epoch(0, 0);
 }
 
 void ShardedSampler::set_epoch(int64_t task, int64_t epoch) {
-  order_ = seeded_permutation(dataset_size_, mix_seed({seed_, static_cast<uint64_t>(task), static_cast<uint64_t>(epoch)}));
+  order_ = seeded_permutation(dataset_size_, mix_seed({seed_, static_cast<uint64_t>(task), static_cast<uint64_t>(epoch)}))
+               .to(device_);
+}
+
+void ShardedSampler::set_device(torch::Device device) {
+  device_ = device;
+  order_ = order_.to(device_);
 }
 
 int64_t ShardedSampler::batches_per_epoch() const { return (dataset_size_ + global_batch_ - 1) / global_batch_; }
@@ -80,12 +92,13 @@ torch::Tensor ShardedSampler::local_batch(int64_t batch) const {
 namespace clx {
 
 void for_each_global_batch(int64_t count, int64_t global_batch, int rank, int world_size,
-                           const std::function<void(const torch::Tensor&, int64_t)>& fn) {
+                           const std::function<void(const torch::Tensor&, int64_t)>& fn, torch::Device device) {
   if (global_batch <= 0) throw Error("importance pass: batch size must be positive");
+  const auto options = torch::TensorOptions().dtype(torch::kInt64).device(device);
   for (int64_t start = 0; start < count; start += global_batch) {
     const int64_t size = std::min(global_batch, count - start);
     const auto [offset, length] = shard_range(size, rank, world_size);
-    fn(torch::arange(start + offset, start + offset + length, torch::kInt64), size);
+    fn(torch::arange(start + offset, start + offset + length, options), size);
   }
 }
 

@@ -2,8 +2,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
+#include <set>
 #include <sstream>
 
+#include "runtime/data/augment.h"
 #include "runtime/data/sampler.h"
 #include "runtime/error.h"
 
@@ -17,15 +20,16 @@ HeadLayout parse_head_layout(const std::string& text) {
 
 std::string to_string(HeadLayout layout) { return layout == HeadLayout::Multi ? "multi" : "single"; }
 
-torch::Tensor TaskData::inputs(const torch::Tensor& positions) const {
-  torch::Tensor batch = source->images.index_select(0, rows.index_select(0, positions));
+torch::Tensor TaskData::inputs(const torch::Tensor& positions, uint64_t augment_seed) const {
+  torch::Tensor batch = source->gather(rows.index_select(0, positions.to(rows.device())), augment_seed);
   if (!pixel_permutation.defined()) return batch;
   const auto shape = batch.sizes().vec();
   return batch.reshape({batch.size(0), -1}).index_select(1, pixel_permutation).reshape(shape);
 }
 
 torch::Tensor TaskData::labels(const torch::Tensor& positions, HeadLayout layout) const {
-  return (layout == HeadLayout::Multi ? local_labels : global_labels).index_select(0, positions);
+  const torch::Tensor& chosen = layout == HeadLayout::Multi ? local_labels : global_labels;
+  return chosen.index_select(0, positions.to(chosen.device()));
 }
 
 std::vector<int64_t> TaskStream::classes_up_to(int task) const {
@@ -40,41 +44,157 @@ std::vector<int64_t> TaskStream::classes_up_to(int task) const {
 std::string TaskStream::summary() const {
   std::ostringstream text;
   text << description << "\n";
-  for (const Task& task : tasks)
+  std::set<const ImageSource*> described;
+  for (const Task& task : tasks) {
     text << task.name << ": train " << task.train.size() << ", validation " << task.validation.size() << ", test "
          << task.test.size() << ", head " << task.head_size << "\n";
+    for (const TaskData* data : {&task.train, &task.test})
+      if (data->source && described.insert(data->source.get()).second) text << "  " << data->source->description << "\n";
+  }
   return text.str();
 }
 
-void validate_stream_config(const StreamConfig& config, int64_t num_classes) {
-  if (config.kind != "split" && config.kind != "permuted")
-    throw Error("data.stream: '" + config.kind + "' is not one of split, permuted");
+void TaskStream::to(torch::Device device) {
+  std::map<const ImageSource*, std::shared_ptr<const ImageSource>> placed;
+  std::vector<std::shared_ptr<const ImageSource>> originals;  // alive until the end, so no address is reused
+  for (Task& task : tasks) {
+    for (TaskData* data : {&task.train, &task.validation, &task.test}) {
+      if (!data->source) continue;
+      std::shared_ptr<const ImageSource>& moved = placed[data->source.get()];
+      if (!moved) {
+        originals.push_back(data->source);
+        moved = data->source->placed_for(device);
+      }
+      data->source = moved;
+      const torch::Device storage = moved->storage_device();
+      for (torch::Tensor* index : {&data->rows, &data->local_labels, &data->global_labels, &data->pixel_permutation})
+        if (index->defined()) *index = index->to(storage);
+    }
+  }
+}
+
+torch::Device TaskStream::data_device() const {
+  if (tasks.empty() || !tasks[0].train.rows.defined()) return torch::kCPU;
+  return tasks[0].train.rows.device();
+}
+
+namespace {
+
+constexpr int64_t kIdxClasses = 10;  // the MNIST family
+
+std::vector<int64_t> parse_task_classes(const std::string& text) {
+  std::vector<int64_t> counts;
+  for (const std::string& item : parse_name_list(text)) {
+    size_t used = 0;
+    int64_t value = 0;
+    try {
+      value = std::stoll(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != item.size() || value < 1)
+      throw Error("data.task_classes: '" + item + "' is not a positive number of classes (expected e.g. 30,25,25,22)");
+    counts.push_back(value);
+  }
+  return counts;
+}
+
+// What error messages call the data: the name, and the folder for image folders.
+std::string dataset_label(const StreamConfig& config) {
+  return config.format == "image_folder" ? config.dataset + " (" + config.root + ")" : config.dataset;
+}
+
+std::string join(const std::vector<int64_t>& values) {
+  std::string text;
+  for (int64_t value : values) text += (text.empty() ? "" : ",") + std::to_string(value);
+  return text;
+}
+
+// The checks that need no dataset.
+void check_stream_options(const StreamConfig& config) {
+  if (config.format != "idx" && config.format != "image_folder")
+    throw Error("data.format: '" + config.format + "' is not one of idx, image_folder");
+  if (config.kind != "split" && config.kind != "class_incremental" && config.kind != "permuted")
+    throw Error("data.stream: '" + config.kind + "' is not one of split, class_incremental, permuted");
   if (config.num_tasks < 1) throw Error("data.tasks: must be at least 1, got " + std::to_string(config.num_tasks));
   if (config.train_samples_per_task < 0) throw Error("data.train_samples_per_task: must be >= 0 (0 = all)");
   if (config.test_samples_per_task < 0) throw Error("data.test_samples_per_task: must be >= 0 (0 = all)");
   if (!(config.validation_fraction >= 0.0 && config.validation_fraction < 1.0))
     throw Error("data.validation_fraction: must be in [0, 1), got " + std::to_string(config.validation_fraction));
+  if (config.kind == "split" && config.classes_per_task < 1)
+    throw Error("data.classes_per_task: must be at least 1, got " + std::to_string(config.classes_per_task));
+  if (config.kind != "permuted" && config.class_order != "natural" && config.class_order != "shuffled")
+    throw Error("data.class_order: '" + config.class_order + "' is not one of natural, shuffled");
+  if (!config.task_classes.empty()) {
+    if (config.kind != "class_incremental")
+      throw Error("data.task_classes: only for data.stream=class_incremental (data.stream is " + config.kind + ")");
+    const std::vector<int64_t> counts = parse_task_classes(config.task_classes);
+    if (static_cast<int64_t>(counts.size()) != config.num_tasks)
+      throw Error("data.task_classes: " + std::to_string(counts.size()) + " tasks (" + join(counts) +
+                  ") but data.tasks is " + std::to_string(config.num_tasks));
+  }
+  if (config.format == "image_folder") {
+    if (!image_folders_supported())
+      throw Error("data.format=image_folder: this build has no OpenCV (install libopencv-dev, e.g. with "
+                  "scripts/setup.sh, and rebuild)");
+    validate_image_folder_options(config.folder);
+  } else if (parse_augment(config.folder.augment) != Augment::None) {
+    throw Error("data.augment: " + config.folder.augment + " needs data.format=image_folder (IDX data is not augmented)");
+  }
+}
+
+void check_class_counts(const StreamConfig& config, int64_t num_classes) {
+  const std::string data = dataset_label(config);
   if (config.kind == "split") {
-    if (config.classes_per_task < 1)
-      throw Error("data.classes_per_task: must be at least 1, got " + std::to_string(config.classes_per_task));
     if (config.classes_per_task > num_classes)
       throw Error("data.classes_per_task: " + std::to_string(config.classes_per_task) + " classes per task, but " +
-                  config.dataset + " has only " + std::to_string(num_classes) + " classes");
+                  data + " has only " + std::to_string(num_classes) + " classes");
     if (config.num_tasks * config.classes_per_task > num_classes)
       throw Error("data.tasks: " + std::to_string(config.num_tasks) + " tasks of " +
                   std::to_string(config.classes_per_task) + " classes need " +
-                  std::to_string(config.num_tasks * config.classes_per_task) + " classes, but " + config.dataset +
+                  std::to_string(config.num_tasks * config.classes_per_task) + " classes, but " + data +
                   " has only " + std::to_string(num_classes));
-    if (config.class_order != "natural" && config.class_order != "shuffled")
-      throw Error("data.class_order: '" + config.class_order + "' is not one of natural, shuffled");
+  } else if (config.kind == "class_incremental") {
+    if (config.task_classes.empty() && config.num_tasks > num_classes)
+      throw Error("data.tasks: " + std::to_string(config.num_tasks) + " class-incremental tasks need at least " +
+                  std::to_string(config.num_tasks) + " classes, but " + data + " has only " +
+                  std::to_string(num_classes));
+    const std::vector<int64_t> counts = task_class_counts(config, num_classes);
+    int64_t needed = 0;
+    for (int64_t count : counts) needed += count;
+    if (needed > num_classes)
+      throw Error("data.task_classes: tasks of " + join(counts) + " classes need " + std::to_string(needed) +
+                  " classes, but " + data + " has only " + std::to_string(num_classes));
   }
+}
+
+}  // namespace
+
+void validate_stream_options(const StreamConfig& config) {
+  check_stream_options(config);
+  if (config.format == "idx") check_class_counts(config, kIdxClasses);
+}
+
+void validate_stream_config(const StreamConfig& config, int64_t num_classes) {
+  check_stream_options(config);
+  check_class_counts(config, num_classes);
+}
+
+std::vector<int64_t> task_class_counts(const StreamConfig& config, int64_t num_classes) {
+  if (config.kind == "split") return std::vector<int64_t>(config.num_tasks, config.classes_per_task);
+  if (config.kind == "permuted") return std::vector<int64_t>(config.num_tasks, num_classes);
+  if (!config.task_classes.empty()) return parse_task_classes(config.task_classes);
+  std::vector<int64_t> counts;
+  for (int64_t t = 0; t < config.num_tasks; ++t)
+    counts.push_back(shard_range(num_classes, static_cast<int>(t), static_cast<int>(config.num_tasks)).second);
+  return counts;
 }
 
 namespace {
 
 // Rows of `source` whose label is in `classes` (all rows when `classes` is empty),
 // shuffled by `seed` so that subsets and validation splits are random but reproducible.
-torch::Tensor shuffled_rows(const LabelledImages& source, const std::vector<int64_t>& classes, uint64_t seed) {
+torch::Tensor shuffled_rows(const ImageSource& source, const std::vector<int64_t>& classes, uint64_t seed) {
   torch::Tensor rows;
   if (classes.empty()) {
     rows = torch::arange(source.size(), torch::kInt64);
@@ -86,7 +206,7 @@ torch::Tensor shuffled_rows(const LabelledImages& source, const std::vector<int6
   return rows.index_select(0, seeded_permutation(rows.size(0), seed));
 }
 
-TaskData make_task_data(std::shared_ptr<const LabelledImages> source, torch::Tensor rows,
+TaskData make_task_data(std::shared_ptr<const ImageSource> source, torch::Tensor rows,
                         const std::vector<int64_t>& classes, torch::Tensor permutation) {
   TaskData data;
   data.source = std::move(source);
@@ -109,73 +229,109 @@ torch::Tensor take_prefix(const torch::Tensor& rows, int64_t limit) {
 
 }  // namespace
 
-TaskStream build_task_stream(const StreamConfig& config, std::shared_ptr<const LabelledImages> train,
-                             std::shared_ptr<const LabelledImages> test) {
-  validate_stream_config(config, train->num_classes);
-  TaskStream stream;
-  stream.num_classes = train->num_classes;
-  stream.input_shape = train->images.sizes().slice(1).vec();
-  const int64_t pixels = train->images[0].numel();
+namespace {
 
-  std::vector<int64_t> class_order(train->num_classes);
-  for (int64_t c = 0; c < train->num_classes; ++c) class_order[c] = c;
-  if (config.kind == "split" && config.class_order == "shuffled") {
-    torch::Tensor order = seeded_permutation(train->num_classes, mix_seed({config.seed, 0xc1a55}));
-    for (int64_t c = 0; c < train->num_classes; ++c) class_order[c] = order[c].item<int64_t>();
+// Classes in the order tasks take them: natural, or shuffled by data.seed.
+std::vector<int64_t> class_order_for(const StreamConfig& config, int64_t num_classes) {
+  std::vector<int64_t> order(num_classes);
+  for (int64_t c = 0; c < num_classes; ++c) order[c] = c;
+  if (config.kind != "permuted" && config.class_order == "shuffled") {
+    const torch::Tensor shuffled = seeded_permutation(num_classes, mix_seed({config.seed, 0xc1a55}));
+    for (int64_t c = 0; c < num_classes; ++c) order[c] = shuffled[c].item<int64_t>();
   }
+  return order;
+}
 
+std::string stream_description(const StreamConfig& config, const std::vector<int64_t>& counts) {
   std::ostringstream description;
   description << config.kind << " " << config.dataset << ": " << config.num_tasks << " tasks";
   if (config.kind == "split") description << " of " << config.classes_per_task << " classes";
-  stream.description = description.str();
+  if (config.kind == "class_incremental") description << " of " << join(counts) << " classes";
+  return description.str();
+}
 
+// "task 3 (classes 4 5)"; tasks of many classes give the count instead of the list.
+std::string class_task_name(int64_t t, const std::vector<int64_t>& classes) {
+  std::ostringstream name;
+  name << "task " << t + 1;
+  if (classes.size() > 10) {
+    name << " (" << classes.size() << " classes)";
+  } else {
+    name << " (classes";
+    for (int64_t c : classes) name << " " << c;
+    name << ")";
+  }
+  return name.str();
+}
+
+// Fills the train, validation and test splits of `task` (classes empty: every class).
+void fill_splits(const StreamConfig& config, Task& task, const std::vector<int64_t>& classes,
+                 const torch::Tensor& permutation, const std::shared_ptr<const ImageSource>& train,
+                 const std::shared_ptr<const ImageSource>& test) {
+  const uint64_t task_seed = mix_seed({config.seed, 0x7a5c, static_cast<uint64_t>(task.index)});
+  // The sample limit picks the task's pool; validation is carved from that pool.
+  torch::Tensor train_rows = take_prefix(shuffled_rows(*train, classes, task_seed), config.train_samples_per_task);
+  const int64_t validation_count = std::llround(config.validation_fraction * static_cast<double>(train_rows.size(0)));
+  torch::Tensor validation_rows = train_rows.narrow(0, 0, validation_count);
+  train_rows = train_rows.narrow(0, validation_count, train_rows.size(0) - validation_count);
+  torch::Tensor test_rows = take_prefix(shuffled_rows(*test, classes, task_seed + 1), config.test_samples_per_task);
+  if (train_rows.size(0) == 0) throw Error(task.name + " has no training samples");
+  if (test_rows.size(0) == 0) throw Error(task.name + " has no test samples");
+  task.train = make_task_data(train, train_rows, classes, permutation);
+  task.validation = make_task_data(train, validation_rows, classes, permutation);
+  task.test = make_task_data(test, test_rows, classes, permutation);
+}
+
+}  // namespace
+
+TaskStream build_task_stream(const StreamConfig& config, std::shared_ptr<const ImageSource> train,
+                             std::shared_ptr<const ImageSource> test) {
+  validate_stream_config(config, train->num_classes);
+  if (test->num_classes != train->num_classes || test->image_shape() != train->image_shape())
+    throw Error("data.root: the train and test data of " + config.root + " differ in classes or image shape");
+  TaskStream stream;
+  stream.num_classes = train->num_classes;
+  stream.input_shape = train->image_shape();
+  int64_t pixels = 1;
+  for (int64_t side : stream.input_shape) pixels *= side;
+  const std::vector<int64_t> class_order = class_order_for(config, train->num_classes);
+  const std::vector<int64_t> counts = task_class_counts(config, train->num_classes);
+  stream.description = stream_description(config, counts);
+
+  int64_t first_class = 0;
   for (int64_t t = 0; t < config.num_tasks; ++t) {
     Task task;
     task.index = static_cast<int>(t);
     std::vector<int64_t> classes;  // empty: every class (permuted)
     torch::Tensor permutation;
-    std::ostringstream name;
-    name << "task " << t + 1;
-    if (config.kind == "split") {
-      classes.assign(class_order.begin() + t * config.classes_per_task,
-                     class_order.begin() + (t + 1) * config.classes_per_task);
-      task.classes = classes;
-      task.head_size = config.classes_per_task;
-      name << " (classes";
-      for (int64_t c : classes) name << " " << c;
-      name << ")";
-    } else {
+    if (config.kind == "permuted") {
       task.classes = class_order;
       task.head_size = train->num_classes;
-      if (t > 0 || config.permute_first) {
-        permutation = seeded_permutation(pixels, mix_seed({config.seed, 0x9e12, static_cast<uint64_t>(t)}));
-        name << " (permutation " << t + 1 << ")";
-      } else {
-        name << " (identity)";
-      }
+      const bool permuted = t > 0 || config.permute_first;
+      if (permuted) permutation = seeded_permutation(pixels, mix_seed({config.seed, 0x9e12, static_cast<uint64_t>(t)}));
+      task.name = "task " + std::to_string(t + 1) +
+                  (permuted ? " (permutation " + std::to_string(t + 1) + ")" : std::string(" (identity)"));
+    } else {
+      classes.assign(class_order.begin() + first_class, class_order.begin() + first_class + counts[t]);
+      first_class += counts[t];
+      task.classes = classes;
+      task.head_size = counts[t];
+      task.name = class_task_name(t, classes);
     }
-    task.name = name.str();
-
-    const uint64_t task_seed = mix_seed({config.seed, 0x7a5c, static_cast<uint64_t>(t)});
-    // The sample limit picks the task's pool; validation is carved from that pool.
-    torch::Tensor train_rows = take_prefix(shuffled_rows(*train, classes, task_seed), config.train_samples_per_task);
-    const int64_t validation_count =
-        std::llround(config.validation_fraction * static_cast<double>(train_rows.size(0)));
-    torch::Tensor validation_rows = train_rows.narrow(0, 0, validation_count);
-    train_rows = train_rows.narrow(0, validation_count, train_rows.size(0) - validation_count);
-    torch::Tensor test_rows = take_prefix(shuffled_rows(*test, classes, task_seed + 1), config.test_samples_per_task);
-    if (train_rows.size(0) == 0) throw Error(task.name + " has no training samples");
-    if (test_rows.size(0) == 0) throw Error(task.name + " has no test samples");
-
-    task.train = make_task_data(train, train_rows, classes, permutation);
-    task.validation = make_task_data(train, validation_rows, classes, permutation);
-    task.test = make_task_data(test, test_rows, classes, permutation);
+    fill_splits(config, task, classes, permutation, train, test);
     stream.tasks.push_back(std::move(task));
   }
   return stream;
 }
 
 TaskStream load_task_stream(const StreamConfig& config) {
+  validate_stream_options(config);
+  if (config.format == "image_folder") {
+    ImageFolderData data = load_image_folder(config.root, config.dataset, config.folder, config.seed);
+    TaskStream stream = build_task_stream(config, data.train, data.test);
+    stream.warnings = std::move(data.warnings);
+    return stream;
+  }
   auto train = std::make_shared<LabelledImages>(load_mnist_split(config.root, "train"));
   auto test = std::make_shared<LabelledImages>(load_mnist_split(config.root, "t10k"));
   if (train->images.sizes().slice(1) != test->images.sizes().slice(1))
