@@ -43,6 +43,10 @@ extern "C" void on_stop_signal(int signal_number) {
   if (stop_signals.fetch_add(1) > 0) std::_Exit(128 + signal_number);
 }
 
+// Installs the handlers, then unblocks the signals: the `train` launcher
+// (launch/train_launcher.cpp) starts this program with them blocked, so a
+// signal that arrived while LibTorch was loading is pending and is handled
+// now, as a stop before training.
 void install_stop_handlers() {
   struct sigaction action {};
   action.sa_handler = on_stop_signal;
@@ -51,7 +55,21 @@ void install_stop_handlers() {
   sigemptyset(&action.sa_mask);
   sigaction(SIGUSR1, &action, nullptr);
   sigaction(SIGTERM, &action, nullptr);
+  sigset_t stop;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGUSR1);
+  sigaddset(&stop, SIGTERM);
+  sigprocmask(SIG_UNBLOCK, &stop, nullptr);
 }
+
+// Done before the shared libraries' static initialisers run (.preinit_array:
+// right after the dynamic loader has relocated them): LibTorch's take about a
+// second on a busy node, a window where a signal would otherwise stay pending
+// (or, when train-main is run without the launcher, kill the process). Only
+// system calls, which need nothing initialised.
+extern "C" void install_stop_handlers_early(int, char**, char**) { install_stop_handlers(); }
+__attribute__((section(".preinit_array"), used)) void (*const preinit_stop_handlers)(int, char**, char**) =
+    install_stop_handlers_early;
 
 int choose_threads(int64_t requested, int local_ranks) {
   if (requested > 0) return static_cast<int>(requested);
@@ -285,8 +303,9 @@ int run(TrainOptions& options, Communicator& comm) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  // First thing: a SIGUSR1/SIGTERM during start-up (MPI start, data loading)
-  // must end with the requeue code, not kill the process with 128 + signal.
+  // Already done from .preinit_array; again in case a linker ignored it. A
+  // SIGUSR1/SIGTERM during start-up (MPI start, data loading) must end with
+  // the requeue code, not kill the process with 128 + signal.
   install_stop_handlers();
   clx::TrainOptions options;
   std::exception_ptr usage_error;

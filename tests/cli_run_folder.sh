@@ -144,20 +144,24 @@ else
   fail "stale temporary files"; ls -a "$dir" "$dir/checkpoints"
 fi
 
-# --- a stop before training: exit 3 (the requeue code), nothing written, the same command starts again
+# --- a stop before training: exit 3 (the requeue code), nothing written, the same command starts again.
+# SIGUSR1 to each rank the moment it exists (while LibTorch loads: the train launcher keeps the signal
+# pending until the handlers are installed); SIGTERM once the handler is installed (MPI start-up, data).
 for signal in USR1 TERM; do
   "${MPI[@]}" -np 2 "$TRAIN" "${BASE[@]}" --output "$WORK/early-$signal" \
     > "$WORK/early-$signal.out" 2>&1 &
   launcher=$!
-  # Each rank as soon as it catches the signal: during MPI start-up and data loading.
   ranks=""
-  for _ in $(seq 1 500); do ranks=$(pgrep -P $launcher -f "$TRAIN" | tr '\n' ' '); [ "$(echo $ranks | wc -w)" -eq 2 ] && break; sleep 0.01; done
-  for rank in $ranks; do wait_for_handler "$rank" && kill -$signal "$rank"; done
+  for _ in $(seq 1 1000); do ranks=$(pgrep -P $launcher -f "$TRAIN" | tr '\n' ' '); [ "$(echo $ranks | wc -w)" -eq 2 ] && break; sleep 0.005; done
+  for rank in $ranks; do
+    [ $signal = TERM ] && wait_for_handler "$rank"
+    kill -$signal "$rank"
+  done
   wait $launcher
   code=$?
   if [ "$code" -eq 3 ] && grep -q "before training started; nothing was written" "$WORK/early-$signal.out" \
      && [ ! -e "$WORK/early-$signal/config.ini" ] && [ ! -e "$WORK/early-$signal/checkpoints" ]; then
-    pass "SIG$signal before training: exit 3, nothing written"
+    pass "SIG$signal before training: exit 3, nothing written ($(grep -o 'stopped by a signal [a-z ]*' "$WORK/early-$signal.out" | head -1))"
   else
     fail "SIG$signal before training: exit $code"; tail -5 "$WORK/early-$signal.out"
   fi
