@@ -46,11 +46,14 @@ void store_config_file(const std::string& path, const std::string& option, const
   }
 }
 
-// Option values end up in config.ini (one line each), in checkpoints (text
-// without NUL bytes) and in results.json (UTF-8): a value that cannot is
-// refused now, naming the option, rather than after the run.
+// The values of the config sections ("section.name") end up in config.ini
+// (one line each), in checkpoints (text without NUL bytes) and in
+// results.json (UTF-8): a value that cannot is refused now, naming the
+// option, rather than after the run. (--output, --config and --resume are
+// paths used as they are.)
 void check_text_values(const po::variables_map& values) {
   for (const auto& [name, value] : values) {
+    if (name.find('.') == std::string::npos) continue;
     if (value.empty() || value.value().type() != typeid(std::string)) continue;
     const std::string& text = boost::any_cast<const std::string&>(value.value());
     size_t offset = 0;

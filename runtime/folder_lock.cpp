@@ -12,10 +12,14 @@
 namespace clx {
 namespace {
 
-// F_OFD_SETLK where the kernel has it: the lock belongs to the open file,
-// not to the process, so it conflicts with every other open of the file
-// (another thread, another FolderLock of this process) and is not dropped
-// when some other descriptor of the same file is closed.
+// F_OFD_SETLK where it works: the lock belongs to the open file, not to the
+// process, so it conflicts with every other open of the file (another
+// thread, another FolderLock of this process) and is not dropped when some
+// other descriptor of the same file is closed. Where it fails for any reason
+// but a conflict (an old kernel, a file system that takes only classic
+// locks), a classic POSIX record lock (F_SETLK), which NFS's lock manager has
+// always carried; this process opens the lock file nowhere else, so the
+// classic lock's release on any close of the file does not arise.
 int try_lock(int fd) {
   struct flock request {};
   request.l_type = F_WRLCK;
@@ -24,7 +28,7 @@ int try_lock(int fd) {
   request.l_len = 0;  // the whole file
 #ifdef F_OFD_SETLK
   if (::fcntl(fd, F_OFD_SETLK, &request) == 0) return 0;
-  if (errno != EINVAL) return errno;
+  if (errno == EAGAIN || errno == EACCES) return errno;
 #endif
   return ::fcntl(fd, F_SETLK, &request) == 0 ? 0 : errno;
 }

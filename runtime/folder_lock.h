@@ -4,8 +4,8 @@
 // folder. Rank 0 of a run holds it (launch/train.cpp); the ranks agree on the
 // outcome through run_on_all_ranks.
 //
-// The lock is an fcntl lock on a file in the folder (open file description
-// locks, F_OFD_SETLK, where the kernel has them; classic POSIX record locks
+// The lock is an fcntl lock on a file in the folder (an open file
+// description lock, F_OFD_SETLK, where it works; a classic POSIX record lock
 // otherwise). Unlike flock(2), fcntl locks are seen across nodes on NFS
 // (through the lock manager, lockd/NFSv4), and on Lustre mounted with
 // -o flock, GPFS, BeeGFS with global file locks and CephFS: see
