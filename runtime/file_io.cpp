@@ -77,7 +77,28 @@ void fsync_parent_directory(const std::string& path) {
   if (status != 0 && error != EINVAL && error != ENOTSUP && error != EROFS) fail("fsync the folder of", path, error);
 }
 
+namespace {
+
+// A path that is a symbolic link, a device or a pipe (a report's --csv
+// /dev/stdout, a link to a file elsewhere) is written through, in place:
+// renaming a temporary over it would replace the link or the device node
+// itself. Every write is checked all the same.
+void write_through(const std::string& path, std::string_view content) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) fail("write", path, errno);
+  int error = write_all(fd, content);
+  struct stat info {};
+  if (error == 0 && ::fstat(fd, &info) == 0 && S_ISREG(info.st_mode) && ::fsync(fd) != 0) error = errno;
+  if (::close(fd) != 0 && error == 0) error = errno;
+  if (error != 0) fail("write", path, error);
+}
+
+}  // namespace
+
 void write_file_atomically(const std::string& path, std::string_view content) {
+  struct stat existing {};
+  if (::lstat(path.c_str(), &existing) == 0 && !S_ISREG(existing.st_mode) && !S_ISDIR(existing.st_mode))
+    return write_through(path, content);
   const std::string tmp = temporary_path(path);
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) fail("write", path, errno);

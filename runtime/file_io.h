@@ -28,7 +28,9 @@ class FileError : public Error {
 };
 
 // Writes `content` to `path` atomically (see above). Throws FileError naming
-// `path` and strerror.
+// `path` and strerror. A `path` that exists as a symbolic link, a device or
+// a pipe is written through in place (checked, not atomic), so that the link
+// or the device node itself is never replaced.
 void write_file_atomically(const std::string& path, std::string_view content);
 
 // Reads the whole regular file at `path`. Throws FileError ("cannot open

@@ -62,6 +62,11 @@ timeout 120 "$TRAIN" --resume "$WORK/done" --run.progress=off > "$WORK/done-resu
   && cmp -s "$REFERENCE" "$WORK/done/accuracy_matrix.csv" \
   && pass "train --resume DIR still works after the refusal" || { fail "resume after a refusal"; tail -3 "$WORK/done-resume.out"; }
 
+# report's outputs are checked the same way (a device is written through, never replaced).
+expect_failure "report --csv on a full device" "report: error: cannot write /dev/full: No space left on device" \
+  "$REPORT" "$WORK/done" --csv /dev/full
+[ -c /dev/full ] && pass "/dev/full is still the device" || fail "/dev/full was replaced"
+
 # --- checkpoint folders damaged or odd: the resume falls back and says which file it skipped and why
 # copy_run NAME: a run folder with config.ini and the first two checkpoints of the reference run.
 copy_run() {

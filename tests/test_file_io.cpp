@@ -66,6 +66,20 @@ TEST_F(FileIoTest, FullDiskIsAnErrorNamingTheFileAndKeepsTheOldFile) {
   EXPECT_EQ(names_in(disk.path()), std::vector<std::string>{"metrics.csv"});
 }
 
+// A link (or a device: report --csv /dev/stdout) is written through, never
+// replaced by a file of its name.
+TEST_F(FileIoTest, WritesThroughLinksAndDevices) {
+  std::ofstream(path("target.csv")) << "old\n";
+  fs::create_symlink(path("target.csv"), path("link.csv"));
+  clx::write_file_atomically(path("link.csv").string(), "new\n");
+  EXPECT_TRUE(fs::is_symlink(path("link.csv")));
+  EXPECT_EQ(read_all(path("target.csv")), "new\n");
+  fs::create_symlink("/dev/null", path("null.csv"));
+  clx::write_file_atomically(path("null.csv").string(), "discarded\n");
+  EXPECT_TRUE(fs::is_symlink(path("null.csv")));
+  EXPECT_EQ(names_in(dir_), (std::vector<std::string>{"link.csv", "null.csv", "target.csv"}));
+}
+
 TEST_F(FileIoTest, MissingFolderIsAnErrorNamingTheFile) {
   const fs::path file = path("no/such/folder/config.ini");
   expect_error<clx::FileError>([&] { clx::write_file_atomically(file.string(), "x"); },
