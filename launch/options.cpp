@@ -1,11 +1,13 @@
 #include "launch/options.h"
 
-#include <fstream>
+#include <algorithm>
 #include <sstream>
 
 #include "algorithms/strategy.h"
 #include "runtime/device.h"
 #include "runtime/error.h"
+#include "runtime/file_io.h"
+#include "runtime/text.h"
 
 namespace clx {
 
@@ -26,6 +28,47 @@ std::string value_text(const po::variable_value& value) {
     return text.str();
   }
   return "?";
+}
+
+// Reads the INI file at `path` into `values`; `option` names where the path
+// came from ("--config") in errors, `hint` is added to an unreadable file's.
+void store_config_file(const std::string& path, const std::string& option, const std::string& hint,
+                       const po::options_description& file_options, po::variables_map& values) {
+  std::string text;
+  try {
+    text = read_text_file(path);
+  } catch (const FileError& error) {
+    throw UsageError(option + ": " + error.what() + hint);
+  }
+  std::istringstream file(text);
+  try {
+    po::store(po::parse_config_file(file, file_options, false), values);
+  } catch (const po::error& error) {
+    throw UsageError(path + ": " + error.what());
+  }
+}
+
+// The values of the config sections ("section.name") end up in config.ini
+// (one line each), in checkpoints (text without NUL bytes) and in
+// results.json (UTF-8): a value that cannot is refused now, naming the
+// option, rather than after the run. (--output, --config and --resume are
+// paths used as they are.)
+void check_text_values(const po::variables_map& values) {
+  for (const auto& [name, value] : values) {
+    if (name.find('.') == std::string::npos) continue;
+    if (value.empty() || value.value().type() != typeid(std::string)) continue;
+    const std::string& text = boost::any_cast<const std::string&>(value.value());
+    size_t offset = 0;
+    if (!is_valid_utf8(text, &offset))
+      throw UsageError("--" + name + ": the value is not valid UTF-8 text (byte " + std::to_string(offset + 1) +
+                       " of " + std::to_string(text.size()) + ")");
+    for (size_t i = 0; i < text.size(); ++i) {
+      const unsigned char c = static_cast<unsigned char>(text[i]);
+      if ((c < 0x20 && c != '\t') || c == 0x7f)
+        throw UsageError("--" + name + ": the value holds a control character (byte " + std::to_string(i + 1) +
+                         " is " + std::to_string(c) + "); values are single lines of text");
+    }
+  }
 }
 
 }  // namespace
@@ -163,7 +206,10 @@ TrainOptions parse_train_options(int argc, const char* const* argv) {
       ("run.collective_timeout", po::value<double>(&options.collective_timeout)->default_value(300.0),
        "seconds a collective may wait for the other ranks before the job is ended (a rank died or hangs); 0: never")
       ("run.check_consistency", po::value<bool>(&options.trainer.check_consistency)->default_value(true),
-       "compare parameter and strategy-state fingerprints across ranks after every task");
+       "compare parameter and strategy-state fingerprints across ranks after every task")
+      ("run.lock", po::value<bool>(&options.lock_output)->default_value(true),
+       "hold an exclusive lock on the output folder (<output>/.lock) while the run lasts, so that a second run "
+       "into it stops at once; false only on file systems without fcntl locks (see cluster/README.md)");
 
   po::options_description algorithms("Algorithms [anpyc] [ewc] [si] [mas] [lwf]");
   add_strategy_options(algorithms);
@@ -192,28 +238,15 @@ TrainOptions parse_train_options(int argc, const char* const* argv) {
     if (options.values.count("resume") && !options.values.count("config")) {
       // A resumed run reads the configuration its first start wrote.
       const std::string path = options.values["resume"].as<std::string>() + "/config.ini";
-      std::ifstream file(path);
-      if (!file) throw UsageError("--resume: cannot open " + path + " (is it a run folder of train?)");
-      try {
-        po::store(po::parse_config_file(file, file_options, false), options.values);
-      } catch (const po::error& error) {
-        throw UsageError(path + ": " + error.what());
-      }
+      store_config_file(path, "--resume", " (is it a run folder of train?)", file_options, options.values);
     }
-    if (options.values.count("config")) {
-      const std::string path = options.values["config"].as<std::string>();
-      std::ifstream file(path);
-      if (!file) throw UsageError("--config: cannot open " + path);
-      try {
-        po::store(po::parse_config_file(file, file_options, false), options.values);
-      } catch (const po::error& error) {
-        throw UsageError(path + ": " + error.what());
-      }
-    }
+    if (options.values.count("config"))
+      store_config_file(options.values["config"].as<std::string>(), "--config", "", file_options, options.values);
     po::notify(options.values);
   } catch (const po::error& error) {
     throw UsageError(error.what());
   }
+  check_text_values(options.values);
 
   if (!options.resume_dir.empty()) {
     if (!options.output_dir.empty() && options.output_dir != options.resume_dir)
@@ -229,7 +262,13 @@ TrainOptions parse_train_options(int argc, const char* const* argv) {
     }
     options.output_dir = "runs/" + stem;
   }
-  options.trainer.bucket_bytes = static_cast<int64_t>(options.values["train.bucket_mb"].as<double>() * (1 << 20));
+  const double bucket_mb = options.values["train.bucket_mb"].as<double>();
+  if (!(bucket_mb > 0.0) || bucket_mb > 1 << 20) {
+    std::ostringstream got;
+    got << bucket_mb;
+    throw UsageError("train.bucket_mb: must be a positive number of MiB, at most 1048576 (1 TiB), got " + got.str());
+  }
+  options.trainer.bucket_bytes = std::max<int64_t>(1, static_cast<int64_t>(bucket_mb * (1 << 20)));
   try {
     options.trainer.precision = parse_precision(options.values["train.precision"].as<std::string>());
   } catch (const Error& error) {

@@ -26,6 +26,7 @@ struct TrainOptions {
   std::string output_dir;
   std::string resume_dir;  // --resume: continue the run in this folder
   bool checkpoints = true;
+  bool lock_output = true;  // run.lock: hold <output>/.lock for the whole run
   int64_t checkpoint_every_steps = 0;
   int64_t keep_checkpoints = 3;
   double collective_timeout = 300.0;

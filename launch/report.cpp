@@ -19,8 +19,12 @@
 #include <sstream>
 
 #include "runtime/checkpoint.h"
+#include "runtime/file_io.h"
 
 namespace po = boost::program_options;
+using clx::FileError;
+using clx::read_text_file;
+using clx::write_file_atomically;
 
 namespace {
 
@@ -182,11 +186,12 @@ std::string write_importance_plot(const std::filesystem::path& dir, const std::v
       else ++counts[std::min(bin, bins - 1)];
     }
     const std::string data = (dir / "data" / (file_safe(key) + "_importance.dat")).string();
-    std::ofstream out(data);
+    std::ostringstream out;
     out << "# log10(importance) bin centre, percent of the " << importance.count << " values of " << key << "\n";
     for (int b = 0; b < bins; ++b)
       out << low + (b + 0.5) * kBinWidth << " " << 100.0 * static_cast<double>(counts[b]) / static_cast<double>(importance.count)
           << "\n";
+    write_file_atomically(data, out.str());
     std::ostringstream title;
     title << key << " (" << std::fixed << std::setprecision(1)
           << 100.0 * static_cast<double>(importance.zeros) / static_cast<double>(importance.count) << "% exactly 0";
@@ -236,11 +241,12 @@ int write_plots(const std::string& directory, const std::vector<std::string>& or
     const size_t tasks = matrix[0].size();
     const std::string name = file_safe(key);
     const std::string data = (dir / "data" / (name + "_matrix.dat")).string();
-    std::ofstream out(data);
+    std::ostringstream out;
     for (const auto& row : matrix) {
       for (size_t i = 0; i < row.size(); ++i) out << (i ? " " : "") << std::fixed << std::setprecision(2) << 100 * row[i];
       out << "\n";
     }
+    write_file_atomically(data, out.str());
     const bool sequential = matrix.size() == tasks;
     matrices.emplace_back(key + ": accuracy matrix", (dir / (name + "_accuracy_matrix.png")).string());
     script << "\nset output '" << matrices.back().second << "'\n"
@@ -261,7 +267,7 @@ int write_plots(const std::string& directory, const std::vector<std::string>& or
            << "unset xrange\nunset yrange\nset xtics auto\nset ytics auto\n";
     if (!sequential || tasks < 2) continue;
     const std::string curve = (dir / "data" / (name + "_curves.dat")).string();
-    std::ofstream curve_out(curve);
+    std::ostringstream curve_out;
     curve_out << "# task_j acc_so_far_percent bwt_so_far_percent\n";
     for (size_t j = 0; j < tasks; ++j) {
       double acc = 0.0, bwt = 0.0;
@@ -272,6 +278,7 @@ int write_plots(const std::string& directory, const std::vector<std::string>& or
       else curve_out << "NaN";
       curve_out << "\n";
     }
+    write_file_atomically(curve, curve_out.str());
     curves.emplace_back(key, curve);
   }
   if (!curves.empty()) {
@@ -292,7 +299,7 @@ int write_plots(const std::string& directory, const std::vector<std::string>& or
   const std::string importance_png = write_importance_plot(dir, order, importances, script);
   if (!importance_png.empty()) written.emplace_back("importance of the shared weights", importance_png);
   const std::string script_path = (dir / "plots.gp").string();
-  std::ofstream(script_path) << script.str();
+  write_file_atomically(script_path, script.str());
   if (std::system("command -v gnuplot > /dev/null 2>&1") != 0) {
     std::cerr << "report: error: --plots needs gnuplot (Debian: apt-get install gnuplot-nox); data and script are in "
               << directory << std::endl;
@@ -337,7 +344,7 @@ std::string format(const MeanStd& value, const char* separator) {
 // The Markdown document: title, notes, the table, which runs each row
 // averages, the importance statistics and the plots (linked relative to the
 // document, so the folder can be moved or checked in as a whole).
-bool write_markdown(const std::string& path, const std::string& title, const std::string& notes,
+void write_markdown(const std::string& path, const std::string& title, const std::string& notes,
                     const std::string& table, const std::vector<std::string>& order,
                     const std::map<std::string, Samples>& groups, const std::map<std::string, Importance>& importances,
                     const std::vector<std::pair<std::string, std::string>>& plots) {
@@ -379,14 +386,12 @@ bool write_markdown(const std::string& path, const std::string& title, const std
       doc << "\n" << caption << ":\n\n![" << caption << "](" << std::filesystem::absolute(png).lexically_relative(base).string()
           << ")\n";
   }
-  std::ofstream out(path);
-  out << doc.str();
-  return static_cast<bool>(out);
+  write_file_atomically(path, doc.str());
 }
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int run_report(int argc, char** argv) {
   std::vector<std::string> runs;
   std::string csv_path, group_by, plots_dir, markdown_path, notes_path, title;
   po::options_description options(
@@ -483,12 +488,7 @@ int main(int argc, char** argv) {
   }
   std::cout << markdown.str();
   if (!csv_path.empty()) {
-    std::ofstream out(csv_path);
-    out << csv.str();
-    if (!out) {
-      std::cerr << "report: error: cannot write " << csv_path << std::endl;
-      return 1;
-    }
+    write_file_atomically(csv_path, csv.str());
   }
   // Importance: read only when a plot or a document will show it (checkpoints are large).
   std::map<std::string, Importance> importances;
@@ -505,17 +505,24 @@ int main(int argc, char** argv) {
   if (!markdown_path.empty()) {
     std::string notes;
     if (!notes_path.empty()) {
-      std::ifstream file(notes_path);
-      if (!file) {
-        std::cerr << "report: error: --notes: cannot open " << notes_path << std::endl;
+      try {
+        notes = read_text_file(notes_path);
+      } catch (const FileError& error) {
+        std::cerr << "report: error: --notes: " << error.what() << std::endl;
         return 1;
       }
-      notes.assign(std::istreambuf_iterator<char>(file), std::istreambuf_iterator<char>());
     }
-    if (!write_markdown(markdown_path, title, notes, markdown.str(), order, groups, importances, plots)) {
-      std::cerr << "report: error: cannot write " << markdown_path << std::endl;
-      return 1;
-    }
+    write_markdown(markdown_path, title, notes, markdown.str(), order, groups, importances, plots);
   }
   return 0;
+}
+
+int main(int argc, char** argv) {
+  try {
+    return run_report(argc, argv);
+  } catch (const std::exception& error) {
+    // A file that cannot be written (full disk, read-only folder), named with the OS reason.
+    std::cerr << "report: error: " << error.what() << std::endl;
+    return 1;
+  }
 }

@@ -4,7 +4,6 @@
 // See docs/sweep.md and launch/sweep_plan.h.
 #include <fcntl.h>
 #include <signal.h>
-#include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -24,6 +23,9 @@
 #include <thread>
 
 #include "launch/sweep_plan.h"
+#include "runtime/file_io.h"
+#include "runtime/folder_lock.h"
+#include "runtime/text.h"
 
 namespace {
 
@@ -31,8 +33,9 @@ using namespace clx;
 namespace fs = std::filesystem;
 namespace po = boost::program_options;
 
-// Exit codes, as train's: 0 every run finished, 1 some run failed, 2 bad
-// command line or sweep file, 3 stopped by a signal (rerun to continue).
+// Exit codes, as train's: 0 every run finished, 1 some run failed (or a file
+// could not be written), 2 bad command line or sweep file, 3 stopped by a
+// signal (rerun to continue).
 constexpr int kExitFailedRuns = 1, kExitUsage = 2, kExitStopped = 3;
 constexpr int kTrainExitPreempted = 3;
 
@@ -95,16 +98,13 @@ std::string read_text(const fs::path& path) {
   return text.str();
 }
 
-void write_text(const fs::path& path, const std::string& text) {
-  std::ofstream file(path);
-  file << text;
-  if (!file) throw Error("cannot write " + path.string());
-}
+void write_text(const fs::path& path, const std::string& text) { write_file_atomically(path.string(), text); }
 
-// The sweep's own lines: to stdout and to <output>/sweep.log.
+// The sweep's own lines: to stdout and to <output>/sweep.log (every write
+// checked: a full disk stops the sweep with the file's name).
 class SweepLog {
  public:
-  void open(const fs::path& path) { file_.open(path, std::ios::app); }
+  void open(const fs::path& path) { file_.open(path.string()); }
   // A line in two parts ("[3/12] ewc seed 2 ... " and "done ..."), so that
   // the run being trained is visible while it trains.
   void begin(const std::string& text) {
@@ -116,11 +116,11 @@ class SweepLog {
     if (!pending_.empty() && !continues) std::cout << "\n";
     std::cout << (continues ? text.substr(pending_.size()) : text) << std::endl;
     pending_.clear();
-    if (file_.is_open()) file_ << text << std::endl;
+    if (file_.is_open()) file_.append(text + "\n");
   }
 
  private:
-  std::ofstream file_;
+  AppendFile file_;
   std::string pending_;
 };
 
@@ -223,16 +223,8 @@ bool runnable(const std::string& program) {
 }
 
 std::string first_difference(const std::string& then, const std::string& now) {
-  std::istringstream a(then), b(now);
-  std::string left, right;
-  while (true) {
-    const bool more_a = static_cast<bool>(std::getline(a, left));
-    const bool more_b = static_cast<bool>(std::getline(b, right));
-    if (!more_a && !more_b) return "";
-    if (!more_a) left = "<nothing>";
-    if (!more_b) right = "<nothing>";
-    if (left != right) return "'" + left + "' then, '" + right + "' now";
-  }
+  const auto difference = first_differing_line(then, now);
+  return difference ? "'" + difference->first + "' then, '" + difference->second + "' now" : "";
 }
 
 class Sweep {
@@ -270,9 +262,12 @@ class Sweep {
     fs::create_directories(root_);
     // Two sweeps on one output folder would train the same runs at once.
     const std::string lock_path = (root_ / ".sweep.lock").string();
-    lock_fd_ = open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (lock_fd_ < 0 || flock(lock_fd_, LOCK_EX | LOCK_NB) != 0)
-      throw Error(lock_path + ": another sweep is running on this output folder (or the lock cannot be taken)");
+    try {
+      lock_ = FolderLock(lock_path, "sweep");
+    } catch (const FolderLockedError& locked) {
+      throw Error(root_.string() + ": another sweep is running on this output folder: " + locked.holder() +
+                  " (lock " + lock_path + ")");
+    }
     log_.open(root_ / "sweep.log");
     log_.line("sweep: " + describe());
     log_.line("sweep: each run logs to train.log (and console.log: every rank's output) in its folder");
@@ -459,7 +454,10 @@ class Sweep {
     if (config_.threads > 0) command.push_back("--run.threads=" + std::to_string(config_.threads));
     const fs::path console = dir / "console.log";
     {
-      std::ofstream(console, std::ios::app) << "# sweep: " << command_text(command) << std::endl;
+      AppendFile console_log;
+      console_log.open(console.string());
+      console_log.append("# sweep: " + command_text(command) + "\n");
+      console_log.close();
     }
     log_.begin(head + " ... " + how);
     const auto start = std::chrono::steady_clock::now();
@@ -617,7 +615,7 @@ class Sweep {
   std::map<std::string, Choice> chosen_;
   std::set<std::string> announced_;
   SweepLog log_;
-  int lock_fd_ = -1;  // held (flock) while the sweep runs; released when the process ends
+  FolderLock lock_;  // held while the sweep runs; released when the process ends
 };
 
 }  // namespace
@@ -633,8 +631,8 @@ int main(int argc, char** argv) {
       "each run in its own folder under the output folder. A finished run is skipped and an interrupted\n"
       "one resumed from its checkpoint, so rerunning the same command continues a stopped sweep.\n"
       "SIGINT/SIGTERM: the running train checkpoints and the sweep exits with 3. Ends with `report`:\n"
-      "OUTPUT/report.md, report.csv and plots/. Exit: 0 all runs finished, 1 some failed, 2 bad input,\n"
-      "3 stopped. See docs/sweep.md for the sweep file.\n\nOptions");
+      "OUTPUT/report.md, report.csv and plots/. Exit: 0 all runs finished, 1 some failed (or a file\n"
+      "could not be written), 2 bad input, 3 stopped. See docs/sweep.md for the sweep file.\n\nOptions");
   options.add_options()("help,h", "print this help and exit")(
       "config,c", po::value<std::string>(&config_path), "the sweep file (INI: [sweep], [methods], [grid])")(
       "output,o", po::value<std::string>(), "output folder (replaces sweep.output)")(
@@ -692,16 +690,17 @@ int main(int argc, char** argv) {
       return 0;
     }
     install_stop_handlers();
-    int code = 0;
-    try {
-      code = sweep.run();
-    } catch (const Error& error) {
-      std::cerr << "sweep: error: " << error.what() << std::endl;
-      return kExitUsage;
-    }
+    const int code = sweep.run();
     if (code == kExitStopped) return code;
-    if (!values.count("no-report") && sweep.report(report) != 0 && code == 0) code = kExitFailedRuns;
+    if (!values.count("no-report") && sweep.report(report) != 0) return kExitFailedRuns;
     return code;
+  } catch (const FileError& error) {
+    // A file that cannot be written (full disk, read-only folder): not bad input.
+    std::cerr << "sweep: error: " << error.what() << std::endl;
+    return kExitFailedRuns;
+  } catch (const fs::filesystem_error& error) {
+    std::cerr << "sweep: error: " << error.what() << std::endl;
+    return kExitFailedRuns;
   } catch (const Error& error) {
     std::cerr << "sweep: error: " << error.what() << std::endl;
     return kExitUsage;

@@ -1,5 +1,7 @@
 #include "launch/sweep_plan.h"
 
+#include "runtime/file_io.h"
+
 #include <algorithm>
 #include <cctype>
 #include <filesystem>
@@ -89,8 +91,13 @@ std::vector<std::string> to_arguments(const OptionList& options) {
 }
 
 std::vector<IniEntry> read_ini_file(const std::string& path) {
-  std::ifstream file(path);
-  if (!file) throw Error(path + ": cannot open the sweep file");
+  std::string text;
+  try {
+    text = read_text_file(path);
+  } catch (const FileError& error) {
+    throw Error(error.what());  // a file that cannot be read is bad input, not a failed write
+  }
+  std::istringstream file(text);
   std::vector<IniEntry> entries;
   std::string section, raw;
   for (int line = 1; std::getline(file, raw); ++line) {

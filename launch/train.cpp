@@ -7,8 +7,8 @@
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
+#include <limits>
 #include <thread>
 
 #include "algorithms/strategy.h"
@@ -19,8 +19,12 @@
 #include "runtime/data/sampler.h"
 #include "runtime/device.h"
 #include "runtime/error.h"
+#include "runtime/file_io.h"
+#include "runtime/folder_lock.h"
 #include "runtime/logging.h"
+#include "runtime/named_tensors.h"
 #include "runtime/results.h"
+#include "runtime/text.h"
 #include "runtime/trainer.h"
 
 namespace {
@@ -28,7 +32,8 @@ namespace {
 using namespace clx;
 
 // Exit codes: 0 done, 1 error, 2 bad command line or config, 3 stopped by
-// SIGUSR1/SIGTERM after writing a checkpoint (a batch script requeues on 3).
+// SIGUSR1/SIGTERM, after writing a checkpoint or before training started (a
+// batch script requeues on 3).
 constexpr int kExitPreempted = 3;
 
 // Raised by SIGUSR1 or SIGTERM: the ranks agree at the next training step,
@@ -39,13 +44,33 @@ extern "C" void on_stop_signal(int signal_number) {
   if (stop_signals.fetch_add(1) > 0) std::_Exit(128 + signal_number);
 }
 
+// Installs the handlers, then unblocks the signals: the `train` launcher
+// (launch/train_launcher.cpp) starts this program with them blocked, so a
+// signal that arrived while LibTorch was loading is pending and is handled
+// now, as a stop before training.
 void install_stop_handlers() {
   struct sigaction action {};
   action.sa_handler = on_stop_signal;
+  // Installed before MPI starts: its system calls restart rather than fail with EINTR.
+  action.sa_flags = SA_RESTART;
   sigemptyset(&action.sa_mask);
   sigaction(SIGUSR1, &action, nullptr);
   sigaction(SIGTERM, &action, nullptr);
+  sigset_t stop;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGUSR1);
+  sigaddset(&stop, SIGTERM);
+  sigprocmask(SIG_UNBLOCK, &stop, nullptr);
 }
+
+// Done before the shared libraries' static initialisers run (.preinit_array:
+// right after the dynamic loader has relocated them): LibTorch's take about a
+// second on a busy node, a window where a signal would otherwise stay pending
+// (or, when train-main is run without the launcher, kill the process). Only
+// system calls, which need nothing initialised.
+extern "C" void install_stop_handlers_early(int, char**, char**) { install_stop_handlers(); }
+__attribute__((section(".preinit_array"), used)) void (*const preinit_stop_handlers)(int, char**, char**) =
+    install_stop_handlers_early;
 
 int choose_threads(int64_t requested, int local_ranks) {
   if (requested > 0) return static_cast<int>(requested);
@@ -104,6 +129,140 @@ Placement place_on_device(const TrainOptions& options, Communicator& control) {
   return placement;
 }
 
+// The ranks agreed to stop before training started: nothing has been written
+// into the run folder, so the same command starts the run again.
+class StoppedBeforeTrainingError : public PreemptedError {
+ public:
+  using PreemptedError::PreemptedError;
+};
+
+// A stop (SIGUSR1/SIGTERM) that arrived before training: every rank takes
+// part (a signal may reach the ranks at slightly different times), and the
+// run ends with the requeue code.
+void stop_if_requested(Communicator& comm, const std::string& when) {
+  bool stop = stop_signals.load() > 0;
+  if (comm.size() > 1)
+    for (const std::string& flag : comm.allgather_strings(stop ? "1" : "0")) stop = stop || flag == "1";
+  if (stop)
+    throw StoppedBeforeTrainingError("stopped by a signal " + when + ", before training started; nothing was "
+                                     "written: run the same command again to start");
+}
+
+// The checks that need no data, on every rank.
+void check_run_options(const TrainOptions& options, int world_size) {
+  validate_trainer_config(options.trainer, world_size);
+  if (options.threads < 0 || options.threads > 65536)
+    throw Error("run.threads: must be in [0, 65536] (0: automatic), got " + std::to_string(options.threads));
+  if (options.checkpoint_every_steps < 0) throw Error("run.checkpoint_every_steps: must be >= 0 (0: between tasks only)");
+  if (options.keep_checkpoints < 1 || options.keep_checkpoints > std::numeric_limits<int>::max())
+    throw Error("run.keep_checkpoints: must be in [1, " + std::to_string(std::numeric_limits<int>::max()) + "], got " +
+                std::to_string(options.keep_checkpoints));
+  if (!(options.collective_timeout >= 0) || options.collective_timeout > 1e9)
+    throw Error("run.collective_timeout: must be in [0, 1e9] seconds (0: never)");
+  if (!(options.trainer.progress_seconds > 0)) throw Error("run.progress_seconds: must be positive");
+  if (options.progress != "auto" && options.progress != "redraw" && options.progress != "lines" && options.progress != "off")
+    throw Error("run.progress: '" + options.progress + "' is not one of auto, redraw, lines, off");
+}
+
+// The trainer counts samples, batches and steps in 64-bit integers: options
+// whose sums and products with the data sizes would overflow them (and wrap
+// around to zero or negative step counts) are refused before the first step.
+void check_counts_fit(const TrainerConfig& config, const TaskStream& stream) {
+  int64_t train_samples = 0, eval_samples = 0, sum = 0, product = 0;
+  for (const Task& task : stream.tasks) {
+    train_samples += task.train.size();
+    eval_samples = std::max({eval_samples, task.test.size(), task.validation.size()});
+  }
+  if (__builtin_add_overflow(train_samples, config.batch_size, &sum))
+    throw Error("train.batch_size: " + std::to_string(config.batch_size) + " overflows 64-bit sample counts with the " +
+                std::to_string(train_samples) + " training samples of this stream");
+  if (__builtin_add_overflow(eval_samples, config.eval_batch_size, &sum))
+    throw Error("eval.batch_size: " + std::to_string(config.eval_batch_size) +
+                " overflows 64-bit sample counts with the " + std::to_string(eval_samples) + " samples of a task");
+  if (__builtin_mul_overflow(config.epochs, train_samples, &product))
+    throw Error("train.epochs: " + std::to_string(config.epochs) + " epochs of " + std::to_string(train_samples) +
+                " samples overflow a 64-bit sample count");
+}
+
+// Rank 0 locks the run folder before anything is written into it; a second
+// run into the same folder stops here with the holder's name.
+FolderLock lock_run_folder(const TrainOptions& options, int world_size) {
+  const std::string option = options.resume_dir.empty() ? "--output " : "--resume ";
+  std::error_code error;
+  std::filesystem::create_directories(options.output_dir, error);
+  if (error) throw Error(option + options.output_dir + ": cannot create the run folder: " + error.message());
+  const std::string lock_path = (std::filesystem::path(options.output_dir) / ".lock").string();
+  try {
+    return FolderLock(lock_path, "train (" + std::to_string(world_size) + " rank(s))");
+  } catch (const FolderLockedError& locked) {
+    throw Error(option + options.output_dir + ": the run folder is in use by " + locked.holder() + " (lock " +
+                lock_path + "); a run folder belongs to one run at a time: wait for that run to end, or give this "
+                "one another --output");
+  }
+}
+
+// The checkpoint --resume continues from: the newest one that reads, has
+// this run's configuration and fits the model; std::nullopt when the folder
+// has none yet. A damaged or unfitting file is skipped (and logged); another
+// configuration refuses the resume.
+std::optional<CheckpointState> load_resume_checkpoint(const TrainOptions& options, const std::string& checkpoint_dir,
+                                                      Communicator& comm, Logger& log, const ContinualNet& model,
+                                                      int64_t stages, int64_t tasks, std::string* path) {
+  const NamedTensors live = parameters_and_buffers(model);
+  auto check = [&](const std::string& file, const CheckpointState& state) {
+    if (const auto difference = first_differing_line(state.config_text, options.experiment_config))
+      throw Error("--resume: " + file + ": /config: the checkpoint was written with a different configuration "
+                  "(checkpoint '" + difference->first + "' vs now '" + difference->second + "')");
+    check_tensors_match(file, "/model", state.model, live);
+    if (state.world_size == comm.size() && static_cast<int64_t>(state.rank_states.size()) != state.world_size)
+      throw CheckpointError(file, "/ranks", "holds " + std::to_string(state.rank_states.size()) +
+                                                " rank states, world_size is " + std::to_string(state.world_size));
+    bool rows_fit = state.stage <= stages && static_cast<int64_t>(state.accuracy_stages.size()) == state.stage &&
+                    static_cast<int64_t>(state.accuracy_initial.size()) == tasks;
+    for (const auto& row : state.accuracy_stages) rows_fit = rows_fit && static_cast<int64_t>(row.size()) == tasks;
+    if (!rows_fit)
+      throw CheckpointError(file, "/accuracy", "does not fit stage " + std::to_string(state.stage) + " of a run of " +
+                                                   std::to_string(stages) + " stage(s) over " + std::to_string(tasks) +
+                                                   " task(s)");
+  };
+  std::optional<CheckpointState> checkpoint;
+  std::vector<std::string> problems;
+  run_on_all_ranks(comm, [&] {
+    CheckpointDirectory directory(checkpoint_dir, static_cast<int>(options.keep_checkpoints));
+    checkpoint = directory.load_newest(&problems, path, check);
+    if (!checkpoint && !problems.empty()) {
+      std::string reasons;
+      for (const auto& problem : problems) reasons += "\n  " + problem;
+      throw Error("--resume: no usable checkpoint in " + checkpoint_dir + ":" + reasons);
+    }
+  });
+  for (const auto& problem : problems) log.warn("--resume: skipped an unusable checkpoint: " + problem);
+  if (!checkpoint) log.info("--resume: no checkpoint in " + checkpoint_dir + " yet; starting from the beginning");
+  return checkpoint;
+}
+
+// The start is accepted: only now is the run folder written. Rank 0 removes
+// temporary files that killed writers left (only under the folder's lock,
+// which every writer holds: then no live writer owns them), writes
+// config.ini and opens train.log.
+void accept_start(const TrainOptions& options, const std::string& checkpoint_dir, Communicator& comm, Logger& log) {
+  run_on_all_ranks(comm, [&] {
+    if (!comm.is_root()) return;
+    const std::filesystem::path dir(options.output_dir);
+    std::error_code error;
+    std::filesystem::create_directories(dir, error);  // done with the lock, unless run.lock=false
+    if (error) throw Error("--output " + options.output_dir + ": cannot create the run folder: " + error.message());
+    if (options.lock_output)
+      for (const std::string& folder : {options.output_dir, checkpoint_dir})
+        for (const std::string& removed : remove_stale_temporaries(folder))
+          log.info("removed a stale temporary file in " + folder + ": " + removed);
+    write_file_atomically((dir / "config.ini").string(),
+                          "# effective configuration of this run (train --config this-file reproduces it)\n" +
+                              options.effective_config);
+    log.write_to_file((dir / "train.log").string());
+  });
+}
+
 int run(TrainOptions& options, Communicator& control) {
   Communicator& comm = control;  // until the tensors' communicator is chosen
   std::unique_ptr<Strategy> strategy;
@@ -123,14 +282,7 @@ int run(TrainOptions& options, Communicator& control) {
     model_config.init = options.values["model.init"].as<std::string>();
     validate_model_config(model_config);
     validate_stream_options(options.stream);
-    validate_trainer_config(options.trainer, comm.size());
-    if (options.threads < 0) throw Error("run.threads: must be >= 0 (0: automatic)");
-    if (options.checkpoint_every_steps < 0) throw Error("run.checkpoint_every_steps: must be >= 0 (0: between tasks only)");
-    if (options.keep_checkpoints < 1) throw Error("run.keep_checkpoints: must be at least 1");
-    if (options.collective_timeout < 0) throw Error("run.collective_timeout: must be >= 0 (0: never)");
-    if (!(options.trainer.progress_seconds > 0)) throw Error("run.progress_seconds: must be positive");
-    if (options.progress != "auto" && options.progress != "redraw" && options.progress != "lines" && options.progress != "off")
-      throw Error("run.progress: '" + options.progress + "' is not one of auto, redraw, lines, off");
+    check_run_options(options, comm.size());
     if (!options.joint_results.empty()) joint_accuracies = read_final_accuracies(options.joint_results);
   });
   require_identical_across_ranks(comm, options.effective_config, "the configuration");
@@ -146,16 +298,13 @@ int run(TrainOptions& options, Communicator& control) {
   const int threads = choose_threads(options.threads, comm.local_size());
   torch::set_num_threads(threads);
 
+  FolderLock run_folder_lock;  // held until the process ends
   run_on_all_ranks(comm, [&] {
-    if (comm.is_root()) {
-      std::filesystem::create_directories(options.output_dir);
-      std::ofstream config(std::filesystem::path(options.output_dir) / "config.ini");
-      config << "# effective configuration of this run (train --config this-file reproduces it)\n"
-             << options.effective_config;
-      if (!config) throw Error("--output: cannot write " + options.output_dir + "/config.ini");
-    }
+    if (comm.is_root() && options.lock_output) run_folder_lock = lock_run_folder(options, comm.size());
   });
-  Logger log(comm.rank(), (std::filesystem::path(options.output_dir) / "train.log").string(), options.progress);
+  stop_if_requested(comm, "while starting");
+  Logger log(comm.rank(), "", options.progress);
+  log.keep_lines_for_file();
   if (!placement.warning.empty()) log.warn(placement.warning);
   log.info("train: " + options.algorithm + " on " + options.stream.kind + " " + options.stream.dataset + ", " +
            std::to_string(comm.size()) + " rank(s) over " + tensors_comm.backend() + " on " + placement.device.str() +
@@ -163,7 +312,10 @@ int run(TrainOptions& options, Communicator& control) {
            " thread(s) per rank, output " + options.output_dir);
 
   TaskStream stream;
-  run_on_all_ranks(comm, [&] { stream = load_task_stream(options.stream); });
+  run_on_all_ranks(comm, [&] {
+    stream = load_task_stream(options.stream);
+    check_counts_fit(options.trainer, stream);
+  });
   require_identical_across_ranks(comm, stream.summary(), "the dataset (task sizes)");
   if (!joint_accuracies.empty() && static_cast<int64_t>(joint_accuracies.size()) != stream.size())
     throw CollectiveError("metrics.joint_results: " + options.joint_results + " has " +
@@ -195,20 +347,12 @@ int run(TrainOptions& options, Communicator& control) {
 
   std::optional<CheckpointState> resume_from;
   std::string resume_path;
-  if (!options.resume_dir.empty()) {
-    std::vector<std::string> problems;
-    run_on_all_ranks(comm, [&] {
-      CheckpointDirectory directory(checkpoint_dir, static_cast<int>(options.keep_checkpoints));
-      resume_from = directory.load_newest(&problems, &resume_path);
-      if (!resume_from && !directory.files().empty()) {
-        std::string reasons;
-        for (const auto& problem : problems) reasons += "\n  " + problem;
-        throw Error("--resume: no usable checkpoint in " + checkpoint_dir + ":" + reasons);
-      }
-    });
-    for (const auto& problem : problems) log.warn("skipped a damaged checkpoint: " + problem);
-    if (!resume_from) log.info("--resume: no checkpoint in " + checkpoint_dir + " yet; starting from the beginning");
-  }
+  if (!options.resume_dir.empty())
+    resume_from = load_resume_checkpoint(options, checkpoint_dir, comm, log, *model.ptr(),
+                                         static_cast<int64_t>(strategy->stages(static_cast<int>(stream.size())).size()),
+                                         stream.size(), &resume_path);
+  stop_if_requested(comm, "while loading the data");
+  accept_start(options, checkpoint_dir, comm, log);
 
   Trainer trainer(options.trainer, tensors_comm, stream, model.ptr(), *strategy, log);
   trainer.set_stop_flag(&stop_signals);
@@ -220,17 +364,19 @@ int run(TrainOptions& options, Communicator& control) {
     RunDescription description{options.algorithm, stream.description, comm.size(), tensors_comm.backend(),
                                options.effective_config};
     write_results(options.output_dir, description, result, metrics);
-  });
-  if (comm.is_root()) {
-    std::cout << "\n" << format_results_table(result, metrics);
     log.info("results written to " + options.output_dir + "/results.json, accuracy_matrix.csv, metrics.csv");
-  }
+  });
+  if (comm.is_root()) std::cout << "\n" << format_results_table(result, metrics);
   return 0;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Already done from .preinit_array; again in case a linker ignored it. A
+  // SIGUSR1/SIGTERM during start-up (MPI start, data loading) must end with
+  // the requeue code, not kill the process with 128 + signal.
+  install_stop_handlers();
   clx::TrainOptions options;
   std::exception_ptr usage_error;
   try {
@@ -259,8 +405,10 @@ int main(int argc, char** argv) {
       return 0;
     }
     in_usage_phase = false;
-    install_stop_handlers();
     return run(options, *comm);
+  } catch (const StoppedBeforeTrainingError& error) {
+    if (comm->is_root()) std::cerr << "train: " << error.what() << std::endl;
+    return kExitPreempted;
   } catch (const clx::PreemptedError& error) {
     if (comm->is_root()) std::cerr << "train: " << error.what() << "; resume with --resume " << options.output_dir << std::endl;
     return kExitPreempted;

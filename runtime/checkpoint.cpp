@@ -1,24 +1,22 @@
 #include "runtime/checkpoint.h"
 
-#include <fcntl.h>
 #include <hdf5.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <functional>
 #include <limits>
 #include <map>
 #include <mutex>
 #include <set>
 #include <sstream>
+#include <string_view>
 #include <system_error>
 
+#include "runtime/file_io.h"
 #include "runtime/fingerprint.h"
 
 namespace clx {
@@ -65,7 +63,11 @@ std::string hdf5_detail() {
   H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, collect_error, &lines);
   H5Eclear2(H5E_DEFAULT);
   if (lines.empty()) return "";
-  return lines.back();
+  // One line: some HDF5 messages (the sec2 driver's) span several.
+  std::string detail = lines.back();
+  for (char& c : detail)
+    if (c == '\n' || c == '\r') c = ' ';
+  return detail;
 }
 
 std::string with_detail(const std::string& what) {
@@ -218,49 +220,9 @@ std::string join_path(const std::string& group, const std::string& link) {
 // ======================================================================
 // Writing
 
-// Starts the kernel writing a file's dirty pages to the disk while more are
-// still being written (Linux sync_file_range), so that the final fsync waits
-// only for the last part instead of the whole file: without it, the kernel
-// would start only once dirty pages reach a share of the memory (10 % by
-// default, gigabytes), i.e. never for one checkpoint. Worth about 15 % of the
-// write time of a 190 MB checkpoint. The pages are those of the file, so a
-// descriptor of our own serves while HDF5 writes through its own.
-class EarlyWriteback {
- public:
-  explicit EarlyWriteback(const std::string& path) {
-#ifdef SYNC_FILE_RANGE_WRITE
-    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-#else
-    (void)path;
-#endif
-  }
-  EarlyWriteback(const EarlyWriteback&) = delete;
-  EarlyWriteback& operator=(const EarlyWriteback&) = delete;
-  ~EarlyWriteback() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  // Called after `bytes` more were handed to the file.
-  void written(uint64_t bytes) {
-#ifdef SYNC_FILE_RANGE_WRITE
-    unsynced_ += bytes;
-    if (fd_ < 0 || unsynced_ < kBatchBytes) return;
-    unsynced_ = 0;
-    // Best effort: if it fails, the final fsync writes everything.
-    ::sync_file_range(fd_, 0, 0, SYNC_FILE_RANGE_WRITE);
-#else
-    (void)bytes;
-#endif
-  }
-
- private:
-  static constexpr uint64_t kBatchBytes = 8 << 20;
-  int fd_ = -1;
-  uint64_t unsynced_ = 0;
-};
-
 class Writer {
  public:
-  Writer(std::string path, EarlyWriteback* writeback) : path_(std::move(path)), writeback_(writeback) {}
+  explicit Writer(std::string path) : path_(std::move(path)) {}
 
   [[noreturn]] void fail(const std::string& object, const std::string& reason) const {
     throw CheckpointError(path_, object, reason);
@@ -349,7 +311,6 @@ class Writer {
     if (host.numel() > 0)
       check_status(H5Dwrite(dataset.get(), info->memory_type(), H5S_ALL, H5S_ALL, H5P_DEFAULT, host.data_ptr()), object,
             "cannot write data");
-    if (writeback_) writeback_->written(static_cast<uint64_t>(host.numel()) * host.element_size());
     write_string_attribute(dataset.get(), object, "dtype", info->name);
     write_string_attribute(dataset.get(), object, "fingerprint", Fingerprint().add(host).hex());
   }
@@ -455,7 +416,6 @@ class Writer {
 
  private:
   std::string path_;
-  EarlyWriteback* writeback_;
 };
 
 // ======================================================================
@@ -779,53 +739,96 @@ Handle file_access_properties(const std::string& path) {
   return fapl;
 }
 
-[[noreturn]] void fail_system(const std::string& path, const std::string& what) {
-  const int error = errno;
-  throw CheckpointError(path, "/", what + ": " + std::strerror(error));
+// The file is built in memory (HDF5's core driver, no backing store) and
+// written out by write_file_atomically, so the only file I/O of a checkpoint
+// write is that one checked write. HDF5's own writes to disk cannot be made
+// safe on failure: when the disk filled during H5Dwrite, H5Fclose failed to
+// flush, left the file half-closed inside the library, and the process later
+// crashed in HDF5's exit handler (signal 11).
+//
+// The core driver keeps the file in one buffer, allocated through these
+// callbacks; when the file is closed, image_free hands the buffer over
+// instead of freeing it, so the finished file (superblock marked closed) is
+// written without a copy. (H5Fget_file_image would copy it, and in HDF5
+// 1.10.8 it clears the superblock's open flags without updating its
+// checksum, so the copy does not open again.)
+struct CoreImage {
+  char* live = nullptr;   // the file's buffer: what the last resize returned
+  size_t capacity = 0;
+  char* bytes = nullptr;  // the buffer, once handed over at close (ours to free)
+  CoreImage() = default;
+  CoreImage(const CoreImage&) = delete;
+  CoreImage& operator=(const CoreImage&) = delete;
+  ~CoreImage() { std::free(bytes); }
+};
+
+// HDF5 also allocates and frees through these callbacks when it first tries
+// to open an existing file of that name (H5Fcreate's check for an open
+// file), so only the buffer of the file's own resizes is handed over.
+void* image_malloc(size_t size, H5FD_file_image_op_t operation, void* udata) {
+  void* memory = std::malloc(size);
+  if (operation == H5FD_FILE_IMAGE_OP_FILE_RESIZE && memory != nullptr) {
+    static_cast<CoreImage*>(udata)->live = static_cast<char*>(memory);
+    static_cast<CoreImage*>(udata)->capacity = size;
+  }
+  return memory;
+}
+void* image_memcpy(void* dest, const void* src, size_t size, H5FD_file_image_op_t, void*) {
+  return std::memcpy(dest, src, size);
+}
+void* image_realloc(void* memory, size_t size, H5FD_file_image_op_t operation, void* udata) {
+  void* resized = std::realloc(memory, size);
+  if (operation == H5FD_FILE_IMAGE_OP_FILE_RESIZE && resized != nullptr) {
+    static_cast<CoreImage*>(udata)->live = static_cast<char*>(resized);
+    static_cast<CoreImage*>(udata)->capacity = size;
+  }
+  return resized;
+}
+herr_t image_free(void* memory, H5FD_file_image_op_t operation, void* udata) {
+  auto* image = static_cast<CoreImage*>(udata);
+  if (operation == H5FD_FILE_IMAGE_OP_FILE_CLOSE && memory != nullptr && memory == image->live &&
+      image->bytes == nullptr)
+    image->bytes = static_cast<char*>(memory);
+  else
+    std::free(memory);
+  return 0;
+}
+void* image_udata_copy(void* udata) { return udata; }  // one CoreImage, owned by the writer
+herr_t image_udata_free(void*) { return 0; }
+
+Handle memory_file_properties(const std::string& path, const CheckpointState& state, CoreImage* image) {
+  Handle fapl = file_access_properties(path);
+  uint64_t bytes = 1 << 20;  // attributes, names, B-trees: far below 1 MiB for thousands of tensors
+  for (const NamedTensors* group : {&state.model, &state.optimizer, &state.strategy})
+    for (const auto& [name, tensor] : *group)
+      if (tensor.defined()) bytes += static_cast<uint64_t>(tensor.numel()) * tensor.element_size() + name.size();
+  for (const std::string& rank_state : state.rank_states) bytes += rank_state.size();
+  // One allocation of the whole file (each growth would copy what is there).
+  if (H5Pset_fapl_core(fapl.get(), static_cast<size_t>(bytes), false) < 0)
+    throw CheckpointError(path, "/", with_detail("cannot select HDF5's in-memory file driver"));
+  H5FD_file_image_callbacks_t callbacks = {image_malloc, image_memcpy,     image_realloc, image_free,
+                                           image_udata_copy, image_udata_free, image};
+  if (H5Pset_file_image_callbacks(fapl.get(), &callbacks) < 0)
+    throw CheckpointError(path, "/", with_detail("cannot set the in-memory file's callbacks"));
+  return fapl;
 }
 
-void fsync_path(const std::string& path, const std::string& report_as, bool directory) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | (directory ? O_DIRECTORY : 0));
-  if (fd < 0) fail_system(report_as, "cannot open " + path + " to fsync it");
-  if (::fsync(fd) != 0) {
-    const int error = errno;
-    ::close(fd);
-    // Some file systems cannot fsync a directory; the rename is still atomic.
-    if (directory && (error == EINVAL || error == ENOTSUP || error == EROFS)) return;
-    errno = error;
-    fail_system(report_as, "cannot fsync " + path);
-  }
-  ::close(fd);
-}
-
-std::string parent_directory(const std::string& path) {
-  const fs::path parent = fs::path(path).parent_path();
-  return parent.empty() ? "." : parent.string();
-}
-
-void write_file_atomically(const std::string& path, const std::string& content) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << content;
-    out.flush();
-    if (!out) {
-      std::remove(tmp.c_str());
-      throw Error("cannot write " + tmp);
-    }
-  }
-  try {
-    fsync_path(tmp, tmp, false);
-  } catch (...) {
-    std::remove(tmp.c_str());
-    throw;
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int error = errno;
-    std::remove(tmp.c_str());
-    throw Error("cannot rename " + tmp + " to " + path + ": " + std::strerror(error));
-  }
-  fsync_path(parent_directory(path), path, true);
+// Builds the checkpoint file in memory; returns its size (bytes in `image`).
+size_t build_checkpoint_image(const std::string& path, const CheckpointState& state, CoreImage* image) {
+  Handle fapl = memory_file_properties(path, state, image);
+  // Named as the temporary file will be: H5Fcreate first tries to open an
+  // existing file of that name, and would read a whole earlier checkpoint.
+  const std::string name = temporary_path(path);
+  Handle file(H5Fcreate(name.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()), H5Fclose);
+  if (!file.valid()) throw CheckpointError(path, "/", with_detail("cannot create the file in memory"));
+  Writer(path).write_all(file.get(), state);
+  if (H5Fflush(file.get(), H5F_SCOPE_GLOBAL) < 0) throw CheckpointError(path, "/", with_detail("cannot flush"));
+  const ssize_t size = H5Fget_file_image(file.get(), nullptr, 0);  // the size only: nothing is copied
+  if (size <= 0) throw CheckpointError(path, "/", with_detail("cannot read the file's size"));
+  if (!file.close()) throw CheckpointError(path, "/", with_detail("cannot close the file in memory"));
+  if (image->bytes == nullptr || image->capacity < static_cast<size_t>(size))
+    throw CheckpointError(path, "/", "HDF5 did not hand over the file's memory at close");
+  return static_cast<size_t>(size);
 }
 
 }  // namespace
@@ -845,29 +848,19 @@ std::string checkpoint_link_name(const std::string& name) {
 }
 
 void write_checkpoint(const std::string& path, const CheckpointState& state) {
-  std::lock_guard<std::mutex> lock(hdf5_mutex());
-  quiet_hdf5();
-  const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
-  try {
-    {
-      Handle fapl = file_access_properties(path);
-      Handle file(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()), H5Fclose);
-      if (!file.valid()) throw CheckpointError(path, "/", with_detail("cannot create temporary file " + tmp));
-      EarlyWriteback writeback(tmp);
-      Writer writer(path, &writeback);
-      writer.write_all(file.get(), state);
-      if (H5Fflush(file.get(), H5F_SCOPE_GLOBAL) < 0)
-        throw CheckpointError(path, "/", with_detail("cannot flush temporary file " + tmp));
-      if (!file.close()) throw CheckpointError(path, "/", with_detail("cannot close temporary file " + tmp));
+  CoreImage image;
+  size_t size = 0;
+  {
+    std::lock_guard<std::mutex> lock(hdf5_mutex());
+    quiet_hdf5();
+    try {
+      size = build_checkpoint_image(path, state, &image);
+    } catch (...) {
+      H5Eclear2(H5E_DEFAULT);
+      throw;
     }
-    fsync_path(tmp, path, false);
-    if (std::rename(tmp.c_str(), path.c_str()) != 0) fail_system(path, "cannot rename " + tmp + " to " + path);
-  } catch (...) {
-    H5Eclear2(H5E_DEFAULT);
-    std::remove(tmp.c_str());
-    throw;
   }
-  fsync_path(parent_directory(path), path, true);
+  write_file_atomically(path, std::string_view(image.bytes, size));
 }
 
 CheckpointState read_checkpoint(const std::string& path) {
@@ -948,18 +941,43 @@ int64_t checkpoint_sequence(const std::string& name) {
   return std::stoll(digits);
 }
 
-std::vector<std::pair<int64_t, std::string>> list_checkpoints(const std::string& directory) {
-  std::vector<std::pair<int64_t, std::string>> found;
+struct CheckpointEntry {
+  int64_t sequence;
+  std::string name;
+  std::string not_a_file;  // empty for a regular file, else what it is ("a directory", ...)
+};
+
+std::string describe_non_regular(const fs::file_status& status) {
+  switch (status.type()) {
+    case fs::file_type::directory: return "a directory";
+    case fs::file_type::symlink: return "a symbolic link";
+    case fs::file_type::not_found: return "a dangling symbolic link";
+    case fs::file_type::fifo: return "a named pipe";
+    case fs::file_type::socket: return "a socket";
+    case fs::file_type::block:
+    case fs::file_type::character: return "a device";
+    default: return "not a regular file";
+  }
+}
+
+// Every entry named like a checkpoint, oldest first. An entry that is not a
+// regular file (a directory of that name, a dangling link) is listed too: it
+// takes its sequence number, so the next checkpoint never collides with it.
+std::vector<CheckpointEntry> list_checkpoints(const std::string& directory) {
+  std::vector<CheckpointEntry> found;
   std::error_code error;
   fs::directory_iterator it(directory, error);
   if (error) return found;
   for (const fs::directory_entry& entry : it) {
     const std::string name = entry.path().filename().string();
     const int64_t sequence = checkpoint_sequence(name);
-    std::error_code type_error;
-    if (sequence >= 0 && entry.is_regular_file(type_error)) found.emplace_back(sequence, name);
+    if (sequence < 0) continue;
+    std::error_code status_error;
+    const fs::file_status status = fs::status(entry.path(), status_error);
+    found.push_back({sequence, name, fs::is_regular_file(status) ? "" : describe_non_regular(status)});
   }
-  std::sort(found.begin(), found.end());
+  std::sort(found.begin(), found.end(),
+            [](const CheckpointEntry& a, const CheckpointEntry& b) { return a.sequence < b.sequence; });
   return found;
 }
 
@@ -975,8 +993,8 @@ CheckpointDirectory::CheckpointDirectory(std::string directory, int keep_last)
 
 std::vector<std::string> CheckpointDirectory::files() const {
   std::vector<std::string> paths;
-  for (const auto& [sequence, name] : list_checkpoints(directory_))
-    paths.push_back((fs::path(directory_) / name).string());
+  for (const CheckpointEntry& entry : list_checkpoints(directory_))
+    if (entry.not_a_file.empty()) paths.push_back((fs::path(directory_) / entry.name).string());
   return paths;
 }
 
@@ -985,32 +1003,35 @@ std::string CheckpointDirectory::save(const CheckpointState& state) {
   fs::create_directories(directory_, error);
   if (error) throw Error("cannot create checkpoint directory " + directory_ + ": " + error.message());
   const auto existing = list_checkpoints(directory_);
-  const int64_t sequence = existing.empty() ? 1 : existing.back().first + 1;
+  const int64_t sequence = existing.empty() ? 1 : existing.back().sequence + 1;
   char name[64];
   std::snprintf(name, sizeof(name), "ckpt-%08lld.h5", static_cast<long long>(sequence));
   const std::string path = (fs::path(directory_) / name).string();
-  if (fs::exists(path, error)) throw Error("checkpoint " + path + " already exists; not overwriting it");
+  if (fs::exists(fs::symlink_status(path, error)))
+    throw Error("checkpoint " + path + " already exists; not overwriting it");
   write_checkpoint(path, state);
   write_file_atomically((fs::path(directory_) / "latest").string(), std::string(name) + "\n");
 
-  const auto all = list_checkpoints(directory_);
-  for (size_t i = 0; i + static_cast<size_t>(keep_last_) < all.size(); ++i) {
-    const fs::path old = fs::path(directory_) / all[i].second;
-    if (!fs::remove(old, error) && error)
-      throw Error("cannot delete old checkpoint " + old.string() + ": " + error.message());
-  }
+  const std::vector<std::string> all = files();
+  for (size_t i = 0; i + static_cast<size_t>(keep_last_) < all.size(); ++i)
+    if (!fs::remove(all[i], error) && error)
+      throw Error("cannot delete old checkpoint " + all[i] + ": " + error.message());
   return path;
 }
 
 std::optional<CheckpointState> CheckpointDirectory::load_newest(std::vector<std::string>* problems,
-                                                                std::string* loaded_path) const {
-  const std::vector<std::string> paths = files();
-  for (auto it = paths.rbegin(); it != paths.rend(); ++it) {
+                                                                std::string* loaded_path,
+                                                                const CheckpointCheck& check) const {
+  const std::vector<CheckpointEntry> entries = list_checkpoints(directory_);
+  for (auto it = entries.rbegin(); it != entries.rend(); ++it) {
+    const std::string path = (fs::path(directory_) / it->name).string();
     try {
-      CheckpointState state = read_checkpoint(*it);
-      if (loaded_path) *loaded_path = *it;
+      if (!it->not_a_file.empty()) throw CheckpointError(path, "/", "not a regular file (" + it->not_a_file + ")");
+      CheckpointState state = read_checkpoint(path);
+      if (check) check(path, state);
+      if (loaded_path) *loaded_path = path;
       return state;
-    } catch (const Error& error) {
+    } catch (const CheckpointError& error) {
       if (problems) problems->push_back(error.what());
     }
   }

@@ -10,6 +10,7 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <utility>
@@ -64,9 +65,12 @@ struct CheckpointState {
 // Names must be non-empty and unique within their group; text values
 // (config, phase, strategy_text) must not contain NUL bytes.
 //
-// Writes atomically: to "<path>.tmp-<pid>", H5Fflush, close, fsync the file,
-// rename to `path`, fsync the directory. Throws clx::Error naming the file on
-// any failure; never leaves a partial file at `path`.
+// Builds the file in memory and publishes it with write_file_atomically
+// (runtime/file_io.h): "<path>.tmp-<pid>", every write checked, fsync,
+// rename to `path`, fsync of the folder. Throws clx::Error naming the file
+// and the reason (the HDF5 object, or the OS error such as "No space left on
+// device") on any failure; never leaves a partial file at `path`, and leaves
+// no HDF5 object open.
 void write_checkpoint(const std::string& path, const CheckpointState& state);
 
 // Reads and validates every object (presence, type, rank, fingerprint,
@@ -86,24 +90,36 @@ void check_tensors_match(const std::string& path, const std::string& group, cons
 // and the name "." -> "%2E". Other names are used as they are.
 std::string checkpoint_link_name(const std::string& name);
 
+// Checks a checkpoint that read correctly against what the run needs (e.g.
+// the live model's tensors). Throws CheckpointError for a defect of this
+// file, which makes load_newest fall back to the previous one, and any other
+// exception to refuse the resume outright (e.g. another configuration).
+using CheckpointCheck = std::function<void(const std::string& path, const CheckpointState& state)>;
+
 // A checkpoint directory: files "ckpt-<8-digit sequence>.h5" plus a text file
-// "latest" holding the newest complete file name (written to latest.tmp,
-// fsynced, renamed). Never overwrites an existing checkpoint file in place.
-// Only one process may save into a directory at a time.
+// "latest" holding the newest complete file name (written atomically with
+// write_file_atomically). Never overwrites an existing checkpoint file in
+// place. Only one process may save into a directory at a time (the run
+// folder's lock, runtime/folder_lock.h, guarantees it).
 class CheckpointDirectory {
  public:
   CheckpointDirectory(std::string directory, int keep_last);  // keep_last >= 1
   // Writes the next checkpoint, updates "latest", then deletes the oldest
   // beyond keep_last. Returns the path. Creates the directory if needed.
   std::string save(const CheckpointState& state);
-  // Newest checkpoint that reads and validates. If the newest is damaged, its
-  // problem is appended to `problems` and the previous one is tried;
-  // std::nullopt if none is usable (problems then lists every failure, each
-  // naming the file and the object). `loaded_path`, if given, receives the
-  // path of the checkpoint returned.
+  // Newest checkpoint that reads, validates and passes `check`. Each entry
+  // skipped on the way (damaged, failing `check`, or a name that is not a
+  // regular file, such as a directory ckpt-00000003.h5) appends its reason,
+  // naming the file and the object, to `problems`; std::nullopt if none is
+  // usable. `loaded_path`, if given, receives the path of the checkpoint
+  // returned.
   std::optional<CheckpointState> load_newest(std::vector<std::string>* problems = nullptr,
-                                             std::string* loaded_path = nullptr) const;
-  std::vector<std::string> files() const;  // existing checkpoint files (full paths), oldest first
+                                             std::string* loaded_path = nullptr,
+                                             const CheckpointCheck& check = nullptr) const;
+  // Existing checkpoint files (full paths, regular files only), oldest first.
+  // Entries of a checkpoint's name that are not regular files still take
+  // their sequence number: the next save numbers past them.
+  std::vector<std::string> files() const;
   const std::string& directory() const { return directory_; }
   int keep_last() const { return keep_last_; }
 

@@ -47,7 +47,15 @@ Logger::Logger(int rank, const std::string& log_path, const std::string& progres
   } else {
     throw std::invalid_argument("run.progress: '" + progress + "' is not one of auto, redraw, lines, off");
   }
-  if (rank_ == 0 && !log_path.empty()) file_.open(log_path, std::ios::app);
+  if (!log_path.empty()) write_to_file(log_path);
+}
+
+void Logger::write_to_file(const std::string& log_path) {
+  if (rank_ != 0) return;
+  file_.open(log_path);
+  for (const std::string& line : kept_lines_) file_.append(line);
+  kept_lines_.clear();
+  keep_lines_ = false;
 }
 
 void Logger::clear_status() {
@@ -61,7 +69,10 @@ void Logger::info(const std::string& line) {
   clear_status();
   const std::string stamped = "[" + timestamp() + "] " + line;
   std::cout << stamped << std::endl;
-  if (file_.is_open()) file_ << stamped << std::endl;
+  if (file_.is_open())
+    file_.append(stamped + "\n");
+  else if (keep_lines_)
+    kept_lines_.push_back(stamped + "\n");
 }
 
 void Logger::status(const std::string& line) {

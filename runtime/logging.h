@@ -3,19 +3,29 @@
 // Progress is redrawn in place on a terminal and printed as plain periodic
 // lines otherwise (batch jobs, Slurm output files, pipes).
 #include <chrono>
-#include <fstream>
 #include <optional>
 #include <string>
 #include <vector>
+
+#include "runtime/file_io.h"
 
 namespace clx {
 
 class Logger {
  public:
-  // `log_path` empty: no log file. Non-root ranks print nothing.
-  // `progress`: auto (redraw on a terminal, plain lines otherwise), redraw,
-  // lines, or off (no progress lines; per-epoch lines still appear).
+  // `log_path` empty: no log file (yet: see write_to_file). Non-root ranks
+  // print nothing. `progress`: auto (redraw on a terminal, plain lines
+  // otherwise), redraw, lines, or off (no progress lines; per-epoch lines
+  // still appear).
   Logger(int rank, const std::string& log_path, const std::string& progress = "auto");
+  // Keeps the lines logged from now on for write_to_file: a run opens its
+  // train.log only once its start is accepted (a refused start leaves the
+  // run folder as it was), and the log still begins with the first line.
+  void keep_lines_for_file() { keep_lines_ = true; }
+  // From now on also appends every line to `log_path`, starting with the
+  // lines kept so far. Every write is checked: a failure throws FileError
+  // naming the file.
+  void write_to_file(const std::string& log_path);
   void info(const std::string& line);
   void warn(const std::string& line) { info("warning: " + line); }
   // Redraws one status line on a terminal; ignored when stdout is not a terminal.
@@ -30,7 +40,9 @@ class Logger {
   bool interactive_;
   bool progress_enabled_ = true;
   bool status_shown_ = false;
-  std::ofstream file_;
+  AppendFile file_;
+  bool keep_lines_ = false;
+  std::vector<std::string> kept_lines_;  // rank 0's lines until write_to_file
 };
 
 // Progress of a long loop (an epoch, an evaluation): a line at most every

@@ -12,6 +12,13 @@ NamedTensors with_prefix(const NamedTensors& all, const std::string& prefix) {
   return selected;
 }
 
+NamedTensors parameters_and_buffers(const torch::nn::Module& module) {
+  NamedTensors state;
+  for (const auto& item : module.named_parameters()) state.emplace_back(item.key(), item.value());
+  for (const auto& item : module.named_buffers()) state.emplace_back(item.key(), item.value());
+  return state;
+}
+
 const torch::Tensor& named(const NamedTensors& all, const std::string& name) {
   for (const auto& item : all)
     if (item.first == name) return item.second;

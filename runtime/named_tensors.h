@@ -13,6 +13,9 @@ using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
 
 // The entries of `all` named "<prefix>.<rest>", renamed "<rest>", in order.
 NamedTensors with_prefix(const NamedTensors& all, const std::string& prefix);
+// A module's parameters, then its buffers, by their full names: what a
+// checkpoint's /model group holds.
+NamedTensors parameters_and_buffers(const torch::nn::Module& module);
 // The tensor named `name`; throws clx::Error naming it when absent.
 const torch::Tensor& named(const NamedTensors& all, const std::string& name);
 

@@ -2,12 +2,12 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
 #include <iomanip>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "runtime/error.h"
+#include "runtime/file_io.h"
 
 namespace clx {
 namespace {
@@ -28,17 +28,6 @@ std::string optional_percent(const std::optional<double>& value) {
   std::ostringstream text;
   text << std::fixed << std::setprecision(2) << 100.0 * *value;
   return text.str();
-}
-
-void write_file(const std::filesystem::path& path, const std::string& content) {
-  // Written under a temporary name and renamed, so a reader never sees half a file.
-  const std::filesystem::path temporary = path.string() + ".tmp";
-  {
-    std::ofstream file(temporary);
-    file << content;
-    if (!file) throw Error(temporary.string() + ": cannot write results");
-  }
-  std::filesystem::rename(temporary, path);
 }
 
 std::string stage_label(const StageRecord& stage) {
@@ -74,7 +63,10 @@ void write_results(const std::string& directory, const RunDescription& run, cons
   json["stages"] = stages;
   json["total_seconds"] = result.total_seconds;
   json["config"] = run.effective_config;
-  write_file(dir / "results.json", json.dump(2) + "\n");
+  // Invalid UTF-8 (a file or class name from the data, say) becomes U+FFFD
+  // rather than an exception that would lose the run's results.
+  write_file_atomically((dir / "results.json").string(),
+                        json.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
 
   std::ostringstream matrix;
   matrix << "stage";
@@ -89,7 +81,7 @@ void write_results(const std::string& directory, const RunDescription& run, cons
     for (double value : result.matrix.stages[j]) matrix << "," << std::setprecision(10) << value;
     matrix << "\n";
   }
-  write_file(dir / "accuracy_matrix.csv", matrix.str());
+  write_file_atomically((dir / "accuracy_matrix.csv").string(), matrix.str());
 
   std::ostringstream csv;
   csv << "metric,value\n"
@@ -98,7 +90,7 @@ void write_results(const std::string& directory, const RunDescription& run, cons
       << "fwt_paper," << optional_csv(metrics.fwt_paper) << "\n"
       << "fwt_gem," << optional_csv(metrics.fwt_gem) << "\n"
       << "smt," << optional_csv(metrics.smt) << "\n";
-  write_file(dir / "metrics.csv", csv.str());
+  write_file_atomically((dir / "metrics.csv").string(), csv.str());
 }
 
 std::string format_results_table(const RunResult& result, const MetricSummary& metrics) {

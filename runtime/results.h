@@ -16,7 +16,10 @@ struct RunDescription {
   std::string effective_config;  // "key = value" lines
 };
 
-// Writes results.json, accuracy_matrix.csv and metrics.csv into `directory`.
+// Writes results.json, accuracy_matrix.csv and metrics.csv into `directory`,
+// each atomically with every write checked (runtime/file_io.h); throws
+// FileError naming the file and the OS reason. Text that is not valid UTF-8
+// is written to results.json with U+FFFD in place of the invalid bytes.
 void write_results(const std::string& directory, const RunDescription& run, const RunResult& result,
                    const MetricSummary& metrics);
 

@@ -46,6 +46,41 @@ expect_failure "unknown algorithm" "train.algorithm: 'ewc2' is not one of" "$TRA
 expect_failure "zero epochs" "train.epochs: must be at least 1, got 0" "$TRAIN" --train.epochs=0 "${SMALL[@]}"
 expect_failure "bad hidden sizes" "model.hidden: 'x' is not a positive layer size" "$TRAIN" --model.hidden=512,x "${SMALL[@]}"
 
+# --- config files and values that cannot be used: refused before anything runs (exit 2)
+expect_failure "--config names a directory" "--config: cannot read $WORK: is a directory" "$TRAIN" --config "$WORK" "${SMALL[@]}"
+mkfifo "$WORK/pipe.ini"
+expect_failure "--config names a named pipe" "--config: cannot read $WORK/pipe.ini: not a regular file" \
+  "$TRAIN" --config "$WORK/pipe.ini" "${SMALL[@]}"
+expect_failure "value that is not UTF-8 (command line)" "--data.dataset: the value is not valid UTF-8 text (byte 4 of 4)" \
+  "$TRAIN" --data.dataset=$'caf\xe9' "${SMALL[@]}"
+printf '[data]\ndataset = caf\xe9\n' > "$WORK/latin1.ini"
+expect_failure "value that is not UTF-8 (config file)" "--data.dataset: the value is not valid UTF-8 text" \
+  "$TRAIN" --config "$WORK/latin1.ini" "${SMALL[@]}"
+expect_failure "value with a line break" "--data.dataset: the value holds a control character (byte 2 is 10)" \
+  "$TRAIN" --data.dataset=$'a\nb' "${SMALL[@]}"
+timeout 60 "$TRAIN" --config "$WORK" "${SMALL[@]}" > /dev/null 2>&1
+code=$?
+[ "$code" -eq 2 ] && pass "a config file that cannot be read exits with 2" || fail "--config DIR: exit $code, expected 2"
+# Every start above failed: the run folder holds nothing (but the lock file .lock, which ls does not list).
+[ -z "$(ls "$WORK/run" 2>/dev/null)" ] && pass "nothing written into the run folder by the failed starts" \
+  || fail "a failed start wrote $(ls "$WORK/run")"
+
+# --- numbers whose sums and products overflow 64-bit counts: refused, never zero steps and exit 0
+MAX=9223372036854775807
+expect_failure "batch overflowing sample counts" "train.batch_size: $MAX overflows 64-bit sample counts with the 1280 training samples" \
+  "$TRAIN" --train.batch_size=$MAX "${SMALL[@]}"
+expect_failure "2 ranks: evaluation batch overflowing sample counts" "eval.batch_size: 9223372036854775806 overflows 64-bit sample counts" \
+  "${MPI[@]}" -np 2 "$TRAIN" --eval.batch_size=9223372036854775806 "${SMALL[@]}"
+expect_failure "epochs x samples overflowing" "train.epochs: 9000000000000000 epochs of 1280 samples overflow a 64-bit sample count" \
+  "$TRAIN" --train.epochs=9000000000000000 "${SMALL[@]}"
+expect_failure "bucket size beyond 64-bit bytes" "train.bucket_mb: must be a positive number of MiB, at most 1048576 (1 TiB), got 1e+300" \
+  "$TRAIN" --train.bucket_mb=1e300 "${SMALL[@]}"
+expect_failure "threads beyond int" "run.threads: must be in [0, 65536]" "$TRAIN" --run.threads=$MAX "${SMALL[@]}"
+expect_failure "checkpoints kept beyond int" "run.keep_checkpoints: must be in [1, 2147483647]" \
+  "$TRAIN" --run.keep_checkpoints=$MAX "${SMALL[@]}"
+expect_failure "timeout beyond any clock" "run.collective_timeout: must be in [0, 1e9] seconds" \
+  "$TRAIN" --run.collective_timeout=1e300 "${SMALL[@]}"
+
 # --- the same on 2 ranks: one message, every rank stops
 expect_failure "2 ranks: missing dataset" "neither /nonexistent/train-images-idx3-ubyte" \
   "${MPI[@]}" -np 2 "$TRAIN" --data.root=/nonexistent "${SMALL[@]}"

@@ -155,7 +155,7 @@ cp "$first" "$second" "$dir/checkpoints/"
 basename "$second" > "$dir/checkpoints/latest"
 head -c 100000 "$second" > "$dir/checkpoints/$(basename "$second")"
 timeout 300 "${MPI[@]}" -np 2 "$TRAIN" --resume "$dir" --run.progress=off > "$dir.out" 2>&1
-if cmp -s "$REFERENCE" "$dir/accuracy_matrix.csv" && grep -q "skipped a damaged checkpoint: .*$(basename "$second")" "$dir/train.log" \
+if cmp -s "$REFERENCE" "$dir/accuracy_matrix.csv" && grep -q "skipped an unusable checkpoint: .*$(basename "$second")" "$dir/train.log" \
    && grep -q "resumed from a checkpoint: stage 2/3" "$dir/train.log"; then
   pass "truncated newest checkpoint: skipped with a reason, resumed from the previous one, same result"
 else

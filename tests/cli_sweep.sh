@@ -124,13 +124,21 @@ code=$?
 "$SWEEP" "$WORK/failing.ini" --output "$WORK/failing" --no-report > "$WORK/failing2.out" 2>&1
 [ $? -eq 1 ] && grep -q "broken seed 1: failed earlier (exit [12]: .*), not retried" "$WORK/failing2.out" \
   && pass "rerun: a failed run is not retried without --retry-failed" || { fail "failed run on rerun"; cat "$WORK/failing2.out"; }
-# The test shell holds the output folder's lock, as a running sweep would.
+# Another process holds the output folder's lock, as a running sweep would: an fcntl lock (as train's
+# run-folder lock), with the holder's name in the lock file.
 mkdir -p "$WORK/locked"
-exec 9> "$WORK/locked/.sweep.lock"
-flock -n 9
-expect_failure "a second sweep on the same output folder is refused" "another sweep is running on this output folder" \
+/usr/bin/python3 -c 'import fcntl, sys, time
+f = open(sys.argv[1], "a+")
+fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+f.truncate(0); f.write("sweep on host elsewhere, pid 4242\n"); f.flush()
+print("locked", flush=True)
+time.sleep(120)' "$WORK/locked/.sweep.lock" > "$WORK/holder.out" &
+holder=$!
+for _ in $(seq 1 100); do grep -q locked "$WORK/holder.out" && break; sleep 0.1; done
+expect_failure "a second sweep on the same output folder is refused" \
+  "$WORK/locked: another sweep is running on this output folder: sweep on host elsewhere, pid 4242" \
   "$SWEEP" "$WORK/failing.ini" --output "$WORK/locked"
-exec 9>&-
+kill $holder; wait $holder 2>/dev/null
 expect_failure "ranks > 1 without an MPI launcher" "--mpirun: /nonexistent/mpirun not found" \
   "$SWEEP" "$WORK/failing.ini" --ranks 2 --mpirun /nonexistent/mpirun
 sed -i 's/^options = data.tasks=2/options = data.tasks=3/' "$WORK/failing.ini"

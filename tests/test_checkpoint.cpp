@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "tests/expect_error.h"
+#include "tests/small_tmpfs.h"
 #include "tests/temp_dir_test.h"
 #include <hdf5.h>
 #include <torch/torch.h>
@@ -509,6 +510,89 @@ TEST_F(CheckpointTest, FormatVersion1IsRefusedAsSuch) {
   set_format_version(file, 1);
   expect_checkpoint_error([&] { clx::read_checkpoint(file.string()); },
                           {file.string(), ": /: unsupported format_version 1 (this build reads 2 to", "FNV-1a"});
+}
+
+// The defect: a directory named like a checkpoint was skipped silently, and
+// the next save picked its name and failed ("already exists"). Now it is
+// reported with its reason and numbered past.
+TEST_F(CheckpointTest, ANameThatIsNoRegularFileIsReportedAndNumberedPast) {
+  clx::CheckpointDirectory directory(path("run").string(), 5);
+  CheckpointState first = full_state();
+  first.global_step = 100;
+  directory.save(first);
+  directory.save(first);
+  fs::remove(path("run/ckpt-00000002.h5"));
+  fs::create_directories(path("run/ckpt-00000003.h5"));
+  fs::create_symlink("nowhere", path("run/ckpt-00000004.h5"));
+
+  std::vector<std::string> problems;
+  std::string loaded;
+  const auto state = directory.load_newest(&problems, &loaded);
+  ASSERT_TRUE(state.has_value());
+  EXPECT_EQ(fs::path(loaded).filename(), "ckpt-00000001.h5");
+  ASSERT_EQ(problems.size(), 2u);
+  EXPECT_NE(problems[0].find(path("run/ckpt-00000004.h5").string() + ": /: not a regular file (a dangling symbolic link)"),
+            std::string::npos)
+      << problems[0];
+  EXPECT_NE(problems[1].find(path("run/ckpt-00000003.h5").string() + ": /: not a regular file (a directory)"),
+            std::string::npos)
+      << problems[1];
+  EXPECT_EQ(directory.files(), std::vector<std::string>{path("run/ckpt-00000001.h5").string()});
+
+  EXPECT_EQ(fs::path(directory.save(first)).filename(), "ckpt-00000005.h5");
+  EXPECT_TRUE(fs::is_directory(path("run/ckpt-00000003.h5")));  // never deleted as an old checkpoint
+}
+
+// A check that throws CheckpointError makes load_newest fall back (a model
+// tensor of the wrong shape, say); any other exception refuses outright.
+TEST_F(CheckpointTest, LoadNewestFallsBackPastFilesThatFailTheCheck) {
+  clx::CheckpointDirectory directory(path("run").string(), 3);
+  CheckpointState fits = full_state();
+  fits.global_step = 1;
+  directory.save(fits);
+  CheckpointState other_model = full_state();
+  other_model.global_step = 2;
+  other_model.model[0].second = torch::zeros({9, 4});
+  const std::string newest = directory.save(other_model);
+
+  const NamedTensors live = full_state().model;
+  auto fits_the_model = [&](const std::string& file, const CheckpointState& candidate) {
+    clx::check_tensors_match(file, "/model", candidate.model, live);
+  };
+  std::vector<std::string> problems;
+  const auto state = directory.load_newest(&problems, nullptr, fits_the_model);
+  ASSERT_TRUE(state.has_value());
+  EXPECT_EQ(state->global_step, 1);
+  ASSERT_EQ(problems.size(), 1u);
+  EXPECT_NE(problems[0].find(newest + ": /model/trunk.0.weight: shape [9, 4], expected [8, 4]"), std::string::npos)
+      << problems[0];
+
+  auto refuses = [](const std::string& file, const CheckpointState&) { throw clx::Error(file + ": refused"); };
+  clx::testing_support::expect_error([&] { directory.load_newest(nullptr, nullptr, refuses); }, {newest + ": refused"});
+}
+
+// The defect: a full disk during a checkpoint write was reported, but HDF5
+// was left holding the half-closed file and crashed at exit (signal 11).
+// Now the error names the file and the OS reason, HDF5 holds no object, the
+// earlier checkpoint is intact and nothing else is left behind.
+TEST_F(CheckpointTest, FullDiskFailsCleanlyAndKeepsTheEarlierCheckpoint) {
+  clx::testing_support::SmallTmpfs disk(path("disk"), 1 << 20);
+  CLX_REQUIRE_TMPFS(disk);
+  clx::CheckpointDirectory directory((disk.path() / "checkpoints").string(), 3);
+  CheckpointState small = full_state();
+  const std::string first = directory.save(small);
+  CheckpointState large = full_state();
+  large.model.emplace_back("big", torch::ones({300, 1000}));  // 1.2 MB: more than the disk holds
+  const std::string second = (disk.path() / "checkpoints" / "ckpt-00000002.h5").string();
+  clx::testing_support::expect_error([&] { directory.save(large); },
+                                     {"cannot write " + second, "No space left on device"});
+  EXPECT_EQ(H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL), 0);
+  EXPECT_EQ(clx::read_checkpoint(first).global_step, small.global_step);
+  std::vector<std::string> names;
+  for (const auto& entry : fs::directory_iterator(disk.path() / "checkpoints"))
+    names.push_back(entry.path().filename().string());
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(names, (std::vector<std::string>{"ckpt-00000001.h5", "latest"}));
 }
 
 TEST_F(CheckpointTest, CheckTensorsMatchNamesTheFirstMismatch) {

@@ -1,6 +1,13 @@
-// Unit tests of the time-left estimates in the training logs (runtime/logging.h).
+// Unit tests of the training logs (runtime/logging.h): the time-left estimates and checked log writes.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "runtime/file_io.h"
 #include "runtime/logging.h"
 
 namespace {
@@ -36,6 +43,46 @@ TEST(SequenceClock, EstimatesFromEpochsThenFromCompletedStages) {
   clock.epoch_done(3, 103.0);
   EXPECT_DOUBLE_EQ(*clock.stage_left(103.0), 3.0 + 8.0);
   EXPECT_EQ(clock.describe(103.0), "task ~11.0s left, sequence ~11.0s left");
+}
+
+}  // namespace
+
+namespace {
+
+// A log that cannot be written (a full disk) is an error naming the file,
+// never lines silently lost.
+TEST(Logger, AFailedLogWriteIsAnError) {
+  clx::Logger log(0, "/dev/full", "off");
+  try {
+    log.info("epoch 1 done");
+    ADD_FAILURE() << "no error for a log on a full device";
+  } catch (const clx::FileError& error) {
+    EXPECT_NE(std::string(error.what()).find("cannot write /dev/full: No space left on device"), std::string::npos)
+        << error.what();
+  }
+}
+
+// A run opens train.log only once its start is accepted; the lines logged
+// before are kept and written first.
+TEST(Logger, KeptLinesGoFirstIntoTheFileOpenedLater) {
+  const std::string path = std::filesystem::temp_directory_path() / ("clx_test_log_" + std::to_string(::getpid()));
+  std::filesystem::remove(path);
+  {
+    clx::Logger log(0, "", "off");
+    log.keep_lines_for_file();
+    log.info("first");
+    EXPECT_FALSE(std::filesystem::exists(path));
+    log.write_to_file(path);
+    log.info("second");
+  }
+  std::ifstream file(path);
+  std::string line1, line2, rest;
+  std::getline(file, line1);
+  std::getline(file, line2);
+  EXPECT_FALSE(std::getline(file, rest));
+  EXPECT_EQ(line1.substr(line1.find("] ") + 2), "first");
+  EXPECT_EQ(line2.substr(line2.find("] ") + 2), "second");
+  std::filesystem::remove(path);
 }
 
 }  // namespace

@@ -1,0 +1,21 @@
+#pragma once
+// Small text helpers shared by the executables (no LibTorch: the sweep uses
+// them too).
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+
+namespace clx {
+
+// The first line where `a` and `b` differ, as (line of a, line of b); a text
+// that ends first contributes "<missing>". std::nullopt when the texts have
+// the same lines.
+std::optional<std::pair<std::string, std::string>> first_differing_line(const std::string& a, const std::string& b);
+
+// Whether `text` is valid UTF-8 (what JSON requires: no overlong forms, no
+// surrogates, nothing above U+10FFFF). On failure `bad_offset`, if given,
+// receives the offset of the first byte that is not.
+bool is_valid_utf8(std::string_view text, size_t* bad_offset = nullptr);
+
+}  // namespace clx
