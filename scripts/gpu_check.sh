@@ -149,8 +149,8 @@ run_phase() {
   local begin rc
   begin=$(date +%s)
   set +e
-  ( set -e; "$fn" ) > >(while IFS= read -r line; do echo "[$(stamp)] $line"; done >> "$OUT_DIR/logs/$name.log") 2>&1
-  rc=$?
+  ( set -e; "$fn" ) 2>&1 | while IFS= read -r line; do echo "[$(stamp)] $line"; done >> "$OUT_DIR/logs/$name.log"
+  rc=${PIPESTATUS[0]}
   set -e
   local seconds=$(( $(date +%s) - begin )) text=""
   [ -f "$OUT_DIR/notes/$name" ] && text=$(paste -sd';' "$OUT_DIR/notes/$name" | sed 's/;/; /g')
@@ -159,7 +159,12 @@ run_phase() {
     log "$name: ok (${seconds} s)"
   else
     if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then text="timed out after ${PHASE_LIMIT} s${text:+; $text}"; fi
-    record "$name" failed "$seconds" "exit $rc${text:+; $text}"
+    # The log's last error line (else its last line), so that the report says why.
+    local why
+    why=$(grep -iE 'error|fatal|exception|not found|neither' "$OUT_DIR/logs/$name.log" | tail -1 || true)
+    [ -n "$why" ] || why=$(tail -1 "$OUT_DIR/logs/$name.log")
+    why=$(echo "$why" | sed 's/^\[[0-9:]*\] //' | cut -c1-240)
+    record "$name" failed "$seconds" "exit $rc${text:+; $text}${why:+; $why}"
     log "$name: FAILED (exit $rc, ${seconds} s; see logs/$name.log)"
     FAILED=1
   fi
@@ -439,6 +444,7 @@ bench_ours_fp32() {
 }
 bench_ours_bf16() { bench_ours bf16 --suite overhead --backend single; }
 bench_pytorch() {
+  [ -n "$PY" ] || { note "no Python with torch"; return 1; }
   tmo "$PY" "$SRC/scripts/bench_gpu.py" --device "$DEVICE" --precision "$(IFS=,; echo "${PRECISIONS[*]}")" \
     --data "$DATA" --threads 1 "${TIMING_ARGS[@]}" --json "$OUT_DIR/bench/pytorch.json"
 }
@@ -449,7 +455,7 @@ run_phase preflight 60 preflight
 if [ -n "$USE_BUILD" ]; then
   run_phase build 30 use_existing_build
 elif [ "$(phase_status preflight)" = ok ]; then
-  run_phase build 420 build
+  run_phase build "$BUDGET" build  # whatever the budget has left: nothing else runs without it
 else
   record build skipped 0 "preflight found a blocker: $(paste -sd';' "$OUT_DIR/notes/blockers" 2>/dev/null)"
   log "build: skipped (preflight found a blocker)"
@@ -459,7 +465,7 @@ for precision in "${PRECISIONS[@]}"; do run_phase "train_mlp_$precision" 60 "tra
 for precision in "${PRECISIONS[@]}"; do run_phase "train_resnet18_$precision" 90 "train_resnet18_$precision" build; done
 run_phase resume 90 resume build
 for precision in "${PRECISIONS[@]}"; do run_phase "bench_ours_$precision" 120 "bench_ours_$precision" build; done
-run_phase bench_pytorch 120 bench_pytorch preflight
+run_phase bench_pytorch 120 bench_pytorch
 if [ "$DEVICE" = cpu ]; then
   for name in train_mlp train_resnet18 bench_ours; do record "${name}_bf16" skipped 0 "CPU mode runs fp32 only"; done
 fi
