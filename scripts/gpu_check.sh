@@ -91,11 +91,12 @@ if [ -z "$DATA" ]; then
   DATA=/usr/share/datasets/fashion-mnist
   [ -n "$PREFIX" ] && [ -d "$PREFIX/data/fashion-mnist" ] && DATA=$PREFIX/data/fashion-mnist
 fi
-rm -rf "$OUT_DIR/logs" "$OUT_DIR/runs" "$OUT_DIR/bench" "$OUT_DIR/notes"
+rm -rf "$OUT_DIR/logs" "$OUT_DIR/runs" "$OUT_DIR/bench" "$OUT_DIR/notes" "$OUT_DIR/train_help.txt"
 mkdir -p "$OUT_DIR/logs" "$OUT_DIR/runs" "$OUT_DIR/bench" "$OUT_DIR/notes"
 PHASES=$OUT_DIR/phases.tsv
 printf 'phase\tstatus\tseconds\tnote\n' > "$PHASES"
 export OUT_DIR DEVICE
+export NCCL_DEBUG=${NCCL_DEBUG:-WARN}  # NCCL's warnings in the phase logs
 
 # ---- phases: logging, budget, records -----------------------------------------------------
 stamp() { date -u +%H:%M:%S; }
@@ -176,8 +177,8 @@ if [ "$QUICK" = 1 ]; then
   SPLIT_ARGS=(--data.tasks=2 --data.train_samples_per_task=256 --data.test_samples_per_task=128 --train.epochs=1)
   RESNET_ARGS=(--model.arch=resnet18 --model.width=0.125 --data.tasks=2 --data.train_samples_per_task=64
                --data.test_samples_per_task=64 --train.epochs=1 --train.batch_size=32 --eval.batch_size=64)
-  RESUME_ARGS=(--data.tasks=3 --data.train_samples_per_task=2000 --data.test_samples_per_task=200 --train.epochs=2
-               --train.batch_size=64)
+  RESUME_ARGS=(--data.tasks=3 --data.train_samples_per_task=1000 --data.test_samples_per_task=100 --train.epochs=2
+               --train.batch_size=100)
   # One thread: the CI machine's two cores are shared with the rest of the suite.
   SPLIT_ARGS+=(--run.threads=1) RESNET_ARGS+=(--run.threads=1) RESUME_ARGS+=(--run.threads=1)
   TIMING_ARGS=(--models mlp --batch 32 --mlp-steps 4 --conv-steps 1 --repeats 1)
@@ -211,18 +212,24 @@ requirement() {
   if [ -n "$PREFIX" ] && [ -f "$PREFIX/REQUIREMENTS" ]; then awk -F'[= ]' -v k="$1" '$1 == k { print $2 }' "$PREFIX/REQUIREMENTS"; fi
 }
 
+# Preflight findings: a blocker makes the build pointless (it is skipped); a
+# problem fails the preflight phase but the build is still tried.
+BLOCKERS=$OUT_DIR/notes/blockers
+block() { echo "$*" >> "$BLOCKERS"; note "BLOCKER: $*"; }
+problem() { echo "$*" >> "$OUT_DIR/notes/problems"; note "PROBLEM: $*"; }
+
 preflight() {
-  local blockers=$OUT_DIR/notes/blockers
-  : > "$blockers"
-  block() { echo "$*" >> "$blockers"; note "BLOCKER: $*"; }
+  : > "$BLOCKERS"
+  : > "$OUT_DIR/notes/problems"
   echo "gpu_check: device $DEVICE, source $SRC, prefix ${PREFIX:-none}, data $DATA, build $BUILD, budget ${BUDGET} s"
   uname -a; nproc; free -g | head -2 || true
-  for tool in cmake c++; do command -v "$tool" >/dev/null || block "no '$tool' on PATH"; done
-  command -v cmake >/dev/null && cmake --version | head -1
-  command -v c++ >/dev/null && c++ --version | head -1
+  command -v cmake >/dev/null && cmake --version | head -1 || block "no cmake on PATH"
+  local cxx
+  cxx=$(command -v "${CXX:-c++}" || command -v g++ || command -v clang++ || true)
+  if [ -n "$cxx" ]; then "$cxx" --version | head -1; else block "no C++ compiler (c++, g++, clang++ or \$CXX)"; fi
   command -v ninja >/dev/null && echo "ninja $(ninja --version)" || echo "no ninja: Unix Makefiles"
   ls "$DATA"/train-images-idx3-ubyte* >/dev/null 2>&1 ||
-    block "no Fashion-MNIST in $DATA (--data DIR; scripts/deps_prefix.sh DIR puts it in DIR/data/fashion-mnist)"
+    problem "no Fashion-MNIST in $DATA (--data DIR; scripts/deps_prefix.sh DIR puts it in DIR/data/fashion-mnist)"
 
   # The prefix's archives need this glibc and libstdc++ (scripts/deps_prefix.sh measured them).
   local glibc have_glibc glibcxx libstdcxx
@@ -230,15 +237,15 @@ preflight() {
   have_glibc=$(getconf GNU_LIBC_VERSION 2>/dev/null | awk '{print $2}')
   echo "glibc: ${have_glibc:-unknown}; the prefix needs ${glibc:-n/a}"
   if [ -n "$glibc" ] && [ -n "$have_glibc" ] && ! version_ge "$have_glibc" "$glibc"; then
-    block "glibc $have_glibc is older than the $glibc the prefix's Debian 12 archives need ($(grep '^glibc=' "$PREFIX/REQUIREMENTS" | cut -d' ' -f2-)): the link may fail; build the prefix from an older Debian"
+    problem "glibc $have_glibc is older than the $glibc the prefix's Debian 12 archives need ($(grep '^glibc=' "$PREFIX/REQUIREMENTS" | cut -d' ' -f2-)): the link may fail; make the prefix from an older Debian"
   fi
   glibcxx=$(requirement glibcxx)
-  libstdcxx=$(c++ -print-file-name=libstdc++.so 2>/dev/null || true)
+  libstdcxx=$([ -n "$cxx" ] && readlink -f "$("$cxx" -print-file-name=libstdc++.so.6)" || true)
   if [ -n "$glibcxx" ] && [ -f "$libstdcxx" ]; then
-    if grep -qa "GLIBCXX_$glibcxx" "$(readlink -f "$libstdcxx")"; then
-      echo "libstdc++ $(readlink -f "$libstdcxx") has GLIBCXX_$glibcxx"
+    if grep -qa "GLIBCXX_$glibcxx" "$libstdcxx"; then
+      echo "libstdc++: $libstdcxx has GLIBCXX_$glibcxx"
     else
-      block "the compiler's libstdc++ ($(readlink -f "$libstdcxx")) lacks GLIBCXX_$glibcxx, which the prefix's archives need (GCC 11 or newer)"
+      problem "the compiler's libstdc++ ($libstdcxx) lacks GLIBCXX_$glibcxx, which the prefix's archives need (GCC 11 or newer): the link may fail"
     fi
   fi
 
@@ -269,15 +276,15 @@ PYEOF
       block "this PyTorch's LibTorch uses the pre-C++11 ABI (torch._C._GLIBCXX_USE_CXX11_ABI is 0): it cannot link with the prefix's libraries; use a PyTorch >= 2.7 wheel"
   fi
   if [ "$DEVICE" = cuda ]; then
-    nvidia-smi || block "nvidia-smi failed: no usable NVIDIA driver"
-    grep -q '"cuda_available": true' "$OUT_DIR/env.json" 2>/dev/null || block "torch.cuda.is_available() is not true"
+    nvidia-smi || problem "nvidia-smi failed: no usable NVIDIA driver"
+    grep -q '"cuda_available": true' "$OUT_DIR/env.json" 2>/dev/null || problem "torch.cuda.is_available() is not true"
     local nvcc nccl
     nvcc=$(cuda_home)/bin/nvcc
     if [ -x "$nvcc" ]; then "$nvcc" --version | tail -2; else block "no nvcc (CUDA_HOME, PATH or /usr/local/cuda)"; fi
     nccl=$(nccl_root)
     if [ -n "$nccl" ]; then note "NCCL: $nccl"; else note "NCCL: no nvidia-nccl wheel; the CUDA toolkit's, if any"; fi
   fi
-  [ ! -s "$blockers" ]
+  [ ! -s "$BLOCKERS" ] && [ ! -s "$OUT_DIR/notes/problems" ]
 }
 
 cuda_home() {
@@ -301,7 +308,9 @@ PYEOF
 
 # ---- build ------------------------------------------------------------------------------------------
 build() {
-  local args=(-S "$SRC" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DCLX_FUZZ=OFF -DCLX_BUILD_TESTS=ON)
+  # CMAKE_POLICY_VERSION_MINIMUM: a CMake >= 4 still reads package files written for older ones.
+  local args=(-S "$SRC" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DCLX_FUZZ=OFF -DCLX_BUILD_TESTS=ON
+              -DCMAKE_POLICY_VERSION_MINIMUM=3.5)
   command -v ninja >/dev/null && args+=(-G Ninja)
   [ -n "$PREFIX" ] && args+=(-C "$PREFIX/prefix.cmake")
   local torch_prefix
@@ -344,7 +353,11 @@ unit() {
 
 # ---- training runs ----------------------------------------------------------------------------------
 # Options the train executable knows (so that CPU mode also runs against a train without them).
-train_has() { "$BUILD/train" --help 2>/dev/null | grep -q -- "--$1"; }
+# (train --help read once: loading LibTorch takes seconds.)
+train_has() {
+  [ -s "$OUT_DIR/train_help.txt" ] || "$BUILD/train" --help > "$OUT_DIR/train_help.txt" 2>&1 || true
+  grep -q -- "--$1" "$OUT_DIR/train_help.txt"
+}
 # device_options [PRECISION]: sets DEVICE_OPTIONS, what every run of train gets
 # here: the device, one rank over NCCL on a GPU (no mpirun), the precision.
 device_options() {
@@ -390,6 +403,8 @@ resume() {
   run=("$BUILD/train" --config "$SRC/configs/split_fmnist.ini" --data.root="$DATA" --run.progress=lines
        "${DEVICE_OPTIONS[@]}" "${RESUME_ARGS[@]}")
   if [ "$DEVICE" = cuda ] || train_has run.deterministic; then run+=(--run.deterministic=true); fi
+  # cuBLAS is deterministic only with a fixed workspace (PyTorch's "Reproducibility" notes).
+  export CUBLAS_WORKSPACE_CONFIG=${CUBLAS_WORKSPACE_CONFIG:-:4096:8}
   tmo "${run[@]}" --output "$dir/reference"
   mkdir -p "$dir"
   "${run[@]}" --output "$dir/interrupted" > "$dir/interrupted.out" 2>&1 &
@@ -454,11 +469,12 @@ log "gpu_check: device $DEVICE, budget ${BUDGET} s, output $OUT_DIR"
 run_phase preflight 60 preflight
 if [ -n "$USE_BUILD" ]; then
   run_phase build 30 use_existing_build
-elif [ "$(phase_status preflight)" = ok ]; then
+elif [ ! -s "$BLOCKERS" ]; then
   run_phase build "$BUDGET" build  # whatever the budget has left: nothing else runs without it
 else
-  record build skipped 0 "preflight found a blocker: $(paste -sd';' "$OUT_DIR/notes/blockers" 2>/dev/null)"
+  record build skipped 0 "preflight found a blocker: $(paste -sd';' "$BLOCKERS")"
   log "build: skipped (preflight found a blocker)"
+  FAILED=1
 fi
 run_phase unit 120 unit build
 for precision in "${PRECISIONS[@]}"; do run_phase "train_mlp_$precision" 60 "train_mlp_$precision" build; done

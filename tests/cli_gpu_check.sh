@@ -12,7 +12,7 @@ CHECK=(bash "$SOURCE_DIR/scripts/gpu_check.sh" --device cpu --use-build "$BUILD_
 export CLX_UNIT_FILTER='Metrics*:ShardedSampler*:EntropyTaylorImportance*'
 
 # ---- the whole check on CPU ---------------------------------------------------------------------
-if timeout 240 "${CHECK[@]}" --out "$WORK/gpu" > "$WORK/gpu.out" 2>&1; then
+if timeout 480 "${CHECK[@]}" --out "$WORK/gpu" > "$WORK/gpu.out" 2>&1; then
   pass "gpu_check.sh --device cpu --quick: exit 0 in $(grep -o 'done in [0-9]* s' "$WORK/gpu.out")"
 else
   fail "gpu_check.sh --device cpu --quick"; tail -15 "$WORK/gpu.out"; cat "$WORK/gpu/phases.tsv"
