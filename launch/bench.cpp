@@ -29,8 +29,8 @@
 #include <iostream>
 #include <map>
 #include <sstream>
-#include <type_traits>
 #include <thread>
+#include <type_traits>
 #include <unistd.h>
 
 #include "algorithms/finetune.h"
