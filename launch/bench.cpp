@@ -4,13 +4,20 @@
 //
 //   mpirun -np 2 build/bench                       every suite
 //   mpirun -np 2 build/bench --suite allreduce     one suite
+//   build/bench --suite overhead,passes --device cuda --precision bf16 --models mlp,resnet18
+//   build/bench --suite overhead --device cuda --backend nccl   (adds the one-rank NCCL overhead)
 //   build/bench --help
 //
 // Suites that compare against one rank (overhead, passes, checkpoint, loader) run on
 // rank 0 while the other ranks wait; scaling and allreduce use every rank.
+// On a GPU every timed interval starts and ends with torch::cuda::synchronize(),
+// so the clocks read finished work, not queued kernels.
+#include <ATen/autocast_mode.h>
 #include <boost/program_options.hpp>
 #include <nlohmann/json.hpp>
+#include <torch/cuda.h>
 #include <torch/torch.h>
+#include <torch/version.h>
 
 #include <algorithm>
 #include <chrono>
@@ -23,6 +30,7 @@
 #include <map>
 #include <sstream>
 #include <thread>
+#include <type_traits>
 #include <unistd.h>
 
 #include "algorithms/finetune.h"
@@ -50,6 +58,10 @@ const char* const kSuites = "overhead,scaling,allreduce,passes,checkpoint,loader
 struct BenchOptions {
   std::vector<std::string> suites;
   std::vector<std::string> models;
+  torch::Device device = torch::kCPU;  // overhead and passes: where models, data and the loops run
+  std::string precision = "fp32";      // fp32 | bf16 (autocast for the forward pass)
+  std::string backend = "auto";        // the communicator of scaling, allreduce and the NCCL overhead row
+  double width = 1.0;                  // vgg9, resnet18: channel multiplier
   std::string data_root = "/usr/share/datasets/fashion-mnist";
   int64_t batch = 128;  // per rank
   int64_t mlp_steps = 300, conv_steps = 12;
@@ -144,11 +156,94 @@ clx::TaskStream one_task_stream(const Data& data, int64_t samples) {
   return clx::build_task_stream(config, data.train, data.test);
 }
 
-clx::MultiHeadModel bench_model(const std::string& arch, const clx::TaskStream& stream, uint64_t seed) {
+// The model on the benchmark's device; vgg9 and resnet18 at --width.
+clx::MultiHeadModel bench_model(const std::string& arch, const clx::TaskStream& stream, const BenchOptions& options,
+                                uint64_t seed) {
   torch::manual_seed(seed);
   clx::ModelConfig config;
   config.arch = arch;
-  return clx::make_model(config, stream.input_shape, clx::head_sizes_for(stream, clx::HeadLayout::Multi));
+  if (arch != "mlp") config.width = options.width;
+  clx::MultiHeadModel model =
+      clx::make_model(config, stream.input_shape, clx::head_sizes_for(stream, clx::HeadLayout::Multi));
+  model->to(options.device);
+  return model;
+}
+
+// Waits for the device's queued work, so that a clock read after it measures finished work.
+void synchronize(const torch::Device& device) {
+  if (device.is_cuda()) torch::cuda::synchronize();
+}
+
+// Autocast to bfloat16 for the scope (the bare loop's forward pass), as the
+// trainer's train.precision=bf16 does; fp32 leaves autocast off.
+class AutocastScope {
+ public:
+  AutocastScope(const torch::Device& device, const std::string& precision)
+      : type_(device.type()), enabled_(precision == "bf16") {
+    if (!enabled_) return;
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+    at::autocast::set_autocast_dtype(type_, at::kBFloat16);
+    at::autocast::set_autocast_enabled(type_, true);
+#else
+    if (type_ == at::kCUDA) {
+      at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+      at::autocast::set_enabled(true);
+    } else {
+      at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+      at::autocast::set_cpu_enabled(true);
+    }
+#endif
+  }
+  ~AutocastScope() {
+    if (!enabled_) return;
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+    at::autocast::set_autocast_enabled(type_, false);
+#else
+    if (type_ == at::kCUDA) at::autocast::set_enabled(false);
+    else at::autocast::set_cpu_enabled(false);
+#endif
+    at::autocast::clear_cache();
+  }
+  AutocastScope(const AutocastScope&) = delete;
+  AutocastScope& operator=(const AutocastScope&) = delete;
+
+ private:
+  at::DeviceType type_;
+  bool enabled_;
+};
+
+// The trainer's device and precision settings (TrainerConfig::device and
+// ::precision, as torch::Device or text), detected at compile time so that
+// bench builds against a trainer with or without them. Without them only CPU
+// in fp32 can be measured, and asking for more is an error, never a CPU figure
+// labelled as a GPU one.
+template <typename Config, typename = void>
+struct HasDeviceField : std::false_type {};
+template <typename Config>
+struct HasDeviceField<Config, std::void_t<decltype(std::declval<Config&>().device)>> : std::true_type {};
+template <typename Config, typename = void>
+struct HasPrecisionField : std::false_type {};
+template <typename Config>
+struct HasPrecisionField<Config, std::void_t<decltype(std::declval<Config&>().precision)>> : std::true_type {};
+
+template <typename Config>
+void set_trainer_device(Config& config, const torch::Device& device) {
+  if constexpr (HasDeviceField<Config>::value) {
+    using Field = std::decay_t<decltype(config.device)>;
+    if constexpr (std::is_assignable_v<Field&, torch::Device>) config.device = device;
+    else config.device = device.is_cuda() ? "cuda" : "cpu";
+  } else if (!device.is_cpu()) {
+    throw clx::Error("--device " + device.str() + ": this build's trainer has no device setting");
+  }
+}
+
+template <typename Config>
+void set_trainer_precision(Config& config, const std::string& precision) {
+  if constexpr (HasPrecisionField<Config>::value) {
+    config.precision = precision;
+  } else if (precision != "fp32") {
+    throw clx::Error("--precision " + precision + ": this build's trainer has no precision setting");
+  }
 }
 
 int64_t steps_for(const BenchOptions& options, const std::string& arch) {
@@ -159,6 +254,8 @@ int64_t steps_for(const BenchOptions& options, const std::string& arch) {
 
 clx::TrainerConfig trainer_config(const BenchOptions& options, int64_t global_batch) {
   clx::TrainerConfig config;
+  set_trainer_device(config, options.device);
+  set_trainer_precision(config, options.precision);
   config.epochs = 1;
   config.batch_size = global_batch;
   config.lr = options.lr;
@@ -168,37 +265,47 @@ clx::TrainerConfig trainer_config(const BenchOptions& options, int64_t global_ba
   return config;
 }
 
-// Seconds the framework's trainer takes for one stage of one epoch over the stream's task.
+// Seconds the framework's trainer takes for one stage of one epoch over the
+// stream's task, by its own clock (which ends after the epoch's last loss has
+// been read back from the device).
 double framework_epoch_seconds(Communicator& comm, const clx::TaskStream& stream, const std::string& arch,
-                               const clx::TrainerConfig& config) {
+                               const clx::TrainerConfig& config, const BenchOptions& options) {
   clx::Logger silent(1, "", "off");
   clx::FinetuneStrategy strategy;
-  clx::MultiHeadModel model = bench_model(arch, stream, 1);
+  clx::MultiHeadModel model = bench_model(arch, stream, options, 1);
   clx::Trainer trainer(config, comm, stream, model.ptr(), strategy, silent);
+  synchronize(options.device);
   return trainer.train_stage(0, {0}).train_seconds;
 }
 
 // The loop a user would write by hand with LibTorch: same model, optimizer,
 // batches drawn from the same in-memory data, no framework.
+// The data on the device, as the trainer keeps MNIST-scale data there.
 double bare_epoch_seconds(const clx::TaskStream& stream, const std::string& arch, const BenchOptions& options,
                           int64_t batch) {
-  clx::MultiHeadModel model = bench_model(arch, stream, 1);
+  clx::MultiHeadModel model = bench_model(arch, stream, options, 1);
   model->train();
   torch::optim::SGD optimizer(model->parameters(), torch::optim::SGDOptions(options.lr).momentum(options.momentum));
   const clx::TaskData& data = stream.tasks[0].train;
-  const torch::Tensor images = data.inputs(torch::arange(data.size(), torch::kInt64));
-  const torch::Tensor labels = data.local_labels;
-  const torch::Tensor order = torch::randperm(data.size(), torch::kInt64);
+  const torch::Tensor images = data.inputs(torch::arange(data.size(), torch::kInt64)).to(options.device);
+  const torch::Tensor labels = data.local_labels.to(options.device);
+  const torch::Tensor order = torch::randperm(data.size(), torch::TensorOptions(torch::kInt64).device(options.device));
   const int64_t steps = data.size() / batch;
+  synchronize(options.device);
   const auto start = Clock::now();
   for (int64_t step = 0; step < steps; ++step) {
     const torch::Tensor positions = order.narrow(0, step * batch, batch);
     optimizer.zero_grad();
-    const torch::Tensor loss =
-        torch::nn::functional::cross_entropy(model->logits(images.index_select(0, positions), 0), labels.index_select(0, positions));
+    torch::Tensor loss;
+    {
+      AutocastScope autocast(options.device, options.precision);
+      loss = torch::nn::functional::cross_entropy(model->logits(images.index_select(0, positions), 0),
+                                                  labels.index_select(0, positions));
+    }
     loss.backward();
     optimizer.step();
   }
+  synchronize(options.device);
   return seconds_since(start);
 }
 
@@ -218,26 +325,47 @@ void on_root_alone(Communicator& comm, Fn&& work) {
 
 // ---- suites -------------------------------------------------------------------------
 
-Table overhead_suite(Communicator& comm, const Data& data, const BenchOptions& options) {
-  Table table{"Framework overhead: one rank, " + std::to_string(options.threads) + " thread, batch " +
-                  std::to_string(options.batch) + ", steps/s (median of " + std::to_string(options.repeats) + ")",
-              "framework", "bare LibTorch loop", {}};
+// "cpu, fp32, 1 thread" or "cuda:0, bf16": where and how the one-rank suites run.
+std::string device_text(const BenchOptions& options) {
+  std::string text = options.device.str() + ", " + options.precision;
+  if (options.device.is_cpu()) text += ", " + std::to_string(options.threads) + " thread";
+  return text;
+}
+
+// The framework against the bare loop on one rank; with comm on the NCCL
+// backend (one rank, --backend nccl), also the framework over NCCL against
+// the framework over the single-process communicator.
+std::vector<Table> overhead_suite(Communicator& comm, const Data& data, const BenchOptions& options) {
+  const std::string setting = device_text(options) + ", batch " + std::to_string(options.batch) +
+                              ", steps/s (median of " + std::to_string(options.repeats) + ")";
+  Table table{"Framework overhead: one rank, " + setting, "framework", "bare LibTorch loop", {}};
+  const bool nccl_row = comm.backend() == "nccl" && comm.size() == 1;
+  Table nccl{"One-rank NCCL overhead: framework over NCCL vs single-process, " + setting, "nccl (1 rank)",
+             "single", {}};
+  // The CPU target is this project's own (97% of the bare loop); on a GPU the
+  // issue's target is 95% of PyTorch eager (scripts/gpu_check.sh compares), and
+  // the bare LibTorch loop is held to the same 95%.
+  const double target = options.device.is_cpu() ? 0.97 : 0.95;
+  const std::string target_text = options.device.is_cpu() ? ">= 0.97" : ">= 0.95";
   on_root_alone(comm, [&] {
     clx::SingleCommunicator single;
     for (const std::string& arch : options.models) {
       const int64_t steps = steps_for(options, arch);
       const clx::TaskStream stream = one_task_stream(data, steps * options.batch);
       const auto config = trainer_config(options, options.batch);
-      std::vector<double> ours, bare;
-      bare_epoch_seconds(stream, arch, options, options.batch);  // warm-up: allocator, BLAS buffers
+      std::vector<double> ours, bare, over_nccl;
+      bare_epoch_seconds(stream, arch, options, options.batch);  // warm-up: allocator, BLAS buffers, cuDNN plans
       for (int r = 0; r < options.repeats; ++r) {
         bare.push_back(steps / bare_epoch_seconds(stream, arch, options, options.batch));
-        ours.push_back(steps / framework_epoch_seconds(single, stream, arch, config));
+        ours.push_back(steps / framework_epoch_seconds(single, stream, arch, config, options));
+        if (nccl_row) over_nccl.push_back(steps / framework_epoch_seconds(comm, stream, arch, config, options));
       }
-      table.rows.push_back({arch, median(ours), median(bare), "steps/s", ">= 0.97", 0.97, true});
+      table.rows.push_back({arch, median(ours), median(bare), "steps/s", target_text, target, true});
+      if (nccl_row) nccl.rows.push_back({arch, median(over_nccl), median(ours), "steps/s", ">= 0.97", 0.97, true});
     }
   });
-  return table;
+  if (!nccl_row) return {table};
+  return {table, nccl};
 }
 
 // Samples/s of the framework on every rank of `comm` with `per_rank_batch` each.
@@ -250,7 +378,7 @@ double framework_samples_per_second(Communicator& comm, const Data& data, const 
   config.bucket_bytes = static_cast<int64_t>(bucket_mb * (1 << 20));
   std::vector<double> rates;
   for (int r = 0; r < options.repeats; ++r)
-    rates.push_back(static_cast<double>(steps * global_batch) / framework_epoch_seconds(comm, stream, arch, config));
+    rates.push_back(static_cast<double>(steps * global_batch) / framework_epoch_seconds(comm, stream, arch, config, options));
   return median(rates);
 }
 
@@ -346,10 +474,11 @@ Table allreduce_suite(Communicator& comm, const BenchOptions& options) {
 }
 
 std::vector<Table> passes_suite(Communicator& comm, const Data& data, const BenchOptions& options) {
-  Table importance{"ANPyC importance pass vs one training epoch over the same data (1 rank, batch " +
-                       std::to_string(options.batch) + "), seconds",
+  Table importance{"ANPyC importance pass vs one training epoch over the same data (1 rank, " + device_text(options) +
+                       ", batch " + std::to_string(options.batch) + "), seconds",
                    "importance pass", "training epoch", {}};
-  Table fisher{"EWC per-sample Fisher on 1000 samples vs one training epoch over 1000 samples (1 rank), seconds",
+  Table fisher{"EWC per-sample Fisher on 1000 samples vs one training epoch over 1000 samples (1 rank, " +
+                   device_text(options) + "), seconds",
                "Fisher", "training epoch", {}};
   on_root_alone(comm, [&] {
     clx::SingleCommunicator single;
@@ -358,7 +487,7 @@ std::vector<Table> passes_suite(Communicator& comm, const Data& data, const Benc
       const clx::TaskStream stream = one_task_stream(data, steps_for(options, arch) * options.batch);
       const clx::TaskStream thousand = one_task_stream(data, 1000);
       const auto config = trainer_config(options, options.batch);
-      clx::MultiHeadModel model = bench_model(arch, stream, 1);
+      clx::MultiHeadModel model = bench_model(arch, stream, options, 1);
       auto context_for = [&](const clx::TaskStream& s) {
         clx::StageContext context{*model, single, s, silent, clx::HeadLayout::Multi, 0, {0}};
         context.batch_size = options.batch;
@@ -366,17 +495,21 @@ std::vector<Table> passes_suite(Communicator& comm, const Data& data, const Benc
         return context;
       };
       std::vector<double> epoch, pass, epoch_1000, fisher_1000;
+      // A timed pass: the device's queue empty at the start and drained at the end.
+      auto timed = [&](const std::function<void()>& pass_once) {
+        synchronize(options.device);
+        const auto start = Clock::now();
+        pass_once();
+        synchronize(options.device);
+        return seconds_since(start);
+      };
       for (int r = 0; r < options.repeats; ++r) {
-        epoch.push_back(framework_epoch_seconds(single, stream, arch, config));
+        epoch.push_back(framework_epoch_seconds(single, stream, arch, config, options));
         auto context = context_for(stream);
-        auto start = Clock::now();
-        clx::entropy_taylor_importance(context, 0, clx::EntropyTaylorSettings{options.batch});
-        pass.push_back(seconds_since(start));
-        epoch_1000.push_back(framework_epoch_seconds(single, thousand, arch, config));
+        pass.push_back(timed([&] { clx::entropy_taylor_importance(context, 0, clx::EntropyTaylorSettings{options.batch}); }));
+        epoch_1000.push_back(framework_epoch_seconds(single, thousand, arch, config, options));
         auto context_1000 = context_for(thousand);
-        start = Clock::now();
-        clx::fisher_diagonal(context_1000, 0, 1000, true);
-        fisher_1000.push_back(seconds_since(start));
+        fisher_1000.push_back(timed([&] { clx::fisher_diagonal(context_1000, 0, 1000, true); }));
       }
       importance.rows.push_back({arch, median(pass), median(epoch), "s", "<= 1.0", 1.0, false});
       fisher.rows.push_back({arch, median(fisher_1000), median(epoch_1000), "s", "< 3.0", 3.0, false});
@@ -444,7 +577,10 @@ Table checkpoint_suite(Communicator& comm, const Data& data, const BenchOptions&
     clx::SingleCommunicator single;
     std::vector<double> step_seconds;
     auto step_config = trainer_config(options, options.batch);
-    for (int r = 0; r < 2; ++r) step_seconds.push_back(framework_epoch_seconds(single, steps_stream, "resnet18", step_config) / 4);
+    BenchOptions resnet_options = options;
+    resnet_options.width = 1.0;
+    for (int r = 0; r < 2; ++r)
+      step_seconds.push_back(framework_epoch_seconds(single, steps_stream, "resnet18", step_config, resnet_options) / 4);
     const double task_seconds = median(step_seconds) * (12000 / options.batch) * 5;
     table.rows.push_back({"resume cost as a share of one task (ResNet-18, " + fixed(task_seconds, 0) + " s task)",
                           median(read_seconds), task_seconds, "s", "< 0.05", 0.05, false});
@@ -569,7 +705,8 @@ int run(const BenchOptions& options, Communicator& comm) {
   if (comm.is_root())
     std::cout << "bench: " << comm.size() << " rank(s) over " << comm.backend() << ", " << options.threads
               << " thread(s) per rank, " << std::thread::hardware_concurrency() << " cores, LibTorch "
-              << TORCH_VERSION << ", data " << options.data_root << std::endl;
+              << TORCH_VERSION << ", device " << options.device.str() << ", " << options.precision << ", data "
+              << options.data_root << std::endl;
   std::vector<Table> tables;
   std::map<std::string, double> steps_per_second;
   auto emit = [&](const Table& table) {
@@ -578,7 +715,7 @@ int run(const BenchOptions& options, Communicator& comm) {
   };
   for (const std::string& suite : options.suites) {
     if (comm.is_root()) std::cout << "\n[" << suite << "]" << std::endl;
-    if (suite == "overhead") emit(overhead_suite(comm, data, options));
+    if (suite == "overhead") for (const Table& t : overhead_suite(comm, data, options)) emit(t);
     else if (suite == "scaling") for (const Table& t : scaling_suite(comm, data, options, &steps_per_second)) emit(t);
     else if (suite == "allreduce") {
       if (comm.size() < 2 && comm.is_root()) std::cout << "(allreduce needs at least 2 ranks: run under mpirun -np 2)\n";
@@ -590,6 +727,8 @@ int run(const BenchOptions& options, Communicator& comm) {
   if (!options.ddp_json.empty() && comm.is_root()) emit(ddp_table(options, steps_per_second, comm.size()));
   if (!options.json_path.empty() && comm.is_root()) {
     nlohmann::json out = {{"ranks", comm.size()}, {"threads", options.threads}, {"batch_per_rank", options.batch},
+                          {"device", options.device.str()}, {"precision", options.precision},
+                          {"backend", comm.backend()}, {"width", options.width}, {"torch", TORCH_VERSION},
                           {"tables", nlohmann::json::array()}};
     for (const Table& table : tables) out["tables"].push_back(to_json(table));
     std::ofstream file(options.json_path);
@@ -603,17 +742,23 @@ int run(const BenchOptions& options, Communicator& comm) {
 
 int main(int argc, char** argv) {
   BenchOptions options;
-  std::string suites = kSuites, models = "mlp,vgg9";
+  std::string suites = kSuites, models = "mlp,vgg9", device = "cpu";
   po::options_description description(
       "bench: the framework against a bare LibTorch loop, raw MPI_Allreduce and PyTorch DDP\n\n"
       "Usage: mpirun -np 2 bench [options]   (scaling and allreduce need 2+ ranks)\n\nOptions");
   description.add_options()
       ("help,h", "show this help")
       ("suite", po::value<std::string>(&suites)->default_value(kSuites), "comma-separated suites: overhead, scaling, allreduce, passes, checkpoint, loader")
-      ("models", po::value<std::string>(&models)->default_value("mlp,vgg9"), "models for overhead, scaling and passes: mlp, vgg9")
+      ("models", po::value<std::string>(&models)->default_value("mlp,vgg9"), "models for overhead, scaling and passes: mlp, vgg9, resnet18")
+      ("width", po::value<double>(&options.width)->default_value(1.0), "vgg9, resnet18: channel multiplier")
+      ("device", po::value<std::string>(&device)->default_value("cpu"), "overhead and passes run on: cpu | cuda")
+      ("precision", po::value<std::string>(&options.precision)->default_value("fp32"),
+       "fp32 | bf16 (autocast for the forward pass; importance passes stay fp32)")
+      ("backend", po::value<std::string>(&options.backend)->default_value("auto"),
+       "communicator: auto | single | mpi | nccl (nccl on one rank adds the one-rank NCCL overhead table)")
       ("batch", po::value<int64_t>(&options.batch)->default_value(128), "batch size per rank")
       ("mlp-steps", po::value<int64_t>(&options.mlp_steps)->default_value(300), "timed steps per repetition for the MLP")
-      ("conv-steps", po::value<int64_t>(&options.conv_steps)->default_value(12), "timed steps per repetition for VGG-9")
+      ("conv-steps", po::value<int64_t>(&options.conv_steps)->default_value(12), "timed steps per repetition for VGG-9 and ResNet-18")
       ("repeats", po::value<int>(&options.repeats)->default_value(3), "repetitions; tables show the median")
       ("threads", po::value<int>(&options.threads)->default_value(1), "intra-op threads per rank (ranks x threads <= cores)")
       ("data", po::value<std::string>(&options.data_root)->default_value(options.data_root), "Fashion-MNIST folder (IDX files)")
@@ -630,18 +775,28 @@ int main(int argc, char** argv) {
       return 0;
     }
     po::notify(values);
-    comm = clx::make_communicator("auto");
+    if (device != "cpu" && device != "cuda") throw clx::Error("--device: '" + device + "' is not one of cpu, cuda");
+    if (device == "cuda" && !torch::cuda::is_available())
+      throw clx::Error("--device cuda: no CUDA device is visible to this LibTorch (" TORCH_VERSION ")");
+    options.device = device == "cuda" ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
+    if (options.precision != "fp32" && options.precision != "bf16")
+      throw clx::Error("--precision: '" + options.precision + "' is not one of fp32, bf16");
+    if (!(options.width > 0.0)) throw clx::Error("--width: must be a positive channel multiplier");
+    comm = clx::make_communicator(options.backend);
     options.suites = split_list(suites);
     options.models = split_list(models);
     for (const auto& suite : options.suites)
       if (std::string(",") .append(kSuites).append(",").find("," + suite + ",") == std::string::npos)
         throw clx::Error("--suite: '" + suite + "' is not one of " + kSuites);
     for (const auto& model : options.models)
-      if (model != "mlp" && model != "vgg9") throw clx::Error("--models: '" + model + "' is not one of mlp, vgg9");
+      if (model != "mlp" && model != "vgg9" && model != "resnet18")
+        throw clx::Error("--models: '" + model + "' is not one of mlp, vgg9, resnet18");
     if (options.batch < 1 || options.repeats < 1 || options.threads < 1 || options.mlp_steps < 1 || options.conv_steps < 1)
       throw clx::Error("--batch, --repeats, --threads, --mlp-steps and --conv-steps must be positive");
-    // Checked up front on every rank alike, so a bad file costs no benchmark time.
+    // Checked up front on every rank alike, so a bad file or a setting this
+    // build's trainer lacks costs no benchmark time.
     if (!options.ddp_json.empty()) read_ddp_results(options.ddp_json);
+    trainer_config(options, options.batch);
   } catch (const po::error& error) {
     std::cerr << "bench: error: " << error.what() << " (see --help)\n";
     return 2;

@@ -20,6 +20,8 @@ PACKAGES=(
   dataset-fashion-mnist                  # the real data of the default experiment
   gnuplot-nox                            # report --plots
   python3-h5py python3-numpy python3-xxhash  # the h5py checkpoint reader of docs/checkpoint_format.md, tested
+  python3-torch                          # PyTorch references: scripts/bench_ddp.py, scripts/bench_gpu.py (tests/cli_gpu_check.sh)
+  debootstrap                            # scripts/check_deps_prefix.sh: the GPU prefix proven in a clean Debian root
   slurm-wlm slurm-wlm-basic-plugins munge  # throwaway one-node Slurm of tests/slurm_preempt.sh (pmix plugin)
 )
 missing=()

@@ -9,6 +9,12 @@ if "$BENCH" --help | grep -q "Usage: mpirun -np 2 bench"; then pass "bench --hel
 expect_failure "unknown suite" "--suite: 'fast' is not one of" "$BENCH" --suite fast
 expect_failure "unknown model" "--models: 'lenet' is not one of" "$BENCH" --models lenet
 expect_failure "bad option value" "--batch" "$BENCH" --batch x
+expect_failure "unknown device" "--device: 'tpu' is not one of cpu, cuda" "$BENCH" --device tpu
+expect_failure "unknown precision" "--precision: 'fp16' is not one of fp32, bf16" "$BENCH" --precision fp16
+expect_failure "width not positive" "--width: must be a positive channel multiplier" "$BENCH" --width 0
+if ! command -v nvidia-smi >/dev/null; then
+  expect_failure "cuda without a GPU" "--device cuda: no CUDA device is visible" "$BENCH" --device cuda
+fi
 expect_failure "missing DDP results" "--ddp-json: cannot open '$WORK/none.json'" \
   "${MPI[@]}" -np 2 "$BENCH" --suite overhead --models mlp --mlp-steps 2 --repeats 1 --ddp-json "$WORK/none.json"
 
