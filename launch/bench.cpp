@@ -12,7 +12,6 @@
 // rank 0 while the other ranks wait; scaling and allreduce use every rank.
 // On a GPU every timed interval starts and ends with torch::cuda::synchronize(),
 // so the clocks read finished work, not queued kernels.
-#include <ATen/autocast_mode.h>
 #include <boost/program_options.hpp>
 #include <nlohmann/json.hpp>
 #include <torch/cuda.h>
@@ -30,7 +29,6 @@
 #include <map>
 #include <sstream>
 #include <thread>
-#include <type_traits>
 #include <unistd.h>
 
 #include "algorithms/finetune.h"
@@ -40,6 +38,7 @@
 #include "runtime/communicator.h"
 #include "runtime/data/image_folder.h"
 #include "runtime/data/synthetic_images.h"
+#include "runtime/device.h"
 #include "runtime/error.h"
 #include "runtime/gradient_reducer.h"
 #include "runtime/logging.h"
@@ -174,78 +173,6 @@ void synchronize(const torch::Device& device) {
   if (device.is_cuda()) torch::cuda::synchronize();
 }
 
-// Autocast to bfloat16 for the scope (the bare loop's forward pass), as the
-// trainer's train.precision=bf16 does; fp32 leaves autocast off.
-class AutocastScope {
- public:
-  AutocastScope(const torch::Device& device, const std::string& precision)
-      : type_(device.type()), enabled_(precision == "bf16") {
-    if (!enabled_) return;
-#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
-    at::autocast::set_autocast_dtype(type_, at::kBFloat16);
-    at::autocast::set_autocast_enabled(type_, true);
-#else
-    if (type_ == at::kCUDA) {
-      at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
-      at::autocast::set_enabled(true);
-    } else {
-      at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
-      at::autocast::set_cpu_enabled(true);
-    }
-#endif
-  }
-  ~AutocastScope() {
-    if (!enabled_) return;
-#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
-    at::autocast::set_autocast_enabled(type_, false);
-#else
-    if (type_ == at::kCUDA) at::autocast::set_enabled(false);
-    else at::autocast::set_cpu_enabled(false);
-#endif
-    at::autocast::clear_cache();
-  }
-  AutocastScope(const AutocastScope&) = delete;
-  AutocastScope& operator=(const AutocastScope&) = delete;
-
- private:
-  at::DeviceType type_;
-  bool enabled_;
-};
-
-// The trainer's device and precision settings (TrainerConfig::device and
-// ::precision, as torch::Device or text), detected at compile time so that
-// bench builds against a trainer with or without them. Without them only CPU
-// in fp32 can be measured, and asking for more is an error, never a CPU figure
-// labelled as a GPU one.
-template <typename Config, typename = void>
-struct HasDeviceField : std::false_type {};
-template <typename Config>
-struct HasDeviceField<Config, std::void_t<decltype(std::declval<Config&>().device)>> : std::true_type {};
-template <typename Config, typename = void>
-struct HasPrecisionField : std::false_type {};
-template <typename Config>
-struct HasPrecisionField<Config, std::void_t<decltype(std::declval<Config&>().precision)>> : std::true_type {};
-
-template <typename Config>
-void set_trainer_device(Config& config, const torch::Device& device) {
-  if constexpr (HasDeviceField<Config>::value) {
-    using Field = std::decay_t<decltype(config.device)>;
-    if constexpr (std::is_assignable_v<Field&, torch::Device>) config.device = device;
-    else config.device = device.is_cuda() ? "cuda" : "cpu";
-  } else if (!device.is_cpu()) {
-    throw clx::Error("--device " + device.str() + ": this build's trainer has no device setting");
-  }
-}
-
-template <typename Config>
-void set_trainer_precision(Config& config, const std::string& precision) {
-  if constexpr (HasPrecisionField<Config>::value) {
-    config.precision = precision;
-  } else if (precision != "fp32") {
-    throw clx::Error("--precision " + precision + ": this build's trainer has no precision setting");
-  }
-}
-
 int64_t steps_for(const BenchOptions& options, const std::string& arch) {
   return arch == "mlp" ? options.mlp_steps : options.conv_steps;
 }
@@ -254,8 +181,8 @@ int64_t steps_for(const BenchOptions& options, const std::string& arch) {
 
 clx::TrainerConfig trainer_config(const BenchOptions& options, int64_t global_batch) {
   clx::TrainerConfig config;
-  set_trainer_device(config, options.device);
-  set_trainer_precision(config, options.precision);
+  config.device = options.device;
+  config.precision = clx::parse_precision(options.precision);
   config.epochs = 1;
   config.batch_size = global_batch;
   config.lr = options.lr;
@@ -298,7 +225,7 @@ double bare_epoch_seconds(const clx::TaskStream& stream, const std::string& arch
     optimizer.zero_grad();
     torch::Tensor loss;
     {
-      AutocastScope autocast(options.device, options.precision);
+      clx::AutocastScope autocast(options.device, clx::parse_precision(options.precision));
       loss = torch::nn::functional::cross_entropy(model->logits(images.index_select(0, positions), 0),
                                                   labels.index_select(0, positions));
     }

@@ -124,6 +124,9 @@ TrainOptions parse_train_options(int argc, const char* const* argv) {
        "image_folder: decoding threads per rank (0: decode on the training thread)")
       ("data.cache", po::value<bool>(&folder.cache)->default_value(false),
        "image_folder: keep decoded images (uint8, data.image_size) in memory after their first use")
+      ("data.prefetch", po::value<bool>(&options.trainer.prefetch)->default_value(true),
+       "image_folder: read the next batch (decode, augment, copy to the device) on a helper thread while the "
+       "current step trains")
       ("data.bad_images", po::value<std::string>(&folder.bad_images)->default_value("error"),
        "image_folder: a file that is no readable image stops the run (error) or is left out with a warning (skip)")
       ("data.test_fraction", po::value<double>(&folder.test_fraction)->default_value(0.3),
@@ -283,8 +286,8 @@ TrainOptions parse_train_options(int argc, const char* const* argv) {
     if (name == "run.threads" || name == "run.progress" || name == "run.collective_timeout") continue;
     const std::string line = name + " = " + value_text(options.values[name]) + "\n";
     effective << line;
-    // Decoding threads and the image cache change speed, not results: a resume may change them.
-    const bool speed_only = name == "data.workers" || name == "data.cache";
+    // Decoding threads, the image cache and prefetching change speed, not results: a resume may change them.
+    const bool speed_only = name == "data.workers" || name == "data.cache" || name == "data.prefetch";
     if (name.compare(0, 4, "run.") != 0 && !speed_only) experiment << line;
   }
   options.effective_config = effective.str();

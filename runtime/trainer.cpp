@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <future>
 #include <cmath>
 #include <iomanip>
 #include <sstream>
@@ -190,6 +191,12 @@ struct Trainer::StageRun {
   uint64_t augment_seed = 0;
   std::string phase = "training";
   StageRecord record;
+  // The batch read ahead on a helper thread (config.prefetch, data decoded on
+  // demand). Declared last: destroyed first, waiting for the read to end while
+  // the sampler and the data it reads are still there.
+  bool prefetch = false;
+  int64_t prefetched_index = -1;
+  std::future<LocalBatch> prefetched;
 };
 
 StageRecord Trainer::train_stage(int stage, const std::vector<int>& tasks) {
@@ -228,6 +235,10 @@ StageRecord Trainer::train_stage(int stage, const std::vector<int>& tasks) {
   run.sampler =
       std::make_unique<ShardedSampler>(run.offsets.back(), config_.batch_size, comm_.rank(), comm_.size(), config_.seed);
 
+  // In-memory data is one index_select away; data decoded on demand is read ahead.
+  for (int task : tasks)
+    run.prefetch = run.prefetch || (config_.prefetch && !dynamic_cast<const LabelledImages*>(
+                                                            stream_.tasks[task].train.source.get()));
   context.train_epochs = [this, &run](int64_t count, const std::string& label) { train_epochs(run, count, label); };
   if (resumed_phase.empty() || resumed_phase == "training") train_epochs(run, config_.epochs, "epoch");
   clock_.main_training_done(seconds_running());
@@ -325,10 +336,27 @@ Trainer::LocalBatch Trainer::load_batch(const StageRun& run, const torch::Tensor
   return batch;
 }
 
+Trainer::LocalBatch Trainer::take_batch(StageRun& run, int64_t batch) {
+  LocalBatch local;
+  if (run.prefetched.valid()) {
+    const int64_t index = run.prefetched_index;
+    LocalBatch ahead = run.prefetched.get();  // rethrows a read error (a damaged image) here
+    if (index == batch) local = std::move(ahead);
+  }
+  if (!local.positions.defined()) local = load_batch(run, run.sampler->local_batch(batch));
+  if (run.prefetch && batch + 1 < run.sampler->batches_per_epoch()) {
+    run.prefetched_index = batch + 1;
+    run.prefetched = std::async(std::launch::async, [this, &run, batch] {
+      return load_batch(run, run.sampler->local_batch(batch + 1));
+    });
+  }
+  return local;
+}
+
 Trainer::StepSums Trainer::train_step(StageRun& run, int64_t batch, const std::string& epoch_name) {
   StageContext& context = run.context;
   for (auto& parameter : context.trainable) parameter.mutable_grad() = torch::Tensor();
-  const LocalBatch local = load_batch(run, run.sampler->local_batch(batch));
+  const LocalBatch local = take_batch(run, batch);
   const double world = static_cast<double>(comm_.size());
   const double global_count = static_cast<double>(run.sampler->global_batch_size(batch));
   const auto on_device = torch::TensorOptions().dtype(torch::kFloat32).device(config_.device);

@@ -46,6 +46,9 @@ struct TrainerConfig {
   int64_t bucket_bytes = GradientReducer::kDefaultBucketBytes;
   // All-reduce gradient buckets while backward is still running.
   bool overlap_allreduce = true;
+  // Data decoded on demand (image folders): the next batch is read on a helper
+  // thread while the current step trains. The batches are the same either way.
+  bool prefetch = true;
   double progress_seconds = 10.0;
   bool check_consistency = true;  // compare state fingerprints across ranks after each stage
   // Checkpoints: none when checkpoint_dir is empty. Written after every stage
@@ -142,6 +145,9 @@ class Trainer {
   void train_epoch(StageRun& run, Position& position, int64_t count, const std::string& label);
   StepSums train_step(StageRun& run, int64_t batch, const std::string& epoch_name);
   LocalBatch load_batch(const StageRun& run, const torch::Tensor& positions) const;
+  // Batch `batch` of the current epoch (the one read ahead when there is one),
+  // and the next one started on the helper thread when the stage prefetches.
+  LocalBatch take_batch(StageRun& run, int64_t batch);
   int64_t head_for(int task) const { return config_.heads == HeadLayout::Multi ? task : 0; }
   const TaskData& eval_data(int task) const;
   void restore(const CheckpointState& checkpoint, const std::string& path);

@@ -49,6 +49,13 @@ run_ok "1 rank without augmentation" "$TRAIN" "${RUN[@]}" --data.root="$TREE" --
 [ "$(final_losses "$WORK/one")" != "$(final_losses "$WORK/plain")" ] \
   && pass "flip_crop changes the training losses" || fail "data.augment=flip_crop changed nothing"
 
+# Reading the next batch on a helper thread (data.prefetch, on by default) changes no value.
+run_ok "1 rank without prefetching" "$TRAIN" "${RUN[@]}" --data.root="$TREE" --data.prefetch=false --output "$WORK/serial"
+cmp -s "$WORK/one/accuracy_matrix.csv" "$WORK/serial/accuracy_matrix.csv" \
+  && [ "$(final_losses "$WORK/one")" = "$(final_losses "$WORK/serial")" ] \
+  && pass "data.prefetch=false gives the same accuracy matrix and losses, byte for byte" \
+  || fail "data.prefetch changed the results"
+
 # Resume from a checkpoint in the middle of task 2: the accuracy matrix must be the uninterrupted run's, byte for byte.
 file=$(grep -o "checkpoint [^ ]* (training, stage 2[^)]*)" "$WORK/one/train.log" | sed -n 2p | awk '{print $2}')
 dir="$WORK/resumed"

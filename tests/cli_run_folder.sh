@@ -31,8 +31,10 @@ done
 BASE=(--data.test_samples_per_task=128 --run.progress=off)
 TINY=("${BASE[@]}" --data.tasks=3 --data.train_samples_per_task=256)
 
-# --- one run per folder: a second run (or resume) into a folder in use stops at once, naming the holder
-"$TRAIN" "${BASE[@]}" --data.tasks=3 --data.train_samples_per_task=2048 --train.epochs=3 --output "$WORK/busy" \
+# --- one run per folder: a second run (or resume) into a folder in use stops at once, naming the holder.
+# The holder trains about 20 s from its first stage, so that it still runs when the three tries below
+# (about 1-2 s each, more on a loaded machine) reach the lock.
+"$TRAIN" "${BASE[@]}" --data.tasks=3 --data.train_samples_per_task=2048 --train.epochs=20 --output "$WORK/busy" \
   > "$WORK/busy.out" 2>&1 &
 holder=$!
 wait_for "$WORK/busy/train.log" "stage 1/3"

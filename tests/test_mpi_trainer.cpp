@@ -8,29 +8,12 @@
 #include "runtime/error.h"
 #include "runtime/trainer.h"
 #include "tests/mpi_test_support.h"
+#include "tests/trainer_test_support.h"
 
+using clx::testing_support::two_task_stream;
 using clx::testing_support::world;
 
 namespace {
-
-// A small, learnable synthetic dataset: class k lights up pixel k.
-std::shared_ptr<clx::LabelledImages> synthetic(int64_t n, uint64_t seed) {
-  torch::manual_seed(seed);
-  auto data = std::make_shared<clx::LabelledImages>();
-  data->labels = torch::randint(0, 10, {n}, torch::kInt64);
-  data->images = torch::rand({n, 1, 4, 4}) * 0.5;
-  data->images.view({n, 16}).scatter_add_(1, data->labels.view({n, 1}), torch::ones({n, 1}));
-  data->num_classes = 10;
-  return data;
-}
-
-clx::TaskStream two_task_stream(int64_t train_size) {
-  clx::StreamConfig config;
-  config.kind = "split";
-  config.num_tasks = 2;
-  config.classes_per_task = 5;
-  return clx::build_task_stream(config, synthetic(train_size, 11), synthetic(97, 12));
-}
 
 clx::MultiHeadModel fresh_model(const clx::TaskStream& stream) {
   torch::manual_seed(5);
@@ -53,7 +36,7 @@ void expect_same_parameters(clx::MultiHeadModel& a, clx::MultiHeadModel& b) {
 // including a last global batch that does not split evenly across ranks.
 TEST(DataParallelTrainer, WorldSizeDoesNotChangeTheTrajectory) {
   for (int64_t train_size : {256, 251}) {
-    clx::TaskStream stream = two_task_stream(train_size);
+    clx::TaskStream stream = two_task_stream(train_size, 97);
     const int64_t global_batch = 8 * world->size();
     clx::FinetuneStrategy strategy;
     clx::Logger quiet(1, "");
@@ -82,7 +65,7 @@ TEST(DataParallelTrainer, WorldSizeDoesNotChangeTheTrajectory) {
 }
 
 TEST(DataParallelTrainer, FullRunMatchesSingleProcessAccuracyMatrix) {
-  clx::TaskStream stream = two_task_stream(200);
+  clx::TaskStream stream = two_task_stream(200, 97);
   clx::FinetuneStrategy strategy;
   clx::Logger quiet(1, "");
   clx::MultiHeadModel reference = fresh_model(stream);
@@ -98,7 +81,7 @@ TEST(DataParallelTrainer, FullRunMatchesSingleProcessAccuracyMatrix) {
 }
 
 TEST(DataParallelTrainer, PerturbedRankIsCaughtByFingerprints) {
-  clx::TaskStream stream = two_task_stream(64);
+  clx::TaskStream stream = two_task_stream(64, 97);
   clx::FinetuneStrategy strategy;
   clx::Logger quiet(1, "");
   clx::MultiHeadModel model = fresh_model(stream);
@@ -121,7 +104,7 @@ TEST(DataParallelTrainer, PerturbedRankIsCaughtByFingerprints) {
 }
 
 TEST(DataParallelTrainer, DivergingLossStopsEveryRank) {
-  clx::TaskStream stream = two_task_stream(64);
+  clx::TaskStream stream = two_task_stream(64, 97);
   clx::FinetuneStrategy strategy;
   clx::Logger quiet(1, "");
   clx::MultiHeadModel model = fresh_model(stream);

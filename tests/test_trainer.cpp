@@ -17,30 +17,12 @@
 #include "tests/temp_dir_test.h"
 #include "tests/trainer_test_support.h"
 
+using clx::testing_support::two_task_stream;
 using clx::testing_support::expect_error;
 using clx::testing_support::small_trainer_config;
 using clx::testing_support::test_device;
 
 namespace {
-
-// A small, learnable synthetic dataset: class k lights up pixel k.
-std::shared_ptr<clx::LabelledImages> synthetic(int64_t n, uint64_t seed) {
-  torch::manual_seed(seed);
-  auto data = std::make_shared<clx::LabelledImages>();
-  data->labels = torch::randint(0, 10, {n}, torch::kInt64);
-  data->images = torch::rand({n, 1, 4, 4}) * 0.5;
-  data->images.view({n, 16}).scatter_add_(1, data->labels.view({n, 1}), torch::ones({n, 1}));
-  data->num_classes = 10;
-  return data;
-}
-
-clx::TaskStream two_tasks(int64_t train_size) {
-  clx::StreamConfig config;
-  config.kind = "split";
-  config.num_tasks = 2;
-  config.classes_per_task = 5;
-  return clx::build_task_stream(config, synthetic(train_size, 11), synthetic(60, 12));
-}
 
 clx::MultiHeadModel model_on(const clx::TaskStream& stream, torch::Device device, double dropout = 0.0) {
   torch::manual_seed(5);
@@ -130,7 +112,7 @@ TEST(LearningRateSchedule, RefusesImpossibleValues) {
 // The hook order of runtime/strategy.h, and the learning rate each step used:
 // the staircase continues through retraining and starts again at each task.
 TEST(TrainerHooks, OrderAndLearningRateAcrossTasksAndRetraining) {
-  const clx::TaskStream stream = two_tasks(64);
+  const clx::TaskStream stream = two_task_stream(64, 60);
   auto model = model_on(stream, test_device());
   RecordingStrategy strategy(/*retrain_epochs=*/2);
   clx::SingleCommunicator single;
@@ -174,7 +156,7 @@ class TrainerResume : public clx::testing_support::TempDirTest {
 // momentum and dropout) and resumed from that checkpoint: the same weights and
 // accuracy matrix as the uninterrupted run, bit for bit.
 TEST_F(TrainerResume, MidRetrainingWithDecayedLearningRateEqualsUninterrupted) {
-  const clx::TaskStream stream = two_tasks(64);
+  const clx::TaskStream stream = two_task_stream(64, 60);
   clx::SingleCommunicator single;
   clx::Logger quiet(1, "");
   clx::TrainerConfig config = schedule_config();
@@ -226,7 +208,7 @@ TEST_F(TrainerResume, MidRetrainingWithDecayedLearningRateEqualsUninterrupted) {
 // Training on the test device gives what training on the CPU gives (within
 // float tolerance on a GPU; the same bits on the CPU).
 TEST(TrainerDevice, MatchesTheCpuTrainer) {
-  const clx::TaskStream stream = two_tasks(40);
+  const clx::TaskStream stream = two_task_stream(40, 60);
   clx::SingleCommunicator single;
   clx::Logger quiet(1, "");
   auto train_on = [&](torch::Device device) {

@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "runtime/data/task_stream.h"
 #include "runtime/trainer.h"
 
 namespace clx::testing_support {
@@ -27,6 +28,26 @@ inline TrainerConfig small_trainer_config(int64_t global_batch, torch::Device de
   config.progress_seconds = 1e9;
   config.device = device;
   return config;
+}
+
+// A small, learnable synthetic dataset of n 4x4 images: class k lights up pixel k.
+inline std::shared_ptr<LabelledImages> pixel_class_images(int64_t n, uint64_t seed) {
+  torch::manual_seed(seed);
+  auto data = std::make_shared<LabelledImages>();
+  data->labels = torch::randint(0, 10, {n}, torch::kInt64);
+  data->images = torch::rand({n, 1, 4, 4}) * 0.5;
+  data->images.view({n, 16}).scatter_add_(1, data->labels.view({n, 1}), torch::ones({n, 1}));
+  data->num_classes = 10;
+  return data;
+}
+
+// Those images split into two tasks of 5 classes.
+inline TaskStream two_task_stream(int64_t train_size, int64_t test_size) {
+  StreamConfig config;
+  config.kind = "split";
+  config.num_tasks = 2;
+  config.classes_per_task = 5;
+  return build_task_stream(config, pixel_class_images(train_size, 11), pixel_class_images(test_size, 12));
 }
 
 }  // namespace clx::testing_support
