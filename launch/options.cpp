@@ -92,12 +92,16 @@ TrainOptions parse_train_options(int argc, const char* const* argv) {
       ("data.format", po::value<std::string>(&options.stream.format)->default_value("idx"),
        "idx (MNIST-format files) | image_folder (one sub-folder of images per class, decoded with OpenCV)")
       ("data.stream", po::value<std::string>(&options.stream.kind)->default_value("split"),
-       "task stream: split | class_incremental | permuted")
+       "task stream: split | class_incremental | permuted | multi_dataset (one dataset per task, see data.datasets)")
       ("data.dataset", po::value<std::string>(&options.stream.dataset)->default_value("fashion-mnist"), "dataset name used in logs and results")
       ("data.root", po::value<std::string>(&options.stream.root)->default_value("/usr/share/datasets/fashion-mnist"),
        "idx: folder with train-/t10k- images and labels (plain or .gz; MNIST works the same way); "
        "image_folder: the folder holding one sub-folder per class (e.g. Caltech-101's 101_ObjectCategories)")
       ("data.tasks", po::value<int64_t>(&options.stream.num_tasks)->default_value(5), "number of tasks")
+      ("data.datasets", po::value<std::string>(&options.stream.datasets)->default_value(""),
+       "multi_dataset: one FORMAT:PATH per task, comma-separated; FORMAT is idx (MNIST-format folder), digits "
+       "(scikit-learn's digits.csv.gz) or image_folder; every dataset is resized to data.image_size and "
+       "data.channels")
       ("data.classes_per_task", po::value<int64_t>(&options.stream.classes_per_task)->default_value(2), "split: classes in each task")
       ("data.task_classes", po::value<std::string>(&options.stream.task_classes)->default_value(""),
        "class_incremental: classes of each task, comma-separated (e.g. 30,25,25,22); empty: all classes split as "
@@ -114,8 +118,8 @@ TrainOptions parse_train_options(int argc, const char* const* argv) {
       ("data.validation_fraction", po::value<double>(&options.stream.validation_fraction)->default_value(0.0),
        "fraction of each task's training data held out for validation (for tuning; see eval.split)")
       ("data.image_size", po::value<int64_t>(&folder.image_size)->default_value(64),
-       "image_folder: images are resized to this many pixels square")
-      ("data.channels", po::value<int64_t>(&folder.channels)->default_value(3), "image_folder: 1 (grey) or 3 (RGB)")
+       "image_folder, multi_dataset: images are resized to this many pixels square")
+      ("data.channels", po::value<int64_t>(&folder.channels)->default_value(3), "image_folder, multi_dataset: 1 (grey) or 3 (RGB)")
       ("data.augment", po::value<std::string>(&folder.augment)->default_value("none"),
        "image_folder: none | flip_crop (random horizontal flip and random crop of the zero-padded image, seeded "
        "per sample, the same on any number of ranks and after a resume)")
@@ -130,7 +134,8 @@ TrainOptions parse_train_options(int argc, const char* const* argv) {
       ("data.bad_images", po::value<std::string>(&folder.bad_images)->default_value("error"),
        "image_folder: a file that is no readable image stops the run (error) or is left out with a warning (skip)")
       ("data.test_fraction", po::value<double>(&folder.test_fraction)->default_value(0.3),
-       "image_folder: share of each class's images held out as test data (seeded by data.seed)")
+       "image_folder, and digits in multi_dataset: share of each class's images held out as test data (seeded by "
+       "data.seed)")
       ("data.exclude_classes", po::value<std::string>(&exclude_classes)->default_value(""),
        "image_folder: class folders to leave out, comma-separated (e.g. BACKGROUND_Google)");
 

@@ -1,7 +1,8 @@
 # The convolutional networks through `train` on real Fashion-MNIST (small
 # subsets, narrow networks so the suite stays fast): VGG-9 with ANPyC pruning
 # and with EWC on 1 and 2 ranks, ResNet-18 (BatchNorm) with EWC on 2 ranks,
-# and the model options' errors.
+# and the model options' errors. Then a multi-dataset stream: Fashion-MNIST,
+# then digits in scikit-learn's format written here, resized to 28x28.
 source "$(dirname "$0")/cli_lib.sh"
 SMALL=(--data.tasks=2 --data.train_samples_per_task=1000 --data.test_samples_per_task=200 --train.epochs=2
        --train.batch_size=32 --train.lr=0.02 --run.progress=off)
@@ -49,5 +50,39 @@ expect_failure "bad model.stem" "model.stem: 'huge' is not one of auto, small, i
   --output "$WORK/bad"
 expect_failure "bad model.width" "model.width: must be a positive channel multiplier" \
   "$TRAIN" --config "$SOURCE_DIR/configs/split_fmnist.ini" --model.arch=vgg9 --model.width=0 --output "$WORK/bad"
+
+
+# --- multi_dataset: Fashion-MNIST, then a digits.csv written here (10 classes, 8x8, values 0..16)
+python3 - "$WORK/digits.csv" <<'PY'
+import random, sys
+random.seed(3)
+with open(sys.argv[1], "w") as out:
+    for row in range(300):
+        label = row % 10
+        # noise 0..4, row (k mod 8) of the 8x8 image bright; classes 8 and 9 also mark pixel 0 or 4
+        pixels = [random.randint(0, 4) for _ in range(64)]
+        for c in range(8): pixels[8 * (label % 8) + c] = 16 if label < 8 else 12
+        if label >= 8: pixels[(label - 8) * 4] = 16
+        out.write(",".join(map(str, pixels + [label])) + "\n")
+PY
+MULTI=(--config "$SOURCE_DIR/configs/fmnist_digits.ini" --data.train_samples_per_task=1000 --data.test_samples_per_task=200
+       --train.epochs=3 --train.batch_size=32 --run.progress=off)
+run_ok "multi_dataset 2 ranks" "${MPI[@]}" -np 2 "$TRAIN" "${MULTI[@]}" \
+  "--data.datasets=idx:/usr/share/datasets/fashion-mnist, digits:$WORK/digits.csv" --output "$WORK/multi"
+grep -q "multi_dataset 2 tasks (fashion-mnist, digits)" "$WORK/multi/train.log" \
+  && grep -q "data per task (training / test samples): 1: 1000 / 200, 2: 210 / 90" "$WORK/multi/train.log" \
+  && pass "multi_dataset: one task per dataset, digits split 7:3 per class (210 / 90)" \
+  || { fail "multi_dataset: stream description or sizes"; grep -E "multi_dataset|data per task" "$WORK/multi/train.log"; }
+awk -F, '$1 == "after_task_2" { exit !($3 > 0.5) }' "$WORK/multi/accuracy_matrix.csv" \
+  && pass "multi_dataset: the digits task learnt (above 50%, chance 10%)" \
+  || { fail "multi_dataset: digits not learnt"; cat "$WORK/multi/accuracy_matrix.csv"; }
+expect_failure "multi_dataset: data.tasks differs from the list" \
+  "data.tasks: 3, but data.datasets lists 2 datasets (one task per dataset)" \
+  "$TRAIN" "${MULTI[@]}" --data.tasks=3 "--data.datasets=idx:/usr/share/datasets/fashion-mnist, digits:$WORK/digits.csv" \
+  --output "$WORK/bad"
+python3 -c "print(','.join(['0'] * 64))" > "$WORK/digits_bad.csv"  # 64 pixels, no label
+expect_failure "multi_dataset: a digits line without its label" "digits_bad.csv, line 1: 64 values" \
+  "$TRAIN" "${MULTI[@]}" "--data.datasets=idx:/usr/share/datasets/fashion-mnist, digits:$WORK/digits_bad.csv" \
+  --output "$WORK/bad"
 
 finish

@@ -19,7 +19,7 @@ namespace {
 class GzFile {
  public:
   explicit GzFile(const std::string& path) : path_(path) {
-    if (std::filesystem::is_directory(path)) throw Error(path + ": is a directory, expected an IDX file");
+    if (std::filesystem::is_directory(path)) throw Error(path + ": is a directory, expected a data file");
     file_ = gzopen(path.c_str(), "rb");
     if (file_ == nullptr) throw Error(path + ": cannot open (" + std::strerror(errno) + ")");
     gzbuffer(file_, 1 << 20);
@@ -131,6 +131,20 @@ torch::Tensor read_idx(const std::string& path) {
     for (size_t i = 0; i < expected; i += width) std::reverse(bytes + i, bytes + i + width);
   }
   return values;
+}
+
+std::string read_plain_or_gzip_file(const std::string& path, int64_t max_bytes) {
+  GzFile file(path);
+  std::string content;
+  char buffer[1 << 16];
+  for (;;) {
+    const size_t got = file.read(buffer, sizeof(buffer));
+    if (got == 0) break;
+    content.append(buffer, got);
+    if (static_cast<int64_t>(content.size()) > max_bytes)
+      throw Error(path + ": larger than " + std::to_string(max_bytes) + " bytes; not a file of the expected kind");
+  }
+  return content;
 }
 
 std::string find_idx_file(const std::string& root, const std::string& stem) {

@@ -22,6 +22,11 @@ torch::Tensor read_idx(const std::string& path);
 // label is below `num_classes`.
 LabelledImages load_mnist_split(const std::string& root, const std::string& prefix, int64_t num_classes = 10);
 
+// The whole content of a plain or gzipped file (gzip detected from its first
+// bytes). Throws clx::Error naming the file when it cannot be opened, is a
+// directory, is corrupt or truncated gzip, or holds more than `max_bytes`.
+std::string read_plain_or_gzip_file(const std::string& path, int64_t max_bytes);
+
 // Finds `<root>/<stem>` or `<root>/<stem>.gz`; throws naming both if neither exists.
 std::string find_idx_file(const std::string& root, const std::string& stem);
 

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "runtime/data/augment.h"
+#include "runtime/data/multi_dataset.h"
 #include "runtime/data/sampler.h"
 #include "runtime/error.h"
 
@@ -114,8 +115,11 @@ std::string join(const std::vector<int64_t>& values) {
 void check_stream_options(const StreamConfig& config) {
   if (config.format != "idx" && config.format != "image_folder")
     throw Error("data.format: '" + config.format + "' is not one of idx, image_folder");
-  if (config.kind != "split" && config.kind != "class_incremental" && config.kind != "permuted")
-    throw Error("data.stream: '" + config.kind + "' is not one of split, class_incremental, permuted");
+  if (config.kind != "split" && config.kind != "class_incremental" && config.kind != "permuted" &&
+      config.kind != "multi_dataset")
+    throw Error("data.stream: '" + config.kind + "' is not one of split, class_incremental, permuted, multi_dataset");
+  if (config.kind != "multi_dataset" && !config.datasets.empty())
+    throw Error("data.datasets: only for data.stream=multi_dataset (data.stream is " + config.kind + ")");
   if (config.num_tasks < 1) throw Error("data.tasks: must be at least 1, got " + std::to_string(config.num_tasks));
   if (config.train_samples_per_task < 0) throw Error("data.train_samples_per_task: must be >= 0 (0 = all)");
   if (config.test_samples_per_task < 0) throw Error("data.test_samples_per_task: must be >= 0 (0 = all)");
@@ -133,7 +137,9 @@ void check_stream_options(const StreamConfig& config) {
       throw Error("data.task_classes: " + std::to_string(counts.size()) + " tasks (" + join(counts) +
                   ") but data.tasks is " + std::to_string(config.num_tasks));
   }
-  if (config.format == "image_folder") {
+  if (config.kind == "multi_dataset") {
+    validate_multi_dataset_options(config);
+  } else if (config.format == "image_folder") {
     if (!image_folders_supported())
       throw Error("data.format=image_folder: this build has no OpenCV (install libopencv-dev, e.g. with "
                   "scripts/setup.sh, and rebuild)");
@@ -172,7 +178,7 @@ void check_class_counts(const StreamConfig& config, int64_t num_classes) {
 
 void validate_stream_options(const StreamConfig& config) {
   check_stream_options(config);
-  if (config.format == "idx") check_class_counts(config, kIdxClasses);
+  if (config.format == "idx" && config.kind != "multi_dataset") check_class_counts(config, kIdxClasses);
 }
 
 void validate_stream_config(const StreamConfig& config, int64_t num_classes) {
@@ -324,8 +330,41 @@ TaskStream build_task_stream(const StreamConfig& config, std::shared_ptr<const I
   return stream;
 }
 
+TaskStream build_multi_dataset_stream(const StreamConfig& config, const std::vector<NamedSources>& datasets) {
+  if (static_cast<int64_t>(datasets.size()) != config.num_tasks)
+    throw Error("data.tasks: " + std::to_string(config.num_tasks) + ", but " + std::to_string(datasets.size()) +
+                " datasets were given (one task per dataset)");
+  TaskStream stream;
+  stream.input_shape = datasets.front().train->image_shape();
+  std::string names;
+  int64_t offset = 0;
+  for (size_t t = 0; t < datasets.size(); ++t) {
+    const NamedSources& dataset = datasets[t];
+    for (const auto& source : {dataset.train, dataset.test})
+      if (source->image_shape() != stream.input_shape)
+        throw Error("data.datasets: " + source->description + " does not have the common image shape");
+    if (dataset.test->num_classes != dataset.train->num_classes)
+      throw Error("data.datasets: the train and test data of " + dataset.name + " differ in classes");
+    Task task;
+    task.index = static_cast<int>(t);
+    task.name = "task " + std::to_string(t + 1) + " (" + dataset.name + ")";
+    task.head_size = dataset.train->num_classes;
+    for (int64_t c = 0; c < task.head_size; ++c) task.classes.push_back(offset + c);
+    fill_splits(config, task, {}, torch::Tensor(), dataset.train, dataset.test);
+    // The single-head layout: this dataset's classes come after the previous datasets'.
+    for (TaskData* data : {&task.train, &task.validation, &task.test}) data->global_labels = data->global_labels + offset;
+    offset += task.head_size;
+    names += (names.empty() ? "" : ", ") + dataset.name;
+    stream.tasks.push_back(std::move(task));
+  }
+  stream.num_classes = offset;
+  stream.description = "multi_dataset " + std::to_string(datasets.size()) + " tasks (" + names + ")";
+  return stream;
+}
+
 TaskStream load_task_stream(const StreamConfig& config) {
   validate_stream_options(config);
+  if (config.kind == "multi_dataset") return load_multi_dataset_stream(config);
   if (config.format == "image_folder") {
     ImageFolderData data = load_image_folder(config.root, config.dataset, config.folder, config.seed);
     TaskStream stream = build_task_stream(config, data.train, data.test);

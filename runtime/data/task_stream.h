@@ -69,7 +69,8 @@ struct StreamConfig {
   int64_t train_samples_per_task = 0;  // 0 = all
   int64_t test_samples_per_task = 0;   // 0 = all
   double validation_fraction = 0.0;    // carved from each task's training data
-  ImageFolderOptions folder;           // image_folder only
+  ImageFolderOptions folder;           // image_folder; multi_dataset: the common image size and channels
+  std::string datasets;                // multi_dataset only: FORMAT:PATH per task, comma-separated (multi_dataset.h)
 };
 
 class TaskStream {
@@ -102,6 +103,15 @@ class TaskStream {
 // the stream from already loaded train and test data (same classes and image shape).
 TaskStream build_task_stream(const StreamConfig& config, std::shared_ptr<const ImageSource> train,
                              std::shared_ptr<const ImageSource> test);
+// One dataset of a multi-dataset stream, already in the stream's common shape.
+struct NamedSources {
+  std::string name;
+  std::shared_ptr<const ImageSource> train, test;
+};
+// A multi-dataset stream: task t is the whole of datasets[t], its head over
+// that dataset's classes; in the single-head layout the datasets' classes
+// follow one another (task t's class c is class offset_t + c).
+TaskStream build_multi_dataset_stream(const StreamConfig& config, const std::vector<NamedSources>& datasets);
 // Loads the data under config.root in config.format (validated first), then builds the stream.
 TaskStream load_task_stream(const StreamConfig& config);
 // Throws clx::Error naming the option when the configuration is impossible,
