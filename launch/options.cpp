@@ -142,7 +142,8 @@ TrainOptions parse_train_options(int argc, const char* const* argv) {
   po::options_description model("Model [model]");
   model.add_options()
       ("model.arch", po::value<std::string>()->default_value("mlp"),
-       "network: mlp | vgg9 (6 conv + 2 fc layers) | resnet18 (BatchNorm; see docs/usage.md)")
+       "network: mlp | lenet (2 conv 5x5 + fc 512, 256) | vgg9 (6 conv + 2 fc layers) | resnet18 (BatchNorm; see "
+       "docs/usage.md)")
       ("model.hidden", po::value<std::string>(&options.hidden_layers)->default_value("512,256"), "MLP hidden layer sizes, comma-separated")
       ("model.dropout", po::value<double>(&options.dropout)->default_value(0.0),
        "dropout after each hidden layer (mlp) or fully connected layer (vgg9), in [0, 1)")

@@ -54,6 +54,39 @@ nn::Linear linear(int64_t in, int64_t out) {
 
 }  // namespace
 
+MultiHeadModel make_lenet(const std::vector<int64_t>& input_shape, const LeNetConfig& config,
+                          const std::vector<int64_t>& head_sizes) {
+  check_image_shape(input_shape, "lenet");
+  check_width(config.width);
+  if (!(config.dropout >= 0.0 && config.dropout < 1.0))
+    throw Error("model.dropout: must be in [0, 1), got " + std::to_string(config.dropout));
+  int64_t height = input_shape[1], width = input_shape[2];
+  if (height < 4 || width < 4)
+    throw Error("model.arch=lenet needs images of at least 4x4 pixels (two 2x2 poolings), the data has " +
+                shape_text(input_shape));
+  nn::Sequential trunk;
+  int64_t channels = input_shape[0];
+  for (int64_t block_channels : {32, 64}) {
+    const int64_t out = scaled(block_channels, config.width);
+    trunk->push_back(conv(channels, out, 5, 1, 2, /*bias=*/true));
+    trunk->push_back(nn::ReLU());
+    trunk->push_back(nn::MaxPool2d(nn::MaxPool2dOptions(2)));
+    channels = out;
+    height /= 2;
+    width /= 2;
+  }
+  trunk->push_back(nn::Flatten());
+  int64_t features = channels * height * width;
+  for (int64_t layer_width : {512, 256}) {
+    const int64_t out = scaled(layer_width, config.width);
+    trunk->push_back(linear(features, out));
+    trunk->push_back(nn::ReLU());
+    if (config.dropout > 0) trunk->push_back(nn::Dropout(config.dropout));
+    features = out;
+  }
+  return MultiHeadModel(trunk, features, head_sizes);
+}
+
 MultiHeadModel make_vgg9(const std::vector<int64_t>& input_shape, const Vgg9Config& config,
                          const std::vector<int64_t>& head_sizes) {
   check_image_shape(input_shape, "vgg9");

@@ -1,7 +1,14 @@
 #pragma once
-// Convolutional trunks for image streams (DESIGN.md 2: VGG-9, ResNet-18),
+// Convolutional trunks for image streams (DESIGN.md 2: LeNet, VGG-9, ResNet-18),
 // each a MultiHeadModel: a torch::nn::Sequential trunk plus one linear head
 // per task, shared parameters named "trunk.<layer>.<parameter>".
+//
+// LeNet: the paper's appendix B network (the TensorFlow MNIST tutorial's
+// LeNet with two fully connected layers):
+//   conv5x5 32, maxpool 2 | conv5x5 64, maxpool 2 | flatten, fc 512, fc 256 | head
+// (padding 2, as TensorFlow's SAME, so 28x28 flattens 64x7x7; ReLU after every
+// conv and fc, biases everywhere, optional dropout after each fc). Any CxHxW
+// input of at least 4x4 pixels.
 //
 // VGG-9: the small VGG of split-CIFAR continual-learning experiments, nine
 // weight layers counting the head:
@@ -31,6 +38,14 @@
 #include "models/multi_head_model.h"
 
 namespace clx {
+
+struct LeNetConfig {
+  double width = 1.0;
+  double dropout = 0.0;  // after each fully connected layer
+};
+
+MultiHeadModel make_lenet(const std::vector<int64_t>& input_shape, const LeNetConfig& config,
+                          const std::vector<int64_t>& head_sizes);
 
 struct Vgg9Config {
   double width = 1.0;

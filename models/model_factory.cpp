@@ -7,8 +7,8 @@
 namespace clx {
 
 void validate_model_config(const ModelConfig& config) {
-  if (config.arch != "mlp" && config.arch != "vgg9" && config.arch != "resnet18")
-    throw Error("model.arch: '" + config.arch + "' is not one of mlp, vgg9, resnet18");
+  if (config.arch != "mlp" && config.arch != "lenet" && config.arch != "vgg9" && config.arch != "resnet18")
+    throw Error("model.arch: '" + config.arch + "' is not one of mlp, lenet, vgg9, resnet18");
   if (!(config.dropout >= 0.0 && config.dropout < 1.0))
     throw Error("model.dropout: must be in [0, 1), got " + std::to_string(config.dropout));
   if (config.arch == "resnet18" && config.dropout != 0.0)
@@ -43,6 +43,12 @@ namespace {
 
 MultiHeadModel make_architecture(const ModelConfig& config, const std::vector<int64_t>& input_shape,
                                  const std::vector<int64_t>& head_sizes) {
+  if (config.arch == "lenet") {
+    LeNetConfig lenet;
+    lenet.width = config.width;
+    lenet.dropout = config.dropout;
+    return make_lenet(input_shape, lenet, head_sizes);
+  }
   if (config.arch == "vgg9") {
     Vgg9Config vgg;
     vgg.width = config.width;

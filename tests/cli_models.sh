@@ -43,8 +43,8 @@ run_ok "resnet18 ewc 2 ranks (BatchNorm buffers averaged, fingerprints agree)" "
 grep -q "shared trunk 175" "$WORK/resnet/train.log" && pass "resnet18: eighth width has 175k trunk parameters" \
   || { fail "resnet18 trunk size"; grep "model:" "$WORK/resnet/train.log"; }
 
-expect_failure "unknown model.arch" "model.arch: 'lenet' is not one of mlp, vgg9, resnet18" \
-  "$TRAIN" --config "$SOURCE_DIR/configs/split_fmnist.ini" --model.arch=lenet --output "$WORK/bad"
+expect_failure "unknown model.arch" "model.arch: 'alexnet' is not one of mlp, lenet, vgg9, resnet18" \
+  "$TRAIN" --config "$SOURCE_DIR/configs/split_fmnist.ini" --model.arch=alexnet --output "$WORK/bad"
 expect_failure "bad model.stem" "model.stem: 'huge' is not one of auto, small, imagenet" \
   "${MPI[@]}" -np 2 "$TRAIN" --config "$SOURCE_DIR/configs/split_fmnist.ini" --model.arch=resnet18 --model.stem=huge \
   --output "$WORK/bad"

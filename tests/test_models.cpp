@@ -43,6 +43,39 @@ MultiHeadModel tiny_resnet(const std::vector<int64_t>& input_shape, const std::v
 
 }  // namespace
 
+TEST(LeNet, ParameterCountsShapesAndHeads) {
+  // Per conv: in*out*25 + out; per fc: in*out + out. Fashion-MNIST 1x28x28:
+  // 832 + 51,264 + fc 64*7*7 -> 512: 1,606,144 + fc 512 -> 256: 131,328 = 1,789,568.
+  MultiHeadModel fmnist = make_lenet({1, 28, 28}, LeNetConfig{}, {2, 3});
+  EXPECT_EQ(count(fmnist->named_shared_parameters()), 1789568);
+  EXPECT_EQ(fmnist->named_shared_parameters().size(), 8u);  // 4 weight layers, weight and bias each
+  EXPECT_EQ(shared(fmnist, "trunk.0.weight").sizes(), torch::IntArrayRef({32, 1, 5, 5}));
+  EXPECT_EQ(shared(fmnist, "trunk.3.weight").sizes(), torch::IntArrayRef({64, 32, 5, 5}));
+  EXPECT_EQ(shared(fmnist, "trunk.7.weight").sizes(), torch::IntArrayRef({512, 3136}));
+  EXPECT_EQ(shared(fmnist, "trunk.9.weight").sizes(), torch::IntArrayRef({256, 512}));
+  fmnist->eval();
+  const torch::Tensor features = fmnist->features(torch::rand({4, 1, 28, 28}));
+  EXPECT_EQ(features.sizes(), torch::IntArrayRef({4, 256}));
+  EXPECT_EQ(fmnist->head_forward(features, 1).sizes(), torch::IntArrayRef({4, 3}));
+  // CIFAR 3x32x32: 2,432 + 51,264 + fc 64*8*8 -> 512: 2,097,664 + 131,328.
+  EXPECT_EQ(count(make_lenet({3, 32, 32}, LeNetConfig{}, {10})->named_shared_parameters()), 2282688);
+  // Dropout after each fc, only while training; the tape records the 4 layers and reproduces the forward pass.
+  LeNetConfig dropout;
+  dropout.width = 0.25;  // 8, 16 channels; fc 128, 64
+  dropout.dropout = 0.5;
+  MultiHeadModel small = make_lenet({1, 8, 8}, dropout, {2});
+  // 8*25+8 + 16*8*25+16 + 16*2*2*128+128 + 128*64+64 = 208 + 3,216 + 8,320 + 8,256.
+  EXPECT_EQ(count(small->named_shared_parameters()), 20000);
+  small->eval();
+  const torch::Tensor x = torch::rand({3, 1, 8, 8});
+  LayerTape tape;
+  const torch::Tensor recorded = small->features_recorded(x, tape);
+  EXPECT_TRUE(tape.complete()) << tape.reason();
+  EXPECT_EQ(tape.layers().size(), 4u);
+  EXPECT_TRUE(torch::allclose(recorded, small->features(x), 1e-6, 1e-7));
+  expect_error([] { make_lenet({1, 3, 3}, LeNetConfig{}, {2}); }, {"model.arch=lenet needs images of at least 4x4"});
+}
+
 TEST(Vgg9, ParameterCountsShapesAndHeads) {
   // Per conv: in*out*9 + out; per fc: in*out + out.
   // Fashion-MNIST 1x28x28: 320 + 9,248 + 18,496 + 36,928 + 73,856 + 147,584
@@ -155,7 +188,12 @@ TEST(ModelFactory, BuildsEachArchitectureAndNamesBadOptions) {
   config.dropout = 0.2;
   expect_error([&] { make_model(config, {1, 28, 28}, {2}); }, {"model.dropout: resnet18 has no dropout layers"});
   config.arch = "lenet";
-  expect_error([&] { validate_model_config(config); }, {"model.arch: 'lenet' is not one of mlp, vgg9, resnet18"});
+  config.dropout = 0.0;
+  config.width = 1.0;
+  EXPECT_EQ(count(make_model(config, {1, 28, 28}, {2})->named_shared_parameters()), 1789568);
+  config.arch = "alexnet";
+  expect_error([&] { validate_model_config(config); },
+               {"model.arch: 'alexnet' is not one of mlp, lenet, vgg9, resnet18"});
   config.arch = "vgg9";
   config.dropout = 0.0;
   config.width = -1;
