@@ -18,6 +18,10 @@ void check_width(double width) {
     throw Error("model.width: must be a positive channel multiplier, got " + std::to_string(width));
 }
 
+void check_dropout(double dropout) {
+  if (!(dropout >= 0.0 && dropout < 1.0)) throw Error("model.dropout: must be in [0, 1), got " + std::to_string(dropout));
+}
+
 void check_image_shape(const std::vector<int64_t>& input_shape, const std::string& arch) {
   if (input_shape.size() != 3)
     throw Error("model.arch=" + arch + " needs image inputs CxHxW, the data has " +
@@ -58,8 +62,7 @@ MultiHeadModel make_lenet(const std::vector<int64_t>& input_shape, const LeNetCo
                           const std::vector<int64_t>& head_sizes) {
   check_image_shape(input_shape, "lenet");
   check_width(config.width);
-  if (!(config.dropout >= 0.0 && config.dropout < 1.0))
-    throw Error("model.dropout: must be in [0, 1), got " + std::to_string(config.dropout));
+  check_dropout(config.dropout);
   int64_t height = input_shape[1], width = input_shape[2];
   if (height < 4 || width < 4)
     throw Error("model.arch=lenet needs images of at least 4x4 pixels (two 2x2 poolings), the data has " +
@@ -91,8 +94,7 @@ MultiHeadModel make_vgg9(const std::vector<int64_t>& input_shape, const Vgg9Conf
                          const std::vector<int64_t>& head_sizes) {
   check_image_shape(input_shape, "vgg9");
   check_width(config.width);
-  if (!(config.dropout >= 0.0 && config.dropout < 1.0))
-    throw Error("model.dropout: must be in [0, 1), got " + std::to_string(config.dropout));
+  check_dropout(config.dropout);
   int64_t height = input_shape[1], width = input_shape[2];
   if (height < 8 || width < 8)
     throw Error("model.arch=vgg9 needs images of at least 8x8 pixels (three 2x2 poolings), the data has " +
