@@ -56,6 +56,21 @@ nn::Linear linear(int64_t in, int64_t out) {
   return layer;
 }
 
+// Flatten, then fc layers of `widths` (scaled by `width`), each followed by
+// ReLU and, when `dropout` > 0, dropout. Returns the number of features out.
+int64_t append_fully_connected(nn::Sequential& trunk, int64_t features, std::initializer_list<int64_t> widths,
+                               double width, double dropout) {
+  trunk->push_back(nn::Flatten());
+  for (int64_t layer_width : widths) {
+    const int64_t out = scaled(layer_width, width);
+    trunk->push_back(linear(features, out));
+    trunk->push_back(nn::ReLU());
+    if (dropout > 0) trunk->push_back(nn::Dropout(dropout));
+    features = out;
+  }
+  return features;
+}
+
 }  // namespace
 
 MultiHeadModel make_lenet(const std::vector<int64_t>& input_shape, const LeNetConfig& config,
@@ -78,15 +93,8 @@ MultiHeadModel make_lenet(const std::vector<int64_t>& input_shape, const LeNetCo
     height /= 2;
     width /= 2;
   }
-  trunk->push_back(nn::Flatten());
-  int64_t features = channels * height * width;
-  for (int64_t layer_width : {512, 256}) {
-    const int64_t out = scaled(layer_width, config.width);
-    trunk->push_back(linear(features, out));
-    trunk->push_back(nn::ReLU());
-    if (config.dropout > 0) trunk->push_back(nn::Dropout(config.dropout));
-    features = out;
-  }
+  const int64_t features = append_fully_connected(trunk, channels * height * width, {512, 256}, config.width,
+                                                  config.dropout);
   return MultiHeadModel(trunk, features, head_sizes);
 }
 
@@ -112,15 +120,8 @@ MultiHeadModel make_vgg9(const std::vector<int64_t>& input_shape, const Vgg9Conf
     height /= 2;
     width /= 2;
   }
-  trunk->push_back(nn::Flatten());
-  int64_t features = channels * height * width;
-  for (int layer = 0; layer < 2; ++layer) {
-    const int64_t out = scaled(256, config.width);
-    trunk->push_back(linear(features, out));
-    trunk->push_back(nn::ReLU());
-    if (config.dropout > 0) trunk->push_back(nn::Dropout(config.dropout));
-    features = out;
-  }
+  const int64_t features = append_fully_connected(trunk, channels * height * width, {256, 256}, config.width,
+                                                  config.dropout);
   return MultiHeadModel(trunk, features, head_sizes);
 }
 

@@ -1,7 +1,6 @@
 #include "runtime/data/multi_dataset.h"
 
 #include <filesystem>
-#include <sstream>
 
 #include "runtime/data/augment.h"
 #include "runtime/data/digits.h"
@@ -67,11 +66,7 @@ LoadedDataset load_entry(const DatasetEntry& entry, const StreamConfig& config) 
 
 std::vector<DatasetEntry> parse_dataset_list(const std::string& text) {
   std::vector<DatasetEntry> entries;
-  std::istringstream items(text);
-  std::string item;
-  while (std::getline(items, item, ',')) {
-    item = trimmed(item);
-    if (item.empty()) continue;
+  for (const std::string& item : parse_name_list(text)) {
     const size_t colon = item.find(':');
     DatasetEntry entry;
     if (colon != std::string::npos) {
