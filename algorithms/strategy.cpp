@@ -1,8 +1,10 @@
 #include "algorithms/strategy.h"
 
 #include "algorithms/anpyc.h"
+#include "algorithms/clnp.h"
 #include "algorithms/ewc.h"
 #include "algorithms/finetune.h"
+#include "algorithms/hat.h"
 #include "algorithms/joint.h"
 #include "algorithms/lwf.h"
 #include "algorithms/mas.h"
@@ -38,6 +40,12 @@ const std::vector<StrategyInfo>& strategy_registry() {
       {"anpyc", "ANPyC: entropy-Taylor consolidation with adversarial neural pruning (anpyc.prune)",
        AnpycStrategy::add_options,
        [](const po::variables_map& v) { return std::make_unique<AnpycStrategy>(AnpycStrategy::read_options(v)); }},
+      {"hat", "hard attention to the task: learned per-task unit gates, gradients of used units blocked",
+       HatStrategy::add_options,
+       [](const po::variables_map& v) { return std::make_unique<HatStrategy>(HatStrategy::read_options(v)); }},
+      {"clnp", "node-importance pruning: units claimed per task, the rest freed, old units frozen (zero forgetting)",
+       ClnpStrategy::add_options,
+       [](const po::variables_map& v) { return std::make_unique<ClnpStrategy>(ClnpStrategy::read_options(v)); }},
   };
   return registry;
 }

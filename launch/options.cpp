@@ -220,7 +220,7 @@ TrainOptions parse_train_options(int argc, const char* const* argv) {
        "hold an exclusive lock on the output folder (<output>/.lock) while the run lasts, so that a second run "
        "into it stops at once; false only on file systems without fcntl locks (see cluster/README.md)");
 
-  po::options_description algorithms("Algorithms [anpyc] [ewc] [si] [mas] [lwf]");
+  po::options_description algorithms("Algorithms [anpyc] [ewc] [si] [mas] [lwf] [hat] [clnp]");
   add_strategy_options(algorithms);
 
   po::options_description file_options;

@@ -43,7 +43,7 @@ const std::map<std::string, std::string>& sweep_owned_options() {
       {"train.seed", "sweep.seeds and grid.seed"},
       {"data.seed", "sweep.seeds and grid.seed"},
       {"eval.split", "the sweep (validation for grid runs, test otherwise)"},
-      {"data.validation_fraction", "grid.validation_fraction (grid runs only)"},
+      {"data.validation_fraction", "grid.validation_fraction (grid runs; a method may set it for its test runs)"},
       {"metrics.joint_results", "the sweep (the joint run of the same seed)"},
       {"run.threads", "sweep.threads"},
       {"run.checkpoints", "the sweep (checkpoints are what lets it resume an interrupted run)"},
@@ -51,12 +51,16 @@ const std::map<std::string, std::string>& sweep_owned_options() {
   return owned;
 }
 
-void check_not_owned(const OptionList& options, const std::string& where, bool allow_algorithm) {
+// A method (allow_method_options) may set train.algorithm, and
+// data.validation_fraction for a method that needs validation data in its
+// test runs too (CLNP chooses its pruning threshold on it).
+void check_not_owned(const OptionList& options, const std::string& where, bool allow_method_options) {
   for (const auto& setting : options) {
+    if (allow_method_options && setting.option == "data.validation_fraction") continue;
     const auto owned = sweep_owned_options().find(setting.option);
     if (owned != sweep_owned_options().end())
       throw Error(where + ": " + setting.option + " is set by " + owned->second + " for every run");
-    if (!allow_algorithm && setting.option == "train.algorithm")
+    if (!allow_method_options && setting.option == "train.algorithm")
       throw Error(where + ": train.algorithm is set by the method (define a variant under [methods] instead)");
   }
 }
@@ -401,7 +405,20 @@ OptionList run_settings(const SweepConfig& config, const PlannedRun& run, const 
     const auto method = std::find_if(config.methods.begin(), config.methods.end(),
                                      [&](const SweepMethod& m) { return m.name == run.method; });
     if (method == config.methods.end()) throw Error("sweep: no method " + run.method + " in this sweep");
-    sources.push_back({method->options, "methods." + run.method});
+    OptionList method_options = method->options;
+    if (run.kind == RunKind::Grid) {
+      // The grid scores on grid.validation_fraction: a method's own fraction must agree with it.
+      const auto own = std::find_if(method_options.begin(), method_options.end(),
+                                    [](const OptionSetting& s) { return s.option == "data.validation_fraction"; });
+      if (own != method_options.end()) {
+        if (std::stod(own->value) != config.validation_fraction)
+          throw Error(run.label + ": methods." + run.method + " sets data.validation_fraction=" + own->value +
+                      ", but the grid holds out grid.validation_fraction=" + std::to_string(config.validation_fraction) +
+                      ": use one value");
+        method_options.erase(own);
+      }
+    }
+    sources.push_back({method_options, "methods." + run.method});
     sources.push_back({run.kind == RunKind::Grid ? run.grid_point : chosen, "grid." + run.method});
   }
   const std::string seed = std::to_string(run.seed);

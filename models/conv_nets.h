@@ -66,15 +66,21 @@ MultiHeadModel make_resnet18(const std::vector<int64_t>& input_shape, const ResN
 // conv3x3 -> BN -> ReLU -> conv3x3 -> BN, plus the identity (or a 1x1
 // conv -> BN projection when stride or width change), then ReLU. Submodules
 // are named as in torchvision (conv1, bn1, conv2, bn2, downsample.0/1).
+// Both ReLUs are GatedReLUs (hidden units of HAT and CLNP, DESIGN.md 4.3).
 class BasicBlockImpl : public torch::nn::Module, public RecordingModule {
  public:
   BasicBlockImpl(int64_t in_channels, int64_t out_channels, int64_t stride);
   torch::Tensor forward(const torch::Tensor& input);
   torch::Tensor forward_recorded(const torch::Tensor& input, LayerTape& tape) override;
+  // Adds the block's two hidden layers (after conv1, and the output after the
+  // residual sum) to `units`, the block being trunk module `prefix` whose
+  // input comes from hidden layer `input_layer`; returns the output layer.
+  int expose_units(HiddenUnits& units, const std::string& prefix, int input_layer) const;
 
  private:
   torch::nn::Conv2d conv1_{nullptr}, conv2_{nullptr}, downsample_conv_{nullptr};
   torch::nn::BatchNorm2d bn1_{nullptr}, bn2_{nullptr}, downsample_bn_{nullptr};
+  GatedReLU relu1_{nullptr}, relu_out_{nullptr};
 };
 TORCH_MODULE(BasicBlock);
 

@@ -1,5 +1,7 @@
 #include "models/layer_tape.h"
 
+#include "runtime/hidden_units.h"
+
 namespace clx {
 
 void LayerTape::mark_incomplete(const std::string& why) {
@@ -61,7 +63,8 @@ torch::Tensor LayerTape::sequential(const torch::nn::Sequential& sequential, con
                               std::dynamic_pointer_cast<torch::nn::AvgPool2dImpl>(module) ||
                               std::dynamic_pointer_cast<torch::nn::AdaptiveAvgPool2dImpl>(module) ||
                               (flatten && flatten->options.start_dim() != 0 && flatten->options.start_dim() != -x.dim()) ||
-                              std::dynamic_pointer_cast<torch::nn::IdentityImpl>(module);
+                              std::dynamic_pointer_cast<torch::nn::IdentityImpl>(module) ||
+                              std::dynamic_pointer_cast<GatedReLUImpl>(module);  // a per-unit gate, same for every sample
       if (!per_sample) mark_incomplete("a layer of type " + module->name());
       x = child.forward(x);
     }

@@ -39,7 +39,7 @@ class LayerTape {
   torch::Tensor batch_norm2d(const std::shared_ptr<torch::nn::BatchNorm2dImpl>& layer, const torch::Tensor& input);
   // Runs every child of `sequential` in order: parameterised layers above are
   // recorded, per-sample layers without parameters (ReLU, pooling, Flatten,
-  // Dropout in eval mode, Identity) just run, RecordingModule children record
+  // Dropout in eval mode, Identity, GatedReLU) just run, RecordingModule children record
   // themselves, nested Sequentials recurse; anything else runs and marks the
   // tape incomplete.
   torch::Tensor sequential(const torch::nn::Sequential& sequential, const torch::Tensor& input);

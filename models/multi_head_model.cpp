@@ -62,13 +62,24 @@ MultiHeadModel make_mlp(const std::vector<int64_t>& input_shape, const MlpConfig
   trunk->push_back(torch::nn::Flatten());
   int64_t width = 1;
   for (int64_t dim : input_shape) width *= dim;
+  HiddenUnits units;
+  int previous = -1;
   for (int64_t hidden : config.hidden) {
-    trunk->push_back(torch::nn::Linear(width, hidden));
-    trunk->push_back(torch::nn::ReLU());
+    const std::string linear_name = "trunk." + std::to_string(trunk->size());
+    const torch::nn::Linear linear(width, hidden);
+    trunk->push_back(linear);
+    const std::string relu_name = "trunk." + std::to_string(trunk->size());
+    const GatedReLU relu(hidden);
+    trunk->push_back(relu);
+    const int layer = units.add_layer(relu_name, relu);
+    units.connect(linear_name, *linear, layer, previous);
+    previous = layer;
     if (config.dropout > 0) trunk->push_back(torch::nn::Dropout(config.dropout));
     width = hidden;
   }
-  return MultiHeadModel(trunk, width, head_sizes);
+  MultiHeadModel model(trunk, width, head_sizes);
+  model->set_hidden_units(std::move(units));
+  return model;
 }
 
 }  // namespace clx

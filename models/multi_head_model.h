@@ -38,14 +38,20 @@ class MultiHeadModelImpl : public ContinualNet {
   std::vector<torch::Tensor> head_parameters(int64_t head) const override;
   // Named like the module tree ("trunk.1.weight").
   std::vector<std::pair<std::string, torch::Tensor>> named_shared_parameters() const override;
+  const HiddenUnits& hidden_units() const override { return hidden_units_; }
+  // Set by the builders below: the trunk's GatedReLU layers and what each
+  // shared parameter connects.
+  void set_hidden_units(HiddenUnits units) { hidden_units_ = std::move(units); }
 
  private:
+  HiddenUnits hidden_units_;
   torch::nn::Sequential trunk_{nullptr};
   std::vector<torch::nn::Linear> heads_;
 };
 TORCH_MODULE(MultiHeadModel);
 
 // Flatten -> [Linear -> ReLU -> Dropout]* ; the heads sit on the last hidden layer.
+// Every ReLU is a GatedReLU: the MLP exposes its hidden units.
 MultiHeadModel make_mlp(const std::vector<int64_t>& input_shape, const MlpConfig& config,
                         const std::vector<int64_t>& head_sizes);
 

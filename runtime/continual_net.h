@@ -7,6 +7,8 @@
 #include <utility>
 #include <vector>
 
+#include "runtime/hidden_units.h"
+
 namespace clx {
 
 class ContinualNet : public torch::nn::Module {
@@ -17,6 +19,11 @@ class ContinualNet : public torch::nn::Module {
   // Trunk parameters: what continual-learning algorithms consolidate and prune.
   virtual std::vector<std::pair<std::string, torch::Tensor>> named_shared_parameters() const = 0;
   virtual std::vector<torch::Tensor> head_parameters(int64_t head) const = 0;
+  // The hidden units that HAT and CLNP gate (empty: the model exposes none).
+  virtual const HiddenUnits& hidden_units() const {
+    static const HiddenUnits none;
+    return none;
+  }
 
   torch::Tensor logits(const torch::Tensor& inputs, int64_t head) { return head_forward(features(inputs), head); }
   std::vector<torch::Tensor> shared_parameters() const {

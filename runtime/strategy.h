@@ -4,8 +4,8 @@
 //
 // Call order per training stage (a stage is one task, or all tasks for joint):
 //   before_task
-//   per step: penalty_loss -> backward -> gradient all-reduce -> after_backward
-//             -> optimizer step -> after_step
+//   per step: before_forward -> forward -> penalty_loss -> backward
+//             -> gradient all-reduce -> after_backward -> optimizer step -> after_step
 //   after_task (importance, pruning, snapshots)
 // and around the evaluation of each task: before_evaluate -> after_evaluate.
 // Everything a strategy keeps lives in named tensors (state()), so
@@ -37,6 +37,8 @@ struct StageContext {
   std::vector<int> tasks;  // tasks trained in this stage
   int64_t epoch = 0;       // within the current call of train_epochs
   int64_t step = 0;        // optimizer steps within the stage
+  int64_t batch = 0;       // the current step's batch within its epoch (0-based)
+  int64_t batches_per_epoch = 0;
   std::vector<torch::Tensor> trainable;  // parameters the optimizer updates in this stage
   int64_t batch_size = 0;  // global training batch (also used by importance passes)
   uint64_t seed = 0;       // train.seed
@@ -90,6 +92,8 @@ class Strategy {
   virtual bool trains_shared_parameters(int stage) const { return true; }
 
   virtual void before_task(StageContext& context) {}
+  // Before each training step's forward pass (HAT sets its gates for the batch).
+  virtual void before_forward(StageContext& context) {}
   // An extra loss term for this step (undefined tensor: none). It must be the
   // same on every rank: the trainer adds it once per rank before averaging.
   virtual torch::Tensor penalty_loss(StageContext& context) { return {}; }

@@ -282,6 +282,7 @@ void Trainer::train_epoch(StageRun& run, Position& position, int64_t count, cons
   run.sampler->set_epoch(run.stage, position.sampler_epoch);
   run.augment_seed = mix_seed({config_.seed, static_cast<uint64_t>(run.stage), static_cast<uint64_t>(position.sampler_epoch)});
   const int64_t batches = run.sampler->batches_per_epoch();
+  context.batches_per_epoch = batches;
   const std::string name = task_list(run.tasks) + " " + label + " " + std::to_string(position.epoch_in_call + 1) + "/" +
                            std::to_string(count);
   Progress progress(log_, name, batches, config_.progress_seconds);
@@ -364,6 +365,8 @@ Trainer::StepSums Trainer::train_step(StageRun& run, int64_t batch, const std::s
   torch::Tensor loss_sum = torch::zeros({}, on_device);
   torch::Tensor correct = torch::zeros({}, on_device);
   torch::Tensor loss, penalty;
+  context.batch = batch;
+  strategy_.before_forward(context);
   {
     // The forward pass (and a data-dependent penalty on its features) in
     // train.precision; the losses themselves come out in fp32.

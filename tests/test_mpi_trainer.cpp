@@ -2,7 +2,9 @@
 // run computed in the same test: same trajectory, same accuracies.
 #include <gtest/gtest.h>
 
+#include "algorithms/clnp.h"
 #include "algorithms/finetune.h"
+#include "algorithms/hat.h"
 #include "models/multi_head_model.h"
 #include "runtime/collectives.h"
 #include "runtime/error.h"
@@ -117,4 +119,56 @@ TEST(DataParallelTrainer, DivergingLossStopsEveryRank) {
   } catch (const clx::CollectiveError& error) {
     EXPECT_NE(std::string(error.what()).find("non-finite training loss"), std::string::npos) << error.what();
   }
+}
+
+// HAT on the job's ranks against one process: the same weights, embeddings
+// and cumulative masks after two tasks (the embeddings' gradients are averaged
+// across ranks before their compensation and step).
+TEST(DataParallelTrainer, HatMatchesOneProcess) {
+  clx::TaskStream stream = two_task_stream(200, 97);
+  clx::Logger quiet(1, "");
+  clx::TrainerConfig config = clx::testing_support::small_trainer_config(16);
+  config.momentum = 0.0;
+  clx::MultiHeadModel reference = fresh_model(stream);
+  clx::HatStrategy reference_strategy(clx::HatOptions{});
+  clx::SingleCommunicator single;
+  const auto expected = clx::Trainer(config, single, stream, reference.ptr(), reference_strategy, quiet).run();
+  clx::MultiHeadModel distributed = fresh_model(stream);
+  clx::HatStrategy strategy(clx::HatOptions{});
+  const auto got = clx::Trainer(config, *world, stream, distributed.ptr(), strategy, quiet).run();
+  expect_same_parameters(reference, distributed);
+  const auto expected_state = reference_strategy.state(), got_state = strategy.state();
+  ASSERT_EQ(got_state.size(), expected_state.size());
+  for (size_t k = 0; k < got_state.size(); ++k)
+    EXPECT_TRUE(got_state[k].second.allclose(expected_state[k].second, 1e-4, 1e-5)) << got_state[k].first;
+  for (size_t j = 0; j < 2; ++j)
+    for (size_t i = 0; i < 2; ++i) EXPECT_NEAR(got.matrix.stages[j][i], expected.matrix.stages[j][i], 1.0 / 40);
+}
+
+// CLNP on the job's ranks against one process: the same owners (activation
+// statistics and accuracies are summed in chunk order, so the threshold search
+// sees the same numbers) and the same weights.
+TEST(DataParallelTrainer, ClnpMatchesOneProcess) {
+  clx::StreamConfig stream_config;
+  stream_config.kind = "split";
+  stream_config.num_tasks = 2;
+  stream_config.classes_per_task = 5;
+  stream_config.validation_fraction = 0.2;
+  const clx::TaskStream stream = clx::build_task_stream(stream_config, clx::testing_support::pixel_class_images(240, 11),
+                                                        clx::testing_support::pixel_class_images(97, 12));
+  clx::Logger quiet(1, "");
+  const clx::TrainerConfig config = clx::testing_support::small_trainer_config(16);
+  clx::ClnpOptions options;
+  options.alpha = 1e-3;
+  clx::MultiHeadModel reference = fresh_model(stream);
+  clx::ClnpStrategy reference_strategy(options);
+  clx::SingleCommunicator single;
+  const auto expected = clx::Trainer(config, single, stream, reference.ptr(), reference_strategy, quiet).run();
+  clx::MultiHeadModel distributed = fresh_model(stream);
+  clx::ClnpStrategy strategy(options);
+  const auto got = clx::Trainer(config, *world, stream, distributed.ptr(), strategy, quiet).run();
+  expect_same_parameters(reference, distributed);
+  for (size_t k = 0; k < strategy.owners().size(); ++k)
+    EXPECT_TRUE(torch::equal(strategy.owners()[k].second, reference_strategy.owners()[k].second)) << strategy.owners()[k].first;
+  EXPECT_EQ(got.matrix.stages[1][0], got.matrix.stages[0][0]);  // zero forgetting on every rank count
 }

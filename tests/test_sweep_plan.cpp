@@ -177,6 +177,34 @@ TEST_F(SweepFile, AnOptionSetTwiceForOneRunIsAnError) {
                {"grid ewc ewc.lambda=1: ewc.lambda is set both by sweep.options and by grid.ewc"});
 }
 
+// A method that needs validation data in its test runs (CLNP) sets
+// data.validation_fraction itself; its grid runs hold out the grid's fraction,
+// which must be the same value.
+TEST_F(SweepFile, MethodMaySetItsValidationFractionForTestRuns) {
+  const clx::SweepConfig config = clx::load_sweep_config(
+      write("[sweep]\ntrain_config = base.ini\nmethods = clnp\nseeds = 1\njoint = false\n"
+            "[methods]\nclnp = train.algorithm=clnp data.validation_fraction=0.1\n"
+            "[grid]\nvalidation_fraction = 0.1\nclnp = clnp.alpha: 0.001\n"));
+  const auto runs = clx::plan_runs(config);
+  ASSERT_EQ(runs.size(), 2u);
+  EXPECT_EQ(options_of(clx::run_settings(config, runs[0], {}, "")),
+            (std::vector<std::string>{"train.algorithm=clnp", "clnp.alpha=0.001", "train.seed=100", "data.seed=100",
+                                      "data.validation_fraction=0.1", "eval.split=validation"}));
+  EXPECT_EQ(options_of(clx::run_settings(config, runs[1], {{"clnp.alpha", "0.001"}}, "")),
+            (std::vector<std::string>{"train.algorithm=clnp", "data.validation_fraction=0.1", "clnp.alpha=0.001",
+                                      "train.seed=1", "data.seed=1", "eval.split=test"}));
+  const clx::SweepConfig differing = clx::load_sweep_config(
+      write("[sweep]\ntrain_config = base.ini\nmethods = clnp\nseeds = 1\njoint = false\n"
+            "[methods]\nclnp = train.algorithm=clnp data.validation_fraction=0.2\n"
+            "[grid]\nvalidation_fraction = 0.1\nclnp = clnp.alpha: 0.001\n"));
+  expect_error([&] { clx::run_settings(differing, clx::plan_runs(differing)[0], {}, ""); },
+               {"methods.clnp sets data.validation_fraction=0.2", "use one value"});
+  // Elsewhere it stays the sweep's.
+  expect_error([&] { clx::load_sweep_config(write("[sweep]\ntrain_config = base.ini\nmethods = ewc\n"
+                                                  "options = data.validation_fraction=0.1\n")); },
+               {"data.validation_fraction is set by grid.validation_fraction"});
+}
+
 TEST_F(SweepFile, FinishedRunNeedsACompleteResultsFile) {
   EXPECT_EQ(clx::finished_run_acc(dir_.string()), std::nullopt);
   std::ofstream(path("results.json")) << "{\"metrics\": {\"acc\": null}, \"accuracy_matrix\": {\"stages\": [[1]]}}";
