@@ -1,7 +1,8 @@
 // The readers of SVHN (.mat, written here with matio), STL-10 and CIFAR-10
 // (binary files written here byte by byte), on small files in the real
 // formats: pixel values at positions that tell rows from columns and
-// channels apart, the label mappings, and damaged files of each kind.
+// channels apart, the label mappings, a damaged file of each kind, and a
+// multi-dataset stream over two of them conformed to one shape.
 #include <gtest/gtest.h>
 #include <matio.h>
 #include <torch/torch.h>
@@ -14,8 +15,10 @@
 #include <vector>
 
 #include "runtime/data/cifar10.h"
+#include "runtime/data/multi_dataset.h"
 #include "runtime/data/stl10.h"
 #include "runtime/data/svhn.h"
+#include "runtime/data/task_stream.h"
 #include "tests/expect_error.h"
 #include "tests/temp_dir_test.h"
 
@@ -278,4 +281,40 @@ TEST_F(DatasetFormatsTest, Cifar10DamagedBatchesNameTheFile) {
   // One batch on its own, as the test batch is read.
   const clx::LabelledImages batch = clx::read_cifar10_batch(path("cifar/test_batch.bin").string());
   EXPECT_EQ(batch.images.size(0), 2);
+}
+
+// ---- a multi-dataset stream over two of them
+
+TEST_F(DatasetFormatsTest, MultiDatasetStreamConformsStl10AndCifar10ToOneShape) {
+  write_stl10("stl10_binary", "train", 2, {1, 2});
+  write_stl10("stl10_binary", "test", 1, {3});
+  write_cifar10("cifar-10-batches-bin");
+  clx::StreamConfig config;
+  config.kind = "multi_dataset";
+  config.num_tasks = 2;
+  config.datasets = "stl10:" + path("stl10_binary").string() + ", cifar10:" + path("cifar-10-batches-bin").string();
+  config.folder.channels = 1;
+  config.folder.image_size = 16;
+  const clx::TaskStream stream = clx::load_task_stream(config);
+  ASSERT_EQ(stream.size(), 2);
+  EXPECT_EQ(stream.input_shape, (std::vector<int64_t>{1, 16, 16}));
+  EXPECT_EQ(stream.tasks[0].name, "task 1 (stl10_binary)");
+  EXPECT_EQ(stream.tasks[0].train.size(), 2);
+  EXPECT_EQ(stream.tasks[0].test.size(), 1);
+  EXPECT_EQ(stream.tasks[1].train.size(), 10);
+  EXPECT_EQ(stream.tasks[1].test.size(), 2);
+  EXPECT_EQ(stream.num_classes, 20);
+  for (const clx::Task& task : stream.tasks)
+    EXPECT_EQ(task.train.inputs(torch::arange(task.train.size())).sizes(),
+              (std::vector<int64_t>{task.train.size(), 1, 16, 16}));
+  // STL-10's 96 px shrink by area averaging: output pixel (0, 0) is the grey
+  // (ITU-R 601 luma) of the mean of rows and columns 0..5 of image 0.
+  float mean[3] = {0, 0, 0};
+  for (int64_t k = 0; k < 3; ++k)
+    for (int64_t row = 0; row < 6; ++row)
+      for (int64_t column = 0; column < 6; ++column) mean[k] += pattern_float(0, k, row, column) / 36.0f;
+  const float grey = 0.299f * mean[0] + 0.587f * mean[1] + 0.114f * mean[2];
+  // (The task's split lists the source's rows in a seeded order: image 0 is read from the source itself.)
+  const torch::Tensor first = stream.tasks[0].train.source->gather(torch::tensor({0}, torch::kInt64), 0);
+  EXPECT_NEAR(first[0][0][0][0].item<float>(), grey, 1e-5f);
 }
