@@ -100,8 +100,9 @@ TrainOptions parse_train_options(int argc, const char* const* argv) {
       ("data.tasks", po::value<int64_t>(&options.stream.num_tasks)->default_value(5), "number of tasks")
       ("data.datasets", po::value<std::string>(&options.stream.datasets)->default_value(""),
        "multi_dataset: one FORMAT:PATH per task, comma-separated; FORMAT is idx (MNIST-format folder), digits "
-       "(scikit-learn's digits.csv.gz) or image_folder; every dataset is resized to data.image_size and "
-       "data.channels")
+       "(scikit-learn's digits.csv.gz), image_folder, svhn (folder of train_32x32.mat, test_32x32.mat), stl10 "
+       "(folder of STL-10's binary files) or cifar10 (folder of CIFAR-10's binary batches); every dataset is "
+       "resized to data.image_size and data.channels")
       ("data.classes_per_task", po::value<int64_t>(&options.stream.classes_per_task)->default_value(2), "split: classes in each task")
       ("data.task_classes", po::value<std::string>(&options.stream.task_classes)->default_value(""),
        "class_incremental: classes of each task, comma-separated (e.g. 30,25,25,22); empty: all classes split as "

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "runtime/error.h"
+#include "runtime/text.h"
 
 namespace clx {
 namespace {
@@ -26,12 +27,6 @@ void check_image_shape(const std::vector<int64_t>& input_shape, const std::strin
   if (input_shape.size() != 3)
     throw Error("model.arch=" + arch + " needs image inputs CxHxW, the data has " +
                 std::to_string(input_shape.size()) + " dimensions");
-}
-
-std::string shape_text(const std::vector<int64_t>& shape) {
-  std::string text;
-  for (size_t k = 0; k < shape.size(); ++k) text += (k ? "x" : "") + std::to_string(shape[k]);
-  return text;
 }
 
 // He initialisation (as torchvision's VGG and ResNet): weights normal with
@@ -103,7 +98,7 @@ MultiHeadModel make_lenet(const std::vector<int64_t>& input_shape, const LeNetCo
   int64_t height = input_shape[1], width = input_shape[2];
   if (height < 4 || width < 4)
     throw Error("model.arch=lenet needs images of at least 4x4 pixels (two 2x2 poolings), the data has " +
-                shape_text(input_shape));
+                sizes_text(input_shape));
   nn::Sequential trunk;
   HiddenUnits units;
   int previous = -1;
@@ -131,7 +126,7 @@ MultiHeadModel make_vgg9(const std::vector<int64_t>& input_shape, const Vgg9Conf
   int64_t height = input_shape[1], width = input_shape[2];
   if (height < 8 || width < 8)
     throw Error("model.arch=vgg9 needs images of at least 8x8 pixels (three 2x2 poolings), the data has " +
-                shape_text(input_shape));
+                sizes_text(input_shape));
   nn::Sequential trunk;
   HiddenUnits units;
   int previous = -1;

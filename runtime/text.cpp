@@ -50,4 +50,10 @@ bool is_valid_utf8(std::string_view text, size_t* bad_offset) {
   return true;
 }
 
+std::string sizes_text(const std::vector<int64_t>& sizes) {
+  std::string text;
+  for (size_t k = 0; k < sizes.size(); ++k) text += (k ? "x" : "") + std::to_string(sizes[k]);
+  return text;
+}
+
 }  // namespace clx

@@ -1,10 +1,12 @@
 #pragma once
 // Small text helpers shared by the executables (no LibTorch: the sweep uses
 // them too).
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 namespace clx {
 
@@ -17,5 +19,8 @@ std::optional<std::pair<std::string, std::string>> first_differing_line(const st
 // surrogates, nothing above U+10FFFF). On failure `bad_offset`, if given,
 // receives the offset of the first byte that is not.
 bool is_valid_utf8(std::string_view text, size_t* bad_offset = nullptr);
+
+// {3, 32, 32} -> "3x32x32": how messages write an image's or an array's shape.
+std::string sizes_text(const std::vector<int64_t>& sizes);
 
 }  // namespace clx

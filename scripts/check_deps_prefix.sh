@@ -97,7 +97,7 @@ chroot "$ROOT" /bin/bash -c 'cd /src && ctest --test-dir build-gpu -R "^unit$" -
 
 # Every dependency the cache recorded comes from the prefix.
 cache=$ROOT/src/build-gpu/CMakeCache.txt
-for variable in Boost_DIR GTest_DIR nlohmann_json_DIR HDF5_hdf5_LIBRARY_RELEASE ZLIB_LIBRARY CLX_SZIP_LIBRARY; do
+for variable in Boost_DIR GTest_DIR nlohmann_json_DIR HDF5_hdf5_LIBRARY_RELEASE ZLIB_LIBRARY CLX_SZIP_LIBRARY MATIO_LIBRARY; do
   value=$(grep "^$variable:" "$cache" | cut -d= -f2-)
   case "$value" in
     /src/.gpu/deps/*) echo "ok   $variable = $value" ;;
@@ -109,7 +109,7 @@ done
 # is why this reads the executables' own NEEDED entries, not ldd's closure).
 for exe in train bench tests/test_unit; do
   if objdump -p "$ROOT/src/build-gpu/$exe" | awk '$1 == "NEEDED" {print $2}' |
-     grep -E 'libboost|libhdf5|libsz|libaec|libgtest|libxxhash|libz\.'; then
+     grep -E 'libboost|libhdf5|libsz|libaec|libgtest|libxxhash|libmatio|libz\.'; then
     echo "FAIL $exe needs a shared library of the prefix's packages"; status=1
   else
     echo "ok   $exe needs none of the prefix's packages as a shared library"

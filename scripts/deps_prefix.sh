@@ -59,6 +59,7 @@ PACKAGES=(
   libaec-dev                        # libsz.a and libaec.a: the szip filter libhdf5 was built with
   zlib1g-dev                        # libz.a (gzipped IDX files, HDF5's deflate)
   libxxhash-dev                     # libxxhash.a (fingerprints)
+  libmatio-dev                      # libmatio.a (SVHN's .mat files; links against the HDF5 above)
   libgtest-dev                      # libgtest.a, libgtest_main.a and GTest's CMake package
 )
 

@@ -335,7 +335,7 @@ build() {
   echo "cmake ${args[*]}"
   tmo cmake "${args[@]}"
   tmo cmake --build "$BUILD" -j"$(nproc)" --target train bench test_unit
-  grep -E '^(Boost_DIR|GTest_DIR|nlohmann_json_DIR|HDF5_C_LIBRARY_hdf5|HDF5_hdf5_LIBRARY_RELEASE|ZLIB_LIBRARY|Torch_DIR|NCCL_LIBRARY|CLX_SZIP_LIBRARY):' \
+  grep -E '^(Boost_DIR|GTest_DIR|nlohmann_json_DIR|HDF5_C_LIBRARY_hdf5|HDF5_hdf5_LIBRARY_RELEASE|ZLIB_LIBRARY|Torch_DIR|NCCL_LIBRARY|CLX_SZIP_LIBRARY|MATIO_LIBRARY):' \
     "$BUILD/CMakeCache.txt" || true
   note "built train, bench, test_unit in $BUILD"
 }

@@ -14,6 +14,7 @@ PACKAGES=(
   libhdf5-dev                            # checkpoints
   libxxhash-dev                          # fingerprints (header-only use)
   libopencv-dev                          # image folders (data.format=image_folder)
+  libmatio-dev                           # SVHN's .mat files (data.datasets svhn:)
   libgtest-dev                           # tests
   clang libclang-rt-14-dev               # libFuzzer targets (tests/fuzz)
   nlohmann-json3-dev zlib1g-dev          # results.json, gzipped IDX files

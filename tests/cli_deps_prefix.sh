@@ -2,9 +2,10 @@
 # scripts/deps_prefix.sh as the GPU check uses it: the prefix is made, moved to
 # another path, and a small CMake project configured with `cmake -C
 # prefix.cmake` finds every package inside it and links a program against
-# Boost.Program_options, HDF5, zlib, xxhash and GoogleTest from the static
-# archives alone, which then runs. Also: no absolute symbolic link or shared
-# library link left, pkg-config paths inside the prefix, REQUIREMENTS written.
+# Boost.Program_options, HDF5, matio, zlib, xxhash and GoogleTest from the
+# static archives alone, which then runs (and writes and reads a .mat file).
+# Also: no absolute symbolic link or shared library link left, pkg-config
+# paths inside the prefix, REQUIREMENTS written.
 # (The whole project built against it in a clean Debian root: scripts/check_deps_prefix.sh.)
 # Needs SOURCE_DIR, apt-get with the package lists; skipped (77) when the
 # packages cannot be downloaded.
@@ -51,11 +52,13 @@ find_path(XXHASH_INCLUDE_DIR xxhash.h REQUIRED)
 find_library(XXHASH_LIBRARY xxhash REQUIRED)
 find_library(SZIP_LIBRARY sz REQUIRED)
 find_library(AEC_LIBRARY aec REQUIRED)
+find_path(MATIO_INCLUDE_DIR matio.h REQUIRED)
+find_library(MATIO_LIBRARY matio REQUIRED)
 add_executable(probe probe.cpp)
-target_include_directories(probe PRIVATE ${HDF5_C_INCLUDE_DIRS} ${XXHASH_INCLUDE_DIR})
-target_link_libraries(probe PRIVATE Boost::program_options nlohmann_json::nlohmann_json GTest::gtest
+target_include_directories(probe PRIVATE ${HDF5_C_INCLUDE_DIRS} ${XXHASH_INCLUDE_DIR} ${MATIO_INCLUDE_DIR})
+target_link_libraries(probe PRIVATE Boost::program_options nlohmann_json::nlohmann_json GTest::gtest ${MATIO_LIBRARY}
                       ${HDF5_C_LIBRARIES} ${SZIP_LIBRARY} ${AEC_LIBRARY} ${XXHASH_LIBRARY} ZLIB::ZLIB Threads::Threads ${CMAKE_DL_LIBS})
-foreach(found Boost_DIR GTest_DIR nlohmann_json_DIR HDF5_C_LIBRARIES ZLIB_LIBRARY XXHASH_LIBRARY SZIP_LIBRARY)
+foreach(found Boost_DIR GTest_DIR nlohmann_json_DIR HDF5_C_LIBRARIES ZLIB_LIBRARY XXHASH_LIBRARY SZIP_LIBRARY MATIO_LIBRARY)
   message(STATUS "probe ${found}=${${found}}")
 endforeach()
 EOF
@@ -63,6 +66,7 @@ cat > "$WORK/probe/probe.cpp" <<'EOF'
 #include <boost/program_options.hpp>
 #include <gtest/gtest.h>
 #include <hdf5.h>
+#include <matio.h>
 #include <nlohmann/json.hpp>
 #include <xxhash.h>
 #include <zlib.h>
@@ -77,9 +81,25 @@ int main(int argc, char** argv) {
   hid_t file = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
   if (file < 0) return 1;
   H5Fclose(file);
+  // matio: a compressed MATLAB v5 variable written and read back (zlib inflate included).
+  const std::string mat_path = path + ".mat";
+  unsigned char bytes[6] = {1, 2, 3, 4, 5, 6};
+  size_t dims[2] = {2, 3};
+  mat_t* mat = Mat_CreateVer(mat_path.c_str(), nullptr, MAT_FT_MAT5);
+  if (mat == nullptr) return 1;
+  matvar_t* written = Mat_VarCreate("X", MAT_C_UINT8, MAT_T_UINT8, 2, dims, bytes, 0);
+  if (written == nullptr || Mat_VarWrite(mat, written, MAT_COMPRESSION_ZLIB) != 0) return 1;
+  Mat_VarFree(written);
+  Mat_Close(mat);
+  mat = Mat_Open(mat_path.c_str(), MAT_ACC_RDONLY);
+  matvar_t* read = mat ? Mat_VarRead(mat, "X") : nullptr;
+  if (read == nullptr || read->nbytes != 6) return 1;
+  const int mat_last = static_cast<const unsigned char*>(read->data)[5];
+  Mat_VarFree(read);
+  Mat_Close(mat);
   const char text[] = "clx";
   nlohmann::json json = {{"zlib", zlibVersion()}, {"xxh64", XXH64(text, 3, 0)}, {"hdf5", H5_VERS_INFO},
-                         {"gtest", ::testing::UnitTest::GetInstance() != nullptr}};
+                         {"gtest", ::testing::UnitTest::GetInstance() != nullptr}, {"matio_last", mat_last}};
   std::cout << json.dump() << "\n";
   return 0;
 }
@@ -87,10 +107,11 @@ EOF
 if cmake -S "$WORK/probe" -B "$WORK/probe/build" -C "$PREFIX/prefix.cmake" -DCMAKE_BUILD_TYPE=Release \
      > "$WORK/probe.out" 2>&1 && cmake --build "$WORK/probe/build" >> "$WORK/probe.out" 2>&1; then
   outside=$(grep -- '-- probe ' "$WORK/probe.out" | grep -v "=$PREFIX/" || true)
-  [ -z "$outside" ] && pass "cmake -C prefix.cmake: Boost, GTest, nlohmann-json, HDF5, zlib, xxhash, szip all from the moved prefix" ||
+  [ -z "$outside" ] && pass "cmake -C prefix.cmake: Boost, GTest, nlohmann-json, HDF5, matio, zlib, xxhash, szip all from the moved prefix" ||
     fail "found outside the prefix: $outside"
   if "$WORK/probe/build/probe" --out "$WORK/probe.h5" > "$WORK/probe.json" && grep -q '"hdf5":"HDF5 library version: 1.10' "$WORK/probe.json" &&
-     ! ldd "$WORK/probe/build/probe" | grep -Eq 'boost|hdf5|libz\.|xxhash|gtest|libsz|libaec'; then
+     grep -q '"matio_last":6' "$WORK/probe.json" &&
+     ! ldd "$WORK/probe/build/probe" | grep -Eq 'boost|hdf5|libz\.|xxhash|gtest|libsz|libaec|matio'; then
     pass "the program links statically and runs: $(cat "$WORK/probe.json")"
   else
     fail "the probe program"; cat "$WORK/probe.json"; ldd "$WORK/probe/build/probe"

@@ -1,7 +1,7 @@
 // Unit tests of the image-folder data path (runtime/data/image_folder.h,
 // augment.h, worker_pool.h) on small trees written here with OpenCV: PNG
 // files of known pixels (decoded exactly), JPEG files (within tolerance), a
-// corrupt JPEG and a file that is no image.
+// corrupt JPEG, empty and cut-short PNG files, and a file that is no image.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -147,6 +147,17 @@ TEST_F(ImageFolderTest, BadInputNamesTheFolderOrFile) {
   fs::remove(dir_ / "banana/b9_corrupt.jpg");
   expect_error([&] { clx::scan_image_folder(dir_.string(), options(), pool); },
                {path("cherry/notes.jpg"), "not an image file"});
+  fs::remove(dir_ / "cherry/notes.jpg");
+
+  // The unreadable files of notMNIST_small: an empty .png, and a PNG cut short.
+  write_bytes("apple/empty.png", "");
+  expect_error([&] { clx::scan_image_folder(dir_.string(), options(), pool); },
+               {path("apple/empty.png"), "not an image file"});
+  fs::remove(dir_ / "apple/empty.png");
+  write("apple/cut.png", distinct_pixels(9));
+  fs::resize_file(dir_ / "apple/cut.png", fs::file_size(dir_ / "apple/cut.png") / 2);
+  expect_error([&] { clx::scan_image_folder(dir_.string(), options(), pool); },
+               {path("apple/cut.png"), "corrupt image"});
 }
 
 TEST_F(ImageFolderTest, SkipLeavesBadFilesOutWithAWarning) {
@@ -162,8 +173,9 @@ TEST_F(ImageFolderTest, SkipLeavesBadFilesOutWithAWarning) {
   EXPECT_EQ(scan.skipped[0].rfind(path("banana/b9_corrupt.jpg") + ": corrupt image", 0), 0u) << scan.skipped[0];
   EXPECT_EQ(scan.skipped[1].rfind(path("cherry/notes.txt") + ": not an image file", 0), 0u) << scan.skipped[1];
   const clx::ImageFolderData data = clx::load_image_folder(dir_.string(), "tree", skip, 1);
-  ASSERT_EQ(data.warnings.size(), 2u);
-  EXPECT_NE(data.warnings[0].find("data.bad_images=skip: left out " + path("banana/b9_corrupt.jpg")), std::string::npos);
+  ASSERT_EQ(data.warnings.size(), 3u);
+  EXPECT_EQ(data.warnings[0], "data.bad_images=skip: left out 2 of 16 files in " + dir_.string() + " (no readable image)");
+  EXPECT_NE(data.warnings[1].find("data.bad_images=skip: left out " + path("banana/b9_corrupt.jpg")), std::string::npos);
 
   // A class whose every file is bad has nothing left.
   for (int i = 0; i < 3; ++i) write_bytes("apple/a" + std::to_string(i) + ".png", "broken");

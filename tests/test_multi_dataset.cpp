@@ -137,14 +137,18 @@ TEST(DatasetList, ParsesFormatAndPathAndNamesTheTask) {
   const auto entries = clx::parse_dataset_list(
       " idx:/usr/share/datasets/fashion-mnist/ , digits:/x/digits.csv.gz,image_folder:/data/notMNIST_small");
   ASSERT_EQ(entries.size(), 3u);
-  EXPECT_EQ(entries[0].format, "idx");
+  EXPECT_EQ(entries[0].format, clx::DatasetFormat::Idx);
   EXPECT_EQ(entries[0].path, "/usr/share/datasets/fashion-mnist/");
   EXPECT_EQ(entries[0].name, "fashion-mnist");
   EXPECT_EQ(entries[1].name, "digits");
-  EXPECT_EQ(entries[2].format, "image_folder");
+  EXPECT_EQ(entries[2].format, clx::DatasetFormat::ImageFolder);
   EXPECT_EQ(entries[2].name, "notMNIST_small");
+  EXPECT_EQ(clx::parse_dataset_list("svhn:/d/svhn, stl10:/d/stl10_binary, cifar10:/d/cifar-10-batches-bin")[2].format,
+            clx::DatasetFormat::Cifar10);
+  EXPECT_EQ(clx::to_string(clx::DatasetFormat::Stl10), "stl10");
   expect_error([] { clx::parse_dataset_list("cifar:/data"); },
-               {"data.datasets: 'cifar:/data' is not FORMAT:PATH with FORMAT one of idx, digits, image_folder"});
+               {"data.datasets: 'cifar:/data' is not FORMAT:PATH with FORMAT one of idx, digits, image_folder, svhn, "
+                "stl10, cifar10"});
   expect_error([] { clx::parse_dataset_list("/data/mnist"); }, {"is not FORMAT:PATH"});
   expect_error([] { clx::parse_dataset_list("idx:"); }, {"data.datasets: 'idx:' names no path"});
   expect_error([] { clx::parse_dataset_list(" , "); }, {"needs a list of FORMAT:PATH entries"});

@@ -10,6 +10,7 @@
 #include <memory>
 #include <vector>
 
+#include "runtime/data/byte_images.h"
 #include "runtime/error.h"
 
 namespace clx {
@@ -168,15 +169,8 @@ LabelledImages load_mnist_split(const std::string& root, const std::string& pref
   if (images.size(0) != labels.size(0))
     throw Error("sizes disagree: " + image_path + " holds " + std::to_string(images.size(0)) + " images but " +
                 label_path + " holds " + std::to_string(labels.size(0)) + " labels");
-  const int64_t max_label = labels.max().item<int64_t>();
-  if (max_label >= num_classes)
-    throw Error(label_path + ": label " + std::to_string(max_label) + " is outside 0.." + std::to_string(num_classes - 1));
-  LabelledImages split;
-  split.images = images.unsqueeze(1).to(torch::kFloat32).div_(255.0f);
-  split.labels = labels.to(torch::kInt64);
-  split.num_classes = num_classes;
-  split.description = prefix + " (" + image_path + ")";
-  return split;
+  check_label_range(labels, 0, num_classes - 1, label_path);
+  return labelled_images_from_bytes(images.unsqueeze(1), labels, num_classes, prefix + " (" + image_path + ")");
 }
 
 }  // namespace clx

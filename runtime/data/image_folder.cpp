@@ -339,6 +339,12 @@ ImageFolderData load_image_folder(const std::string& root, const std::string& da
   ImageFolderData data;
   data.train = make_source(scan, split.train, dataset + " train", options, pool);
   data.test = make_source(scan, split.test, dataset + " test", options, pool);
+  // The count first: a data set with a few known bad files (notMNIST) is
+  // checked at a glance, and a count far above that stands out.
+  if (!scan.skipped.empty())
+    data.warnings.push_back("data.bad_images=skip: left out " + std::to_string(scan.skipped.size()) + " of " +
+                            std::to_string(scan.skipped.size() + scan.files.size()) + " files in " + root +
+                            " (no readable image)");
   constexpr size_t kListed = 10;
   for (size_t i = 0; i < scan.skipped.size() && i < kListed; ++i)
     data.warnings.push_back("data.bad_images=skip: left out " + scan.skipped[i]);

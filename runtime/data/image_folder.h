@@ -99,8 +99,10 @@ class ImageFolderSource : public ImageSource {
   bool pin_memory_ = false;
 };
 
-// Scans `root`, splits it per class and returns the train and test sources
-// (with `warnings` for skipped files). `dataset` names the data in descriptions.
+// Scans `root`, splits it per class and returns the train and test sources.
+// Under data.bad_images=skip, `warnings` says how many files were left out of
+// how many, then names the first 10 with the reason. `dataset` names the data
+// in descriptions.
 struct ImageFolderData {
   std::shared_ptr<const ImageSource> train, test;
   std::vector<std::string> warnings;

@@ -1,12 +1,17 @@
 #include "runtime/data/multi_dataset.h"
 
+#include <algorithm>
 #include <filesystem>
 
 #include "runtime/data/augment.h"
+#include "runtime/data/byte_images.h"
+#include "runtime/data/cifar10.h"
 #include "runtime/data/digits.h"
 #include "runtime/data/idx.h"
 #include "runtime/data/image_folder.h"
 #include "runtime/data/sampler.h"
+#include "runtime/data/stl10.h"
+#include "runtime/data/svhn.h"
 #include "runtime/error.h"
 
 namespace clx {
@@ -29,36 +34,77 @@ std::string name_from_path(const std::string& path) {
   return name;
 }
 
+// Every format data.datasets accepts: its name and, for a PATH that does not
+// exist, where the data comes from.
+struct FormatInfo {
+  DatasetFormat format;
+  const char* name;
+  const char* source;
+};
+constexpr FormatInfo kFormats[] = {
+    {DatasetFormat::Idx, "idx", ""},
+    {DatasetFormat::Digits, "digits", " (scikit-learn's digits: apt-get install python3-sklearn)"},
+    {DatasetFormat::ImageFolder, "image_folder", ""},
+    {DatasetFormat::Svhn, "svhn", " (SVHN: docs/usage.md, The five-dataset sequence, says where to get it)"},
+    {DatasetFormat::Stl10, "stl10", " (STL-10: docs/usage.md, The five-dataset sequence, says where to get it)"},
+    {DatasetFormat::Cifar10, "cifar10", " (CIFAR-10: docs/usage.md, The five-dataset sequence, says where to get it)"},
+};
+
+const FormatInfo& format_info(DatasetFormat format) {
+  for (const FormatInfo& info : kFormats)
+    if (info.format == format) return info;
+  throw Error("internal error: dataset format " + std::to_string(static_cast<int>(format)) + " has no name");
+}
+
+std::string format_names() {
+  std::string names;
+  for (const FormatInfo& info : kFormats) names += std::string(names.empty() ? "" : ", ") + info.name;
+  return names;
+}
+
 struct LoadedDataset {
   std::shared_ptr<const ImageSource> train, test;
   std::vector<std::string> warnings;
 };
 
+// One official split of a format that ships its own train and test files.
+LabelledImages read_official_split(const DatasetEntry& entry, OfficialSplit split) {
+  switch (entry.format) {
+    case DatasetFormat::Idx: return load_mnist_split(entry.path, split == OfficialSplit::Train ? "train" : "t10k");
+    case DatasetFormat::Svhn: return load_svhn_split(entry.path, split);
+    case DatasetFormat::Stl10: return load_stl10_split(entry.path, split);
+    case DatasetFormat::Cifar10: return load_cifar10_split(entry.path, split);
+    case DatasetFormat::Digits:
+    case DatasetFormat::ImageFolder: break;
+  }
+  throw Error("internal error: data.datasets format " + to_string(entry.format) + " has no official split");
+}
+
 LoadedDataset load_entry(const DatasetEntry& entry, const StreamConfig& config) {
   const int64_t channels = config.folder.channels, side = config.folder.image_size;
   LoadedDataset loaded;
   if (!std::filesystem::exists(entry.path))
-    throw Error("data.datasets: " + entry.path + " does not exist" +
-                (entry.format == "digits" ? std::string(" (scikit-learn's digits: apt-get install python3-sklearn)") : ""));
-  if (entry.format == "image_folder") {
+    throw Error("data.datasets: " + entry.path + " does not exist" + format_info(entry.format).source);
+  if (entry.format == DatasetFormat::ImageFolder) {
     ImageFolderData data = load_image_folder(entry.path, entry.name, config.folder, config.seed);
     loaded.train = data.train;
     loaded.test = data.test;
     loaded.warnings = std::move(data.warnings);
     return loaded;
   }
-  std::shared_ptr<const LabelledImages> train, test;
-  if (entry.format == "idx") {
-    train = std::make_shared<LabelledImages>(load_mnist_split(entry.path, "train"));
-    test = std::make_shared<LabelledImages>(load_mnist_split(entry.path, "t10k"));
-  } else {
+  if (entry.format == DatasetFormat::Digits) {
     LabelledSplit split = split_labelled_per_class(load_sklearn_digits(entry.path), config.folder.test_fraction,
                                                    mix_seed({config.seed, 0xd1617}));
-    train = std::make_shared<LabelledImages>(std::move(split.train));
-    test = std::make_shared<LabelledImages>(std::move(split.test));
+    loaded.train = conform_images(std::make_shared<LabelledImages>(std::move(split.train)), channels, side);
+    loaded.test = conform_images(std::make_shared<LabelledImages>(std::move(split.test)), channels, side);
+    return loaded;
   }
-  loaded.train = conform_images(train, channels, side);
-  loaded.test = conform_images(test, channels, side);
+  // Training split conformed before the test split is read: STL-10's test
+  // images alone are 885 MB as float32 at 96x96, 98 MB at 32x32.
+  loaded.train = conform_images(std::make_shared<LabelledImages>(read_official_split(entry, OfficialSplit::Train)),
+                                channels, side);
+  loaded.test = conform_images(std::make_shared<LabelledImages>(read_official_split(entry, OfficialSplit::Test)),
+                               channels, side);
   return loaded;
 }
 
@@ -68,13 +114,14 @@ std::vector<DatasetEntry> parse_dataset_list(const std::string& text) {
   std::vector<DatasetEntry> entries;
   for (const std::string& item : parse_name_list(text)) {
     const size_t colon = item.find(':');
+    const std::string format_name = colon == std::string::npos ? "" : trimmed(item.substr(0, colon));
+    const auto known = std::find_if(std::begin(kFormats), std::end(kFormats),
+                                    [&](const FormatInfo& info) { return format_name == info.name; });
+    if (known == std::end(kFormats))
+      throw Error("data.datasets: '" + item + "' is not FORMAT:PATH with FORMAT one of " + format_names());
     DatasetEntry entry;
-    if (colon != std::string::npos) {
-      entry.format = trimmed(item.substr(0, colon));
-      entry.path = trimmed(item.substr(colon + 1));
-    }
-    if (entry.format != "idx" && entry.format != "digits" && entry.format != "image_folder")
-      throw Error("data.datasets: '" + item + "' is not FORMAT:PATH with FORMAT one of idx, digits, image_folder");
+    entry.format = known->format;
+    entry.path = trimmed(item.substr(colon + 1));
     if (entry.path.empty()) throw Error("data.datasets: '" + item + "' names no path");
     entry.name = name_from_path(entry.path);
     entries.push_back(entry);
@@ -83,6 +130,8 @@ std::vector<DatasetEntry> parse_dataset_list(const std::string& text) {
     throw Error("data.datasets: data.stream=multi_dataset needs a list of FORMAT:PATH entries, one per task");
   return entries;
 }
+
+std::string to_string(DatasetFormat format) { return format_info(format).name; }
 
 std::shared_ptr<const LabelledImages> conform_images(std::shared_ptr<const LabelledImages> data, int64_t channels,
                                                      int64_t side) {
@@ -120,7 +169,7 @@ void validate_multi_dataset_options(const StreamConfig& config) {
     throw Error("data.tasks: " + std::to_string(config.num_tasks) + ", but data.datasets lists " +
                 std::to_string(entries.size()) + " datasets (one task per dataset)");
   bool has_folder = false;
-  for (const DatasetEntry& entry : entries) has_folder = has_folder || entry.format == "image_folder";
+  for (const DatasetEntry& entry : entries) has_folder = has_folder || entry.format == DatasetFormat::ImageFolder;
   if (has_folder && !image_folders_supported())
     throw Error(
         "data.datasets: image_folder entries need OpenCV, which this build lacks (install libopencv-dev, "

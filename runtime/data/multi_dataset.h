@@ -8,10 +8,16 @@
 //   data.datasets = idx:/usr/share/datasets/fashion-mnist, digits:/usr/lib/.../digits.csv.gz
 //
 // Each entry is FORMAT:PATH; the task is named after the path (its last
-// component without .csv/.gz). Formats: idx (a folder of MNIST-format
-// train/t10k files), digits (scikit-learn's digits.csv.gz, split per class by
-// data.test_fraction), image_folder (one sub-folder per class, as
-// data.format=image_folder reads it).
+// component without .csv/.gz). Formats (docs/usage.md, Multi-dataset streams):
+//   idx           a folder of MNIST-format train/t10k files (idx.h)
+//   digits        scikit-learn's digits.csv.gz, split per class by data.test_fraction (digits.h)
+//   image_folder  one sub-folder per class, as data.format=image_folder reads it (image_folder.h)
+//   svhn          a folder holding train_32x32.mat and test_32x32.mat (svhn.h)
+//   stl10         a folder holding train_X.bin, train_y.bin, test_X.bin, test_y.bin (stl10.h)
+//   cifar10       a folder holding data_batch_1.bin .. data_batch_5.bin, test_batch.bin (cifar10.h)
+// The in-memory formats (all but image_folder) are conformed to the common
+// shape as they are read, each split on its own, so a large dataset is held
+// at its own size only one split at a time.
 #include <string>
 #include <vector>
 
@@ -20,11 +26,16 @@
 
 namespace clx {
 
+enum class DatasetFormat { Idx, Digits, ImageFolder, Svhn, Stl10, Cifar10 };
+
 struct DatasetEntry {
-  std::string format;  // idx | digits | image_folder
+  DatasetFormat format = DatasetFormat::Idx;
   std::string path;
   std::string name;  // for task names and logs
 };
+
+// The name data.datasets writes the format with ("idx", "svhn", ...).
+std::string to_string(DatasetFormat format);
 
 // Parses data.datasets; throws clx::Error naming the option and the entry.
 std::vector<DatasetEntry> parse_dataset_list(const std::string& text);
