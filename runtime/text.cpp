@@ -50,4 +50,15 @@ bool is_valid_utf8(std::string_view text, size_t* bad_offset) {
   return true;
 }
 
+std::vector<std::string> parse_name_list(const std::string& text) {
+  std::vector<std::string> names;
+  std::stringstream stream(text);
+  for (std::string item; std::getline(stream, item, ',');) {
+    const auto first = item.find_first_not_of(" \t");
+    if (first == std::string::npos) continue;
+    names.push_back(item.substr(first, item.find_last_not_of(" \t") - first + 1));
+  }
+  return names;
+}
+
 }  // namespace clx

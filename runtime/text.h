@@ -5,6 +5,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 namespace clx {
 
@@ -17,5 +18,8 @@ std::optional<std::pair<std::string, std::string>> first_differing_line(const st
 // surrogates, nothing above U+10FFFF). On failure `bad_offset`, if given,
 // receives the offset of the first byte that is not.
 bool is_valid_utf8(std::string_view text, size_t* bad_offset = nullptr);
+
+// "a,b,c" -> {"a", "b", "c"}, spaces around names removed, empty items dropped.
+std::vector<std::string> parse_name_list(const std::string& text);
 
 }  // namespace clx

@@ -8,6 +8,7 @@
 #include "runtime/data/image_folder.h"
 #include "runtime/data/sampler.h"
 #include "runtime/error.h"
+#include "runtime/text.h"
 
 namespace clx {
 namespace {
