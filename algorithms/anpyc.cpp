@@ -137,15 +137,19 @@ void AnpycStrategy::ensure_initialised(const ContinualNet& model) {
       first_used_.emplace_back(name, torch::zeros(parameter.sizes(), parameter.options().dtype(torch::kUInt8)));
 }
 
+void AnpycStrategy::check_stream(const TaskStream& stream) const {
+  if (compressing() && stream.size() != 1)
+    throw Error("anpyc.prune_schedule=compression prunes a network trained on one task, this stream has " +
+                std::to_string(stream.size()) + " (data.tasks=1, with data.classes_per_task the classes to learn)");
+  if (options_.inference_masks == InferenceMasks::PerTask && stream.size() > 255)
+    throw Error("anpyc.inference_masks=per_task records the first task of each weight in one byte: at most 255 tasks, "
+                "this stream has " + std::to_string(stream.size()));
+}
+
 void AnpycStrategy::before_task(StageContext& ctx) {
   ensure_initialised(ctx.model);
   if (ctx.tasks.size() != 1) throw Error("anpyc trains one task per stage");
-  if (compressing() && ctx.stream.size() != 1)
-    throw Error("anpyc.prune_schedule=compression prunes a network trained on one task, this stream has " +
-                std::to_string(ctx.stream.size()) + " (data.tasks=1, with data.classes_per_task the classes to learn)");
-  if (options_.inference_masks == InferenceMasks::PerTask && ctx.stream.size() > 255)
-    throw Error("anpyc.inference_masks=per_task records the first task of each weight in one byte: at most 255 tasks, "
-                "this stream has " + std::to_string(ctx.stream.size()));
+  check_stream(ctx.stream);
   theta_old_ = snapshot_shared(ctx.model);
 }
 

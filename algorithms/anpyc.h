@@ -55,6 +55,7 @@ class AnpycStrategy final : public Strategy {
   explicit AnpycStrategy(AnpycOptions options);
   std::string name() const override { return "anpyc"; }
 
+  void check_stream(const TaskStream& stream) const override;
   void before_task(StageContext& ctx) override;
   void after_backward(StageContext& ctx) override;
   void after_step(StageContext& ctx) override;

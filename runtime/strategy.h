@@ -101,6 +101,10 @@ class Strategy {
     for (int task = 0; task < num_tasks; ++task) one_per_task.push_back({task});
     return one_per_task;
   }
+  // Throws clx::Error naming the option when the strategy, as configured,
+  // cannot train `stream`. The launcher calls it on every rank before
+  // training starts, so a refusal is one message, not a failed rank.
+  virtual void check_stream(const TaskStream& stream) const {}
   // Whether the shared trunk is trained in `stage` (SGD-F freezes it after task 1).
   virtual bool trains_shared_parameters(int stage) const { return true; }
 
