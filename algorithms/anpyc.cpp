@@ -13,6 +13,17 @@ namespace clx {
 
 namespace po = boost::program_options;
 
+namespace {
+
+// "55,80,91,96,98.25": a compression schedule as the option writes it.
+std::string schedule_text(const std::vector<double>& percents) {
+  std::ostringstream text;
+  for (size_t k = 0; k < percents.size(); ++k) text << (k ? "," : "") << std::setprecision(10) << percents[k];
+  return text.str();
+}
+
+}  // namespace
+
 void AnpycStrategy::add_options(po::options_description& options) {
   const AnpycOptions d;
   options.add_options()
@@ -27,7 +38,15 @@ void AnpycStrategy::add_options(po::options_description& options) {
        "h in omega: gradient_squared (g^2 of the batch gradient, released code) or fisher (per-sample diagonal Fisher)")
       ("anpyc.accumulate", po::value<std::string>()->default_value("sum"),
        "Omega(1:t) = Omega(1:t-1) + Omega_t (sum) or element-wise max")
-      ("anpyc.prune", po::value<bool>()->default_value(d.prune), "adversarial neural pruning after every task but the last")
+      ("anpyc.prune", po::value<bool>()->default_value(d.prune),
+       "adversarial neural pruning (when: anpyc.prune_schedule)")
+      ("anpyc.prune_schedule", po::value<std::string>()->default_value("released"),
+       "released (after every task but the last, steps up to the decaying budget) | compression (a stream of one "
+       "task pruned in the rounds of anpyc.compression_schedule after its training, each retrained "
+       "anpyc.retrain_epochs and evaluated: the paper's Table IV, written to compression.csv)")
+      ("anpyc.compression_schedule", po::value<std::string>()->default_value(schedule_text(d.compression_schedule)),
+       "prune_schedule=compression: percent of the weights freed after each round, cumulative, increasing, each in "
+       "(0, 100); of each shared tensor, or of the whole network with anpyc.threshold=global")
       ("anpyc.first_budget", po::value<double>()->default_value(d.first_budget),
        "pruning budget P_1 after task 1 (fraction, a whole percent)")
       ("anpyc.decay", po::value<double>()->default_value(d.decay), "budget decay: P_t = floor(decay * P_{t-1}) in whole percent")
@@ -58,6 +77,10 @@ AnpycOptions AnpycStrategy::read_options(const po::variables_map& values) {
                                             {{"sum", Accumulation::Sum}, {"max", Accumulation::Max}});
   o.penalty_step = read_penalty_step(values);
   o.prune = values["anpyc.prune"].as<bool>();
+  o.prune_schedule = parse_choice<PruneSchedule>("anpyc.prune_schedule", values["anpyc.prune_schedule"].as<std::string>(),
+                                                 {{"released", PruneSchedule::Released},
+                                                  {"compression", PruneSchedule::Compression}});
+  o.compression_schedule = parse_compression_schedule(values["anpyc.compression_schedule"].as<std::string>());
   o.first_budget = values["anpyc.first_budget"].as<double>();
   o.decay = values["anpyc.decay"].as<double>();
   o.step = values["anpyc.step"].as<double>();
@@ -82,7 +105,12 @@ int whole_percent(double fraction, const std::string& option, int low, int high)
   return static_cast<int>(rounded);
 }
 
-std::string percent_text(int percent) { return std::to_string(percent) + "%"; }
+// "50%", "98.25%".
+std::string percent_text(double percent) {
+  std::ostringstream text;
+  text << std::setprecision(10) << percent << "%";
+  return text.str();
+}
 
 }  // namespace
 
@@ -96,6 +124,7 @@ AnpycStrategy::AnpycStrategy(AnpycOptions options) : options_(std::move(options)
   if (!(options_.decay > 0 && options_.decay <= 1)) throw Error("anpyc.decay: must be in (0, 1]");
   step_percent_ = whole_percent(options_.step, "anpyc.step", 1, 100);
   if (options_.retrain_epochs < 0) throw Error("anpyc.retrain_epochs: must be >= 0");
+  check_compression_schedule(options_.compression_schedule);
 }
 
 void AnpycStrategy::ensure_initialised(const ContinualNet& model) {
@@ -108,12 +137,19 @@ void AnpycStrategy::ensure_initialised(const ContinualNet& model) {
       first_used_.emplace_back(name, torch::zeros(parameter.sizes(), parameter.options().dtype(torch::kUInt8)));
 }
 
+void AnpycStrategy::check_stream(const TaskStream& stream) const {
+  if (compressing() && stream.size() != 1)
+    throw Error("anpyc.prune_schedule=compression prunes a network trained on one task, this stream has " +
+                std::to_string(stream.size()) + " (data.tasks=1, with data.classes_per_task the classes to learn)");
+  if (options_.inference_masks == InferenceMasks::PerTask && stream.size() > 255)
+    throw Error("anpyc.inference_masks=per_task records the first task of each weight in one byte: at most 255 tasks, "
+                "this stream has " + std::to_string(stream.size()));
+}
+
 void AnpycStrategy::before_task(StageContext& ctx) {
   ensure_initialised(ctx.model);
   if (ctx.tasks.size() != 1) throw Error("anpyc trains one task per stage");
-  if (options_.inference_masks == InferenceMasks::PerTask && ctx.stream.size() > 255)
-    throw Error("anpyc.inference_masks=per_task records the first task of each weight in one byte: at most 255 tasks, "
-                "this stream has " + std::to_string(ctx.stream.size()));
+  check_stream(ctx.stream);
   theta_old_ = snapshot_shared(ctx.model);
 }
 
@@ -141,7 +177,7 @@ void AnpycStrategy::after_step(StageContext& ctx) {
   for (size_t k = 0; k < parameters.size(); ++k) parameters[k].second.mul_(masks_[k].second);
 }
 
-void AnpycStrategy::prune_step(StageContext& ctx, int task, int percent) {
+void AnpycStrategy::prune_step(StageContext& ctx, int task, double percent) {
   // Omega_t on the current weights; weights freed by an earlier step are zero,
   // so their Omega is 0 and they are freed again (kept in freed_ all the same).
   const NamedTensors score = entropy_taylor_importance(ctx, task, options_.importance);
@@ -159,7 +195,7 @@ void AnpycStrategy::prune_step(StageContext& ctx, int task, int percent) {
                describe_masks(masks_));
 }
 
-void AnpycStrategy::retrain(StageContext& ctx, int percent) {
+void AnpycStrategy::retrain(StageContext& ctx, double percent) {
   if (options_.retrain_epochs == 0) return;
   retraining_ = true;
   const std::string label = "retrain (pruned " + percent_text(percent) + ")";
@@ -185,8 +221,38 @@ void AnpycStrategy::retrain(StageContext& ctx, int percent) {
   retraining_ = false;
 }
 
+void AnpycStrategy::record_compression_round(StageContext& ctx, int task, double percent,
+                                             std::optional<double> accuracy_after_pruning) {
+  if (!ctx.evaluate) throw Error("anpyc.prune_schedule=compression: the trainer gave after_task no evaluation");
+  CompressionRound round;
+  round.schedule_percent = percent;
+  round.accuracy_after_pruning = accuracy_after_pruning;
+  round.accuracy = ctx.evaluate().at(task);
+  std::vector<std::string> names;
+  std::vector<int64_t> totals;
+  for (const auto& [name, freed] : freed_) {
+    names.push_back(name);
+    totals.push_back(freed.numel());
+    round.remaining.push_back(freed.numel() - freed.sum().item<int64_t>());
+  }
+  compression_rounds_.push_back(std::move(round));
+  int64_t head = 0;
+  for (const auto& parameter : ctx.model.head_parameters(ctx.head_for(task))) head += parameter.numel();
+  const size_t done = compression_rounds_.size() - 1;
+  ctx.log.info("anpyc: compression " +
+               (done == 0 ? std::string("before pruning") : "round " + std::to_string(done) + "/" +
+                                                                std::to_string(options_.compression_schedule.size())) +
+               " (weights and biases left; accuracy on the evaluation split)\n" +
+               describe_compression(names, totals, compression_rounds_, head));
+}
+
 void AnpycStrategy::prune_after_task(StageContext& ctx, int task) {
-  const std::vector<int> steps = pruning_steps_percent(task + 1, first_budget_percent_, options_.decay, step_percent_);
+  std::vector<double> steps = options_.compression_schedule;
+  if (!compressing()) {
+    steps.clear();
+    for (int percent : pruning_steps_percent(task + 1, first_budget_percent_, options_.decay, step_percent_))
+      steps.push_back(percent);
+  }
   // A resumed round continues after its last finished step; the step that was
   // retraining when the checkpoint was taken continues its retraining.
   const bool resumed_in_retraining = ctx.resuming_after_task && retraining_;
@@ -200,11 +266,17 @@ void AnpycStrategy::prune_after_task(StageContext& ctx, int task) {
     }
     steps_done_ = 0;
     retrain_epochs_done_ = 0;
+    compression_rounds_.clear();
+    if (compressing()) record_compression_round(ctx, task, 0.0, std::nullopt);  // the trained network, dense
   }
   const size_t first_step = static_cast<size_t>(steps_done_);
   for (size_t s = first_step; s < steps.size(); ++s) {
-    if (!(resumed_in_retraining && s == first_step)) prune_step(ctx, task, steps[s]);
+    if (!(resumed_in_retraining && s == first_step)) {
+      prune_step(ctx, task, steps[s]);
+      if (compressing()) accuracy_after_pruning_ = ctx.evaluate().at(task);
+    }
     retrain(ctx, steps[s]);
+    if (compressing()) record_compression_round(ctx, task, steps[s], accuracy_after_pruning_);
     ++steps_done_;
   }
   // No step (a budget of 0%): every candidate is used by this task.
@@ -218,7 +290,7 @@ void AnpycStrategy::prune_after_task(StageContext& ctx, int task) {
 void AnpycStrategy::after_task(StageContext& ctx) {
   const int task = ctx.tasks.front();
   const bool last = task + 1 >= ctx.stream.size();
-  if (options_.prune && !last) {
+  if (options_.prune && (!last || compressing())) {
     prune_after_task(ctx, task);
   } else {
     // No pruning: this task uses every weight that was still free.
@@ -257,6 +329,19 @@ NamedTensors AnpycStrategy::state() const {
   all.emplace_back("progress.retraining", torch::tensor(static_cast<int64_t>(retraining_), torch::kInt64));
   all.emplace_back("progress.retrain_epochs_done", torch::tensor(retrain_epochs_done_, torch::kInt64));
   all.emplace_back("progress.loss_before_step", torch::tensor(loss_before_step_, torch::kFloat64));
+  if (compressing()) {
+    // One row per round: schedule percent, accuracy after pruning (NaN: none), accuracy, remaining per tensor.
+    const int64_t columns = 3 + static_cast<int64_t>(masks_.size());
+    torch::Tensor rounds = torch::zeros({static_cast<int64_t>(compression_rounds_.size()), columns}, torch::kFloat64);
+    for (size_t r = 0; r < compression_rounds_.size(); ++r) {
+      const CompressionRound& round = compression_rounds_[r];
+      std::vector<double> row{round.schedule_percent, round.accuracy_after_pruning.value_or(std::nan("")), round.accuracy};
+      for (int64_t remaining : round.remaining) row.push_back(static_cast<double>(remaining));
+      rounds[static_cast<int64_t>(r)].copy_(torch::tensor(row, torch::kFloat64));
+    }
+    all.emplace_back("compression.rounds", rounds);
+    all.emplace_back("compression.accuracy_after_pruning", torch::tensor(accuracy_after_pruning_, torch::kFloat64));
+  }
   return all;
 }
 
@@ -267,6 +352,31 @@ void AnpycStrategy::load_state(const NamedTensors& state) {
   retraining_ = named(state, "progress.retraining").item<int64_t>() != 0;
   retrain_epochs_done_ = named(state, "progress.retrain_epochs_done").item<int64_t>();
   loss_before_step_ = named(state, "progress.loss_before_step").item<double>();
+  compression_rounds_.clear();
+  if (compressing()) {
+    const torch::Tensor rounds = named(state, "compression.rounds").to(torch::kCPU, torch::kFloat64);
+    for (int64_t r = 0; r < rounds.size(0); ++r) {
+      CompressionRound round;
+      round.schedule_percent = rounds[r][0].item<double>();
+      const double after_pruning = rounds[r][1].item<double>();
+      if (!std::isnan(after_pruning)) round.accuracy_after_pruning = after_pruning;
+      round.accuracy = rounds[r][2].item<double>();
+      for (int64_t k = 3; k < rounds.size(1); ++k) round.remaining.push_back(static_cast<int64_t>(rounds[r][k].item<double>()));
+      compression_rounds_.push_back(std::move(round));
+    }
+    accuracy_after_pruning_ = named(state, "compression.accuracy_after_pruning").item<double>();
+  }
+}
+
+std::vector<ResultTable> AnpycStrategy::result_tables() const {
+  if (!compressing() || compression_rounds_.empty()) return {};
+  std::vector<std::string> names;
+  std::vector<int64_t> totals;
+  for (const auto& [name, mask] : masks_) {
+    names.push_back(name);
+    totals.push_back(mask.numel());
+  }
+  return {compression_table(names, totals, compression_rounds_)};
 }
 
 }  // namespace clx

@@ -1,10 +1,13 @@
 #include "algorithms/pruning.h"
 
+#include <algorithm>
 #include <cmath>
 #include <iomanip>
+#include <limits>
 #include <sstream>
 
 #include "runtime/error.h"
+#include "runtime/text.h"
 
 namespace clx {
 
@@ -97,6 +100,139 @@ std::string describe_masks(const NamedTensors& masks) {
        << 100.0 * static_cast<double>(free_total) / static_cast<double>(std::max<int64_t>(used_total + free_total, 1))
        << "% still free)";
   return text.str();
+}
+
+// ---------------------------------------------------------------- compression pruning
+
+namespace {
+
+constexpr const char* kScheduleOption = "anpyc.compression_schedule";
+
+std::string number_text(double value) {
+  std::ostringstream text;
+  text << std::setprecision(10) << value;
+  return text.str();
+}
+
+std::string fixed_text(double value, int decimals, const std::string& suffix) {
+  std::ostringstream text;
+  text << std::fixed << std::setprecision(decimals) << value << suffix;
+  return text.str();
+}
+
+}  // namespace
+
+std::vector<double> parse_compression_schedule(const std::string& text) {
+  std::vector<double> percents;
+  for (const std::string& item : parse_name_list(text)) {
+    size_t used = 0;
+    double value = 0.0;
+    try {
+      value = std::stod(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != item.size())
+      throw Error(std::string(kScheduleOption) + ": '" + item + "' is not a number (expected percents such as 50,75,90)");
+    percents.push_back(value);
+  }
+  check_compression_schedule(percents);
+  return percents;
+}
+
+void check_compression_schedule(const std::vector<double>& percents) {
+  const std::string option = kScheduleOption;
+  if (percents.empty())
+    throw Error(option + ": needs at least one round (percents of the weights freed, e.g. 50,75,90)");
+  for (size_t k = 0; k < percents.size(); ++k) {
+    if (!(percents[k] > 0.0 && percents[k] < 100.0))
+      throw Error(option + ": round " + std::to_string(k + 1) + "'s " + number_text(percents[k]) +
+                  " is outside (0, 100): each round frees a percent of the weights strictly between 0 and 100");
+    if (k > 0 && !(percents[k] > percents[k - 1]))
+      throw Error(option + ": round " + std::to_string(k + 1) + "'s " + number_text(percents[k]) +
+                  " is not above round " + std::to_string(k) + "'s " + number_text(percents[k - 1]) +
+                  ": the percents are cumulative and must increase round by round");
+  }
+}
+
+double compression_ratio(int64_t total, int64_t remaining) {
+  if (remaining <= 0) return std::numeric_limits<double>::infinity();
+  return static_cast<double>(total) / static_cast<double>(remaining);
+}
+
+ResultTable compression_table(const std::vector<std::string>& names, const std::vector<int64_t>& totals,
+                              const std::vector<CompressionRound>& rounds) {
+  ResultTable table;
+  table.name = "compression";
+  table.columns = {"round",       "schedule_percent", "tensor",   "total", "remaining", "remaining_percent",
+                   "compression", "accuracy_after_pruning", "accuracy"};
+  int64_t network_total = 0;
+  for (int64_t total : totals) network_total += total;
+  for (size_t r = 0; r < rounds.size(); ++r) {
+    const CompressionRound& round = rounds[r];
+    const ResultTable::Cell after_pruning =
+        round.accuracy_after_pruning ? ResultTable::Cell(*round.accuracy_after_pruning) : ResultTable::Cell();
+    auto add_row = [&](const std::string& tensor, int64_t total, int64_t remaining) {
+      table.rows.push_back({static_cast<int64_t>(r), round.schedule_percent, tensor, total, remaining,
+                            100.0 * static_cast<double>(remaining) / static_cast<double>(std::max<int64_t>(total, 1)),
+                            compression_ratio(total, remaining), after_pruning, round.accuracy});
+    };
+    int64_t network_remaining = 0;
+    for (size_t k = 0; k < names.size(); ++k) {
+      add_row(names[k], totals[k], round.remaining.at(k));
+      network_remaining += round.remaining.at(k);
+    }
+    add_row("network", network_total, network_remaining);
+  }
+  return table;
+}
+
+std::string describe_compression(const std::vector<std::string>& names, const std::vector<int64_t>& totals,
+                                 const std::vector<CompressionRound>& rounds, int64_t unpruned) {
+  size_t name_width = std::string("accuracy after pruning").size();
+  for (const auto& name : names) name_width = std::max(name_width, name.size());
+  constexpr int kCell = 11;
+  std::ostringstream text;
+  auto row = [&](const std::string& label, const std::string& total, const std::vector<std::string>& cells) {
+    text << "  " << std::left << std::setw(static_cast<int>(name_width)) << label << std::right << std::setw(kCell) << total;
+    for (const auto& cell : cells) text << std::setw(kCell) << cell;
+    text << "\n";
+  };
+  std::vector<std::string> header;
+  for (const CompressionRound& round : rounds)
+    header.push_back(round.schedule_percent == 0.0 ? "dense" : number_text(round.schedule_percent) + "%");
+  row("left of each shared tensor", "total", header);
+  int64_t network_total = 0;
+  std::vector<int64_t> network_remaining(rounds.size(), 0);
+  for (size_t k = 0; k < names.size(); ++k) {
+    std::vector<std::string> cells;
+    for (size_t r = 0; r < rounds.size(); ++r) {
+      const int64_t remaining = rounds[r].remaining.at(k);
+      network_remaining[r] += remaining;
+      cells.push_back(fixed_text(100.0 * static_cast<double>(remaining) / static_cast<double>(std::max<int64_t>(totals[k], 1)),
+                                 2, "%"));
+    }
+    network_total += totals[k];
+    row(names[k], std::to_string(totals[k]), cells);
+  }
+  std::vector<std::string> counts, ratios, with_unpruned, after_pruning, accuracy;
+  for (size_t r = 0; r < rounds.size(); ++r) {
+    counts.push_back(std::to_string(network_remaining[r]));
+    ratios.push_back(fixed_text(compression_ratio(network_total, network_remaining[r]), 2, "x"));
+    with_unpruned.push_back(
+        fixed_text(compression_ratio(network_total + unpruned, network_remaining[r] + unpruned), 2, "x"));
+    after_pruning.push_back(rounds[r].accuracy_after_pruning ? fixed_text(100.0 * *rounds[r].accuracy_after_pruning, 2, "%")
+                                                             : "-");
+    accuracy.push_back(fixed_text(100.0 * rounds[r].accuracy, 2, "%"));
+  }
+  row("network (weights left)", std::to_string(network_total), counts);
+  row("compression", "", ratios);
+  if (unpruned > 0) row("compression with head", std::to_string(unpruned), with_unpruned);
+  row("accuracy after pruning", "", after_pruning);
+  row("accuracy", "", accuracy);
+  std::string table = text.str();
+  if (!table.empty()) table.pop_back();  // no trailing newline: the logger ends the line
+  return table;
 }
 
 }  // namespace clx

@@ -1,11 +1,14 @@
 #pragma once
 // Masks for neural pruning (ANPyC, DESIGN.md 4.2; the released code's
 // get_mask_matrix1/2): which weights a task uses and which stay free for
-// later tasks.
+// later tasks; and the record of compression pruning (the paper's Table IV:
+// one task, pruned in rounds).
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "algorithms/parameter_tensors.h"
+#include "runtime/strategy.h"
 
 namespace clx {
 
@@ -36,5 +39,42 @@ NamedTensors weights_to_free(const NamedTensors& omega, const NamedTensors& cand
 
 // One line per tensor: "name: used U, free F (x% free)", and a total line.
 std::string describe_masks(const NamedTensors& masks);
+
+// ---- compression pruning (anpyc.prune_schedule = compression)
+
+// "55, 80, 91.5" -> {55, 80, 91.5}: the percent of the weights freed after
+// each round, cumulative. Throws clx::Error naming anpyc.compression_schedule
+// for an item that is no number and for any schedule that
+// check_compression_schedule refuses.
+std::vector<double> parse_compression_schedule(const std::string& text);
+// Throws clx::Error naming anpyc.compression_schedule unless `percents` holds
+// at least one round, every percent in (0, 100), each above the one before.
+void check_compression_schedule(const std::vector<double>& percents);
+
+// total / remaining: how many times smaller the kept part is (infinity when nothing remains).
+double compression_ratio(int64_t total, int64_t remaining);
+
+// One compression round: what is left of each shared tensor and the accuracy
+// on the evaluation split. Round 0 is the trained network before pruning.
+struct CompressionRound {
+  double schedule_percent = 0.0;   // the schedule's percent freed by this round (0 for round 0)
+  std::vector<int64_t> remaining;  // per shared tensor: weights still used
+  std::optional<double> accuracy_after_pruning;  // before retraining (none for round 0)
+  double accuracy = 0.0;                         // after retraining
+};
+
+// The rounds as the table "compression": per round one row per shared tensor
+// (`names`, sizes `totals`) and one row "network" (their sums), with columns
+// round, schedule_percent, tensor, total, remaining, remaining_percent,
+// compression (total / remaining), accuracy_after_pruning, accuracy.
+ResultTable compression_table(const std::vector<std::string>& names, const std::vector<int64_t>& totals,
+                              const std::vector<CompressionRound>& rounds);
+
+// The rounds for the log, as the paper's Table IV: a row per shared tensor
+// (percent left), the network's remaining count, compression ratio and
+// accuracies, a column per round. `unpruned` parameters (the task's head,
+// never pruned) give one more line: the ratio with them counted (none when 0).
+std::string describe_compression(const std::vector<std::string>& names, const std::vector<int64_t>& totals,
+                                 const std::vector<CompressionRound>& rounds, int64_t unpruned);
 
 }  // namespace clx

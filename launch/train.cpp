@@ -315,6 +315,7 @@ int run(TrainOptions& options, Communicator& control) {
   run_on_all_ranks(comm, [&] {
     stream = load_task_stream(options.stream);
     check_counts_fit(options.trainer, stream);
+    strategy->check_stream(stream);
   });
   require_identical_across_ranks(comm, stream.summary(), "the dataset (task sizes)");
   if (!joint_accuracies.empty() && static_cast<int64_t>(joint_accuracies.size()) != stream.size())
@@ -364,7 +365,9 @@ int run(TrainOptions& options, Communicator& control) {
     RunDescription description{options.algorithm, stream.description, comm.size(), tensors_comm.backend(),
                                options.effective_config};
     write_results(options.output_dir, description, result, metrics);
-    log.info("results written to " + options.output_dir + "/results.json, accuracy_matrix.csv, metrics.csv");
+    std::string written = options.output_dir + "/results.json, accuracy_matrix.csv, metrics.csv";
+    for (const ResultTable& table : result.tables) written += ", " + table.name + ".csv";
+    log.info("results written to " + written);
   });
   if (comm.is_root()) std::cout << "\n" << format_results_table(result, metrics);
   return 0;

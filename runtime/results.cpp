@@ -5,6 +5,8 @@
 #include <iomanip>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <type_traits>
+#include <variant>
 
 #include "runtime/error.h"
 #include "runtime/file_io.h"
@@ -28,6 +30,29 @@ std::string optional_percent(const std::optional<double>& value) {
   std::ostringstream text;
   text << std::fixed << std::setprecision(2) << 100.0 * *value;
   return text.str();
+}
+
+nlohmann::json cell_json(const ResultTable::Cell& cell) {
+  return std::visit(
+      [](const auto& value) -> nlohmann::json {
+        if constexpr (std::is_same_v<std::decay_t<decltype(value)>, std::monostate>) return nullptr;
+        else return value;
+      },
+      cell);
+}
+
+// A CSV field: numbers to 10 significant digits; text quoted (RFC 4180) when it holds a comma, quote or line break.
+std::string cell_csv(const ResultTable::Cell& cell) {
+  if (const auto* text = std::get_if<std::string>(&cell)) {
+    if (text->find_first_of(",\"\n\r") == std::string::npos) return *text;
+    std::string quoted = "\"";
+    for (char c : *text) quoted += c == '"' ? std::string("\"\"") : std::string(1, c);
+    return quoted + "\"";
+  }
+  std::ostringstream number;
+  if (const auto* integer = std::get_if<int64_t>(&cell)) number << *integer;
+  if (const auto* real = std::get_if<double>(&cell)) number << std::setprecision(10) << *real;
+  return number.str();
 }
 
 std::string stage_label(const StageRecord& stage) {
@@ -62,6 +87,15 @@ void write_results(const std::string& directory, const RunDescription& run, cons
                       {"final_train_accuracy", stage.final_train_accuracy}});
   json["stages"] = stages;
   json["total_seconds"] = result.total_seconds;
+  for (const ResultTable& table : result.tables) {
+    nlohmann::json rows = nlohmann::json::array();
+    for (const auto& row : table.rows) {
+      nlohmann::json cells = nlohmann::json::array();
+      for (const auto& cell : row) cells.push_back(cell_json(cell));
+      rows.push_back(cells);
+    }
+    json["tables"][table.name] = {{"columns", table.columns}, {"rows", rows}};
+  }
   json["config"] = run.effective_config;
   // Invalid UTF-8 (a file or class name from the data, say) becomes U+FFFD
   // rather than an exception that would lose the run's results.
@@ -91,6 +125,17 @@ void write_results(const std::string& directory, const RunDescription& run, cons
       << "fwt_gem," << optional_csv(metrics.fwt_gem) << "\n"
       << "smt," << optional_csv(metrics.smt) << "\n";
   write_file_atomically((dir / "metrics.csv").string(), csv.str());
+
+  for (const ResultTable& table : result.tables) {
+    std::ostringstream text;
+    for (size_t k = 0; k < table.columns.size(); ++k) text << (k ? "," : "") << table.columns[k];
+    text << "\n";
+    for (const auto& row : table.rows) {
+      for (size_t k = 0; k < row.size(); ++k) text << (k ? "," : "") << cell_csv(row[k]);
+      text << "\n";
+    }
+    write_file_atomically((dir / (table.name + ".csv")).string(), text.str());
+  }
 }
 
 std::string format_results_table(const RunResult& result, const MetricSummary& metrics) {

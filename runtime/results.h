@@ -1,6 +1,7 @@
 #pragma once
 // Writing a run's results: results.json (everything), accuracy_matrix.csv,
-// metrics.csv, and the table printed at the end of a run.
+// metrics.csv, one <name>.csv per strategy table, and the table printed at the
+// end of a run.
 #include <string>
 
 #include "runtime/metrics.h"
@@ -16,7 +17,8 @@ struct RunDescription {
   std::string effective_config;  // "key = value" lines
 };
 
-// Writes results.json, accuracy_matrix.csv and metrics.csv into `directory`,
+// Writes results.json, accuracy_matrix.csv, metrics.csv and the strategy's
+// tables (RunResult::tables, as <name>.csv) into `directory`,
 // each atomically with every write checked (runtime/file_io.h); throws
 // FileError naming the file and the OS reason. Text that is not valid UTF-8
 // is written to results.json with U+FFFD in place of the invalid bytes.

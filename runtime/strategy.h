@@ -15,6 +15,7 @@
 #include <functional>
 #include <string>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include "runtime/data/task_stream.h"
@@ -66,6 +67,10 @@ struct StageContext {
   // a train_epochs call): the strategy continues from its saved progress, and the
   // first train_epochs call continues from the saved epoch and batch.
   bool resuming_after_task = false;
+  // Valid during after_task: the accuracy (fraction) of every task on the
+  // evaluation split with the current weights, evaluated as after a stage
+  // (through before_evaluate/after_evaluate). A collective: every rank calls it.
+  std::function<std::vector<double>()> evaluate;
 
   // The head that answers for `task` in this layout.
   int64_t head_for(int task) const { return heads == HeadLayout::Multi ? task : 0; }
@@ -74,6 +79,16 @@ struct StageContext {
   torch::Tensor inputs(const TaskData& data, const torch::Tensor& positions) const {
     return data.inputs(positions).to(device, /*non_blocking=*/true);
   }
+};
+
+// A table a strategy reports beside the accuracy matrix (ANPyC's compression
+// rounds). The run folder gets it as <name>.csv and under "tables" in
+// results.json; an empty cell (std::monostate) is an empty CSV field and a JSON null.
+struct ResultTable {
+  using Cell = std::variant<std::monostate, int64_t, double, std::string>;
+  std::string name;
+  std::vector<std::string> columns;
+  std::vector<std::vector<Cell>> rows;
 };
 
 class Strategy {
@@ -88,6 +103,10 @@ class Strategy {
     for (int task = 0; task < num_tasks; ++task) one_per_task.push_back({task});
     return one_per_task;
   }
+  // Throws clx::Error naming the option when the strategy, as configured,
+  // cannot train `stream`. The launcher calls it on every rank before
+  // training starts, so a refusal is one message, not a failed rank.
+  virtual void check_stream(const TaskStream& stream) const {}
   // Whether the shared trunk is trained in `stage` (SGD-F freezes it after task 1).
   virtual bool trains_shared_parameters(int stage) const { return true; }
 
@@ -112,6 +131,9 @@ class Strategy {
   virtual NamedTensors state() const { return {}; }
   // Restores what state() returned (from a checkpoint), replacing the current state.
   virtual void load_state(const NamedTensors& state) {}
+  // The strategy's own result tables so far (none by default); the trainer
+  // collects them into RunResult::tables when the run ends.
+  virtual std::vector<ResultTable> result_tables() const { return {}; }
 };
 
 }  // namespace clx

@@ -56,4 +56,15 @@ std::string sizes_text(const std::vector<int64_t>& sizes) {
   return text;
 }
 
+std::vector<std::string> parse_name_list(const std::string& text) {
+  std::vector<std::string> names;
+  std::stringstream stream(text);
+  for (std::string item; std::getline(stream, item, ',');) {
+    const auto first = item.find_first_not_of(" \t");
+    if (first == std::string::npos) continue;
+    names.push_back(item.substr(first, item.find_last_not_of(" \t") - first + 1));
+  }
+  return names;
+}
+
 }  // namespace clx

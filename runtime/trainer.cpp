@@ -240,12 +240,14 @@ StageRecord Trainer::train_stage(int stage, const std::vector<int>& tasks) {
     run.prefetch = run.prefetch || (config_.prefetch && !dynamic_cast<const LabelledImages*>(
                                                             stream_.tasks[task].train.source.get()));
   context.train_epochs = [this, &run](int64_t count, const std::string& label) { train_epochs(run, count, label); };
+  context.evaluate = [this, &run] { return evaluate_all(run.tasks.back()); };
   if (resumed_phase.empty() || resumed_phase == "training") train_epochs(run, config_.epochs, "epoch");
   clock_.main_training_done(seconds_running());
   run.phase = "after_task";
   context.resuming_after_task = resumed_phase == "after_task";
   strategy_.after_task(context);
   context.train_epochs = nullptr;
+  context.evaluate = nullptr;
   run.record.train_seconds = seconds_since(start);
   return run.record;
 }
@@ -695,6 +697,7 @@ RunResult Trainer::run(const CheckpointState* resume, const std::string& resume_
       throw PreemptedError("stopped by a signal after " + task_list(tasks) +
                            (checkpoints_ ? "; checkpoint written to " + config_.checkpoint_dir : ""));
   }
+  progress_.tables = strategy_.result_tables();
   progress_.total_seconds = seconds_since(start);
   return progress_;
 }

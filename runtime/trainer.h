@@ -83,6 +83,7 @@ struct RunResult {
   std::vector<StageRecord> stages;
   std::vector<std::string> task_names;
   double total_seconds = 0.0;
+  std::vector<ResultTable> tables;  // the strategy's own (Strategy::result_tables)
 };
 
 class Trainer {

@@ -92,6 +92,12 @@ expect_failure "2 ranks: configuration differs between ranks" \
   "${MPI[@]}" -np 2 bash -c '"$0" "$@" --train.lr=0.0$((OMPI_COMM_WORLD_RANK + 1))' "$TRAIN" "${SMALL[@]}"
 expect_failure "2 ranks: diverging loss (NaN)" "non-finite training loss" \
   "${MPI[@]}" -np 2 "$TRAIN" --train.lr=1e30 "${SMALL[@]}"
+expect_failure "2 ranks: compression schedule not increasing" \
+  "anpyc.compression_schedule: round 2's 40 is not above round 1's 50: the percents are cumulative and must increase round by round" \
+  "${MPI[@]}" -np 2 "$TRAIN" --train.algorithm=anpyc --anpyc.prune_schedule=compression --anpyc.compression_schedule=50,40 "${SMALL[@]}"
+expect_failure "2 ranks: compression of a stream of several tasks" \
+  "anpyc.prune_schedule=compression prunes a network trained on one task, this stream has 5" \
+  "${MPI[@]}" -np 2 "$TRAIN" --train.algorithm=anpyc --anpyc.prune_schedule=compression "${SMALL[@]}"
 
 # --- help works and names every section
 timeout 60 "$TRAIN" --help > "$WORK/help.txt" 2>&1 && grep -q "train.algorithm" "$WORK/help.txt" && grep -q "data.permute_first" "$WORK/help.txt" \

@@ -998,6 +998,88 @@ TEST(Pruning, GlobalThresholdPoolsTheTensorsCandidates) {
   EXPECT_TRUE(torch::equal(global[1].second, bools({1, 1, 0, 1})));
 }
 
+// Compression rounds use the task-1 rule on every weight with a cumulative
+// percent: the weights freed by earlier rounds are zero and score 0, so each
+// round's percentile frees the schedule's share of the whole tensor (or, with
+// a global threshold, of the network).
+TEST(Pruning, CompressionRoundsFreeTheirCumulativePercentPerTensorOrGlobally) {
+  const NamedTensors all{{"w", bools({1, 1, 1, 1, 1, 1, 1, 1})}, {"b", bools({1, 1, 1, 1})}};
+  const NamedTensors round1{{"w", torch::tensor({0.8f, 0.1f, 0.4f, 0.3f, 0.6f, 0.2f, 0.7f, 0.5f})},
+                            {"b", torch::tensor({0.05f, 0.9f, 0.3f, 0.02f})}};
+  // Per tensor, 25%: w's percentile 0.2 + 0.75 * 0.1 = 0.275 frees 0.1, 0.2; b's 0.02 + 0.75 * 0.03 = 0.0425 frees 0.02.
+  auto per_tensor1 = weights_to_free(round1, all, 25, /*first_task=*/true, /*global=*/false);
+  EXPECT_TRUE(torch::equal(per_tensor1[0].second, bools({0, 1, 0, 0, 0, 1, 0, 0})));
+  EXPECT_TRUE(torch::equal(per_tensor1[1].second, bools({0, 0, 0, 1})));
+  // After retraining the kept weights score anew, the freed ones 0. 50%: w's
+  // {0, 0, .35, .45, .5, .6, .7, .8} at index 3.5 gives 0.475 (4 of 8 freed);
+  // b's {0, .1, .3, .9} at index 1.5 gives 0.2 (2 of 4).
+  const NamedTensors per_tensor2_omega{{"w", torch::tensor({0.8f, 0.0f, 0.35f, 0.45f, 0.6f, 0.0f, 0.7f, 0.5f})},
+                                       {"b", torch::tensor({0.1f, 0.9f, 0.3f, 0.0f})}};
+  auto per_tensor2 = weights_to_free(per_tensor2_omega, all, 50, true, false);
+  EXPECT_TRUE(torch::equal(per_tensor2[0].second, bools({0, 1, 1, 1, 0, 1, 0, 0})));
+  EXPECT_TRUE(torch::equal(per_tensor2[1].second, bools({1, 0, 0, 1})));
+  // Global, 25% of the 12 pooled values {.02, .05, .1, .2, .3, .3, ...}: index
+  // 2.75 gives 0.175, so w loses 1 of 8 and b 2 of 4: rates differ per tensor.
+  auto global1 = weights_to_free(round1, all, 25, true, true);
+  EXPECT_TRUE(torch::equal(global1[0].second, bools({0, 1, 0, 0, 0, 0, 0, 0})));
+  EXPECT_TRUE(torch::equal(global1[1].second, bools({1, 0, 0, 1})));
+  // Global, 50%: pooled {0, 0, 0, .2, .3, .35, .45, ...}, index 5.5 gives 0.4: 6 of 12.
+  const NamedTensors global2_omega{{"w", torch::tensor({0.8f, 0.0f, 0.35f, 0.45f, 0.6f, 0.2f, 0.7f, 0.5f})},
+                                   {"b", torch::tensor({0.0f, 0.9f, 0.3f, 0.0f})}};
+  auto global2 = weights_to_free(global2_omega, all, 50, true, true);
+  EXPECT_TRUE(torch::equal(global2[0].second, bools({0, 1, 1, 0, 0, 1, 0, 0})));
+  EXPECT_TRUE(torch::equal(global2[1].second, bools({1, 0, 1, 1})));
+}
+
+TEST(Pruning, CompressionScheduleIsIncreasingPercentsInsideZeroToHundred) {
+  EXPECT_EQ(parse_compression_schedule(" 55, 80,91.5 "), (std::vector<double>{55, 80, 91.5}));
+  EXPECT_EQ(parse_compression_schedule("98.25"), (std::vector<double>{98.25}));
+  EXPECT_NO_THROW(check_compression_schedule(AnpycOptions().compression_schedule));
+  const std::vector<std::pair<std::string, std::string>> cases{
+      {"50,40", "anpyc.compression_schedule: round 2's 40 is not above round 1's 50"},
+      {"50,50", "anpyc.compression_schedule: round 2's 50 is not above round 1's 50"},
+      {"0,50", "anpyc.compression_schedule: round 1's 0 is outside (0, 100)"},
+      {"50,100", "anpyc.compression_schedule: round 2's 100 is outside (0, 100)"},
+      {"-5", "anpyc.compression_schedule: round 1's -5 is outside (0, 100)"},
+      {"nan", "anpyc.compression_schedule: round 1's nan is outside (0, 100)"},
+      {"50,abc", "anpyc.compression_schedule: 'abc' is not a number"},
+      {"50,60x", "anpyc.compression_schedule: '60x' is not a number"},
+      {" , ", "anpyc.compression_schedule: needs at least one round"},
+  };
+  for (const auto& [text, message] : cases) {
+    SCOPED_TRACE(text);
+    expect_error([&] { parse_compression_schedule(text); }, {message});
+  }
+}
+
+TEST(Pruning, CompressionRatioIsTotalOverRemainingForEachTensorAndTheNetwork) {
+  EXPECT_DOUBLE_EQ(compression_ratio(1000, 10), 100.0);
+  EXPECT_DOUBLE_EQ(compression_ratio(7, 2), 3.5);
+  EXPECT_DOUBLE_EQ(compression_ratio(5, 5), 1.0);
+  EXPECT_TRUE(std::isinf(compression_ratio(5, 0)));
+  // Tensors of 900 and 100 weights: dense, then 500 left (2x), then 17 left (1000 / 17 = 58.82x).
+  const std::vector<std::string> names{"w", "b"};
+  const std::vector<int64_t> totals{900, 100};
+  const std::vector<CompressionRound> rounds{{0.0, {900, 100}, std::nullopt, 0.9},
+                                             {50.0, {400, 100}, 0.85, 0.88},
+                                             {98.25, {10, 7}, 0.5, 0.8}};
+  const ResultTable table = compression_table(names, totals, rounds);
+  EXPECT_EQ(table.name, "compression");
+  ASSERT_EQ(table.rows.size(), 9u);  // 3 rounds x (2 tensors + network)
+  const std::vector<ResultTable::Cell> network_round2{int64_t{2}, 98.25, std::string("network"), int64_t{1000},
+                                                      int64_t{17}, 1.7, 1000.0 / 17.0, 0.5, 0.8};
+  EXPECT_EQ(table.rows[8], network_round2);
+  const std::vector<ResultTable::Cell> w_round1{int64_t{1}, 50.0, std::string("w"), int64_t{900}, int64_t{400},
+                                                100.0 * 400.0 / 900.0, 2.25, 0.85, 0.88};
+  EXPECT_EQ(table.rows[3], w_round1);
+  EXPECT_TRUE(std::holds_alternative<std::monostate>(table.rows[2][7])) << "round 0 has no accuracy after pruning";
+  // The log's table: percent left per tensor, the network's count and ratio, with the head's 10 counted too
+  // ((1000 + 10) / (17 + 10) = 37.41x).
+  const std::string text = describe_compression(names, totals, rounds, 10);
+  for (const char* phrase : {"dense", "98.25%", "44.44%", "7.00%", "58.82x", "2.00x", "37.41x", "85.00%", "80.00%"})
+    EXPECT_NE(text.find(phrase), std::string::npos) << phrase << " missing from\n" << text;
+}
+
 // ---------------------------------------------------------------- 9. ANPyC with pruning
 
 namespace {
@@ -1007,7 +1089,7 @@ namespace {
 // returns the free set after the round, given the free set before the task.
 std::vector<torch::Tensor> expected_free_after_round(MultiHeadModel& model, StageContext& ctx, int task,
                                                      const std::vector<torch::Tensor>& free_before,
-                                                     const std::vector<int>& steps, const AnpycOptions& options) {
+                                                     const std::vector<double>& steps, const AnpycOptions& options) {
   auto numpy_percentile = [](std::vector<double> v, double percent) {
     std::sort(v.begin(), v.end());
     const double index = percent / 100.0 * static_cast<double>(v.size() - 1);
@@ -1017,7 +1099,7 @@ std::vector<torch::Tensor> expected_free_after_round(MultiHeadModel& model, Stag
   };
   std::vector<torch::Tensor> freed;
   for (const auto& f : free_before) freed.push_back(torch::zeros_like(f));
-  for (int percent : steps) {
+  for (double percent : steps) {
     const NamedTensors omega = entropy_taylor_importance(ctx, task, options.importance);
     for (size_t k = 0; k < omega.size(); ++k) {
       const torch::Tensor values = omega[k].second.to(torch::kCPU, torch::kFloat64).reshape({-1});
@@ -1067,7 +1149,8 @@ TEST(AnpycStrategy, PruningRoundsFollowTheReleasedRulesStepByStepBiasesIncluded)
     shift_shared(model, training);
     shift_shared(expected_model, training);
     anpyc.after_task(ctx);
-    const std::vector<int> steps = task < 2 ? pruning_steps_percent(task + 1, 50, 0.8, 10) : std::vector<int>{};
+    const std::vector<int> budget_steps = task < 2 ? pruning_steps_percent(task + 1, 50, 0.8, 10) : std::vector<int>{};
+    const std::vector<double> steps(budget_steps.begin(), budget_steps.end());
     const auto freed = expected_free_after_round(expected_model, expected_ctx, task, free_before, steps, options);
     const auto parameters = model->shared_parameters(), expected = expected_model->shared_parameters();
     int64_t freed_count = 0;
@@ -1088,6 +1171,94 @@ TEST(AnpycStrategy, PruningRoundsFollowTheReleasedRulesStepByStepBiasesIncluded)
     for (size_t k = 0; k < expected_omega.size(); ++k)
       EXPECT_TRUE(torch::equal(anpyc.omega()[k].second, expected_omega[k].second)) << expected_omega[k].first;
   }
+}
+
+// Compression: one task, pruned in the schedule's rounds by the task-1 rule
+// (the reference above, on a twin model), each round evaluated after pruning
+// and after retraining; what is used only shrinks from round to round.
+TEST(AnpycStrategy, CompressionRoundsFollowTheTaskOneRuleRoundByRoundAndRecordEachRound) {
+  TaskStream stream = tiny_stream(1, 4, 12);
+  MultiHeadModel model = device_mlp(stream, {8, 5}, 34), expected_model = device_mlp(stream, {8, 5}, 34);
+  SingleCommunicator comm;
+  Logger log(1, "");
+  AnpycOptions options;
+  options.prune_schedule = PruneSchedule::Compression;
+  options.compression_schedule = {30, 60, 85};
+  options.retrain_epochs = 0;
+  options.importance.batch = 4;
+  AnpycStrategy anpyc(options);
+  StageContext ctx = hand_context(model, comm, stream, log, 0, {0}, 4);
+  StageContext expected_ctx = hand_context(expected_model, comm, stream, log, 0, {0}, 4);
+  // The trainer's evaluation, scripted: dense, then after pruning and after retraining for each round.
+  const std::vector<double> accuracies{0.9, 0.7, 0.8, 0.6, 0.75, 0.5, 0.7};
+  std::vector<std::vector<torch::Tensor>> used_seen;
+  ctx.evaluate = [&] {
+    std::vector<torch::Tensor> used;
+    for (const auto& [name, mask] : anpyc.masks()) used.push_back(mask.gt(0.5));
+    used_seen.push_back(used);
+    return std::vector<double>{accuracies.at(used_seen.size() - 1)};
+  };
+  anpyc.before_task(ctx);
+  const auto training = random_like_shared(model, 0.3, 45);
+  shift_shared(model, training);
+  shift_shared(expected_model, training);
+  anpyc.after_task(ctx);
+
+  std::vector<torch::Tensor> all;
+  for (const auto& p : model->shared_parameters()) all.push_back(torch::ones_like(p, torch::kBool));
+  const auto freed = expected_free_after_round(expected_model, expected_ctx, 0, all, {30, 60, 85}, options);
+  const auto parameters = model->shared_parameters(), expected = expected_model->shared_parameters();
+  for (size_t k = 0; k < freed.size(); ++k) {
+    SCOPED_TRACE(anpyc.masks()[k].first);
+    EXPECT_TRUE(torch::equal(anpyc.masks()[k].second.eq(0), freed[k]));
+    EXPECT_TRUE(torch::equal(parameters[k], expected[k]));
+  }
+  ASSERT_EQ(used_seen.size(), accuracies.size());
+  const std::vector<CompressionRound>& rounds = anpyc.compression_rounds();
+  ASSERT_EQ(rounds.size(), 4u);
+  const std::vector<double> percents{0, 30, 60, 85};
+  for (size_t r = 0; r < rounds.size(); ++r) {
+    SCOPED_TRACE("round " + std::to_string(r));
+    EXPECT_EQ(rounds[r].schedule_percent, percents[r]);
+    EXPECT_EQ(rounds[r].accuracy, accuracies[r == 0 ? 0 : 2 * r]);
+    EXPECT_EQ(rounds[r].accuracy_after_pruning, r == 0 ? std::nullopt : std::optional<double>(accuracies[2 * r - 1]));
+    int64_t remaining = 0, total = 0;
+    for (size_t k = 0; k < parameters.size(); ++k) {
+      total += parameters[k].numel();
+      remaining += rounds[r].remaining[k];
+      // Round r's counts are what the evaluation after its retraining saw (round 0: every weight).
+      EXPECT_EQ(rounds[r].remaining[k], r == 0 ? parameters[k].numel() : used_seen[2 * r][k].sum().item<int64_t>());
+      if (r > 0) EXPECT_LE(rounds[r].remaining[k], rounds[r - 1].remaining[k]);
+    }
+    // The task-1 rule frees at least the percentile's rank q (n - 1) of each tensor's n weights (no ties here):
+    // at most (1 - q) n + q left.
+    if (r > 0)
+      EXPECT_LE(static_cast<double>(remaining),
+                (1.0 - percents[r] / 100.0) * static_cast<double>(total) + static_cast<double>(parameters.size()));
+  }
+  // Used weights only shrink: each evaluation after the first sees a subset of the one before.
+  for (size_t call = 2; call < used_seen.size(); ++call)
+    for (size_t k = 0; k < used_seen[call].size(); ++k)
+      EXPECT_FALSE(used_seen[call][k].logical_and(used_seen[call - 1][k].logical_not()).any().item<bool>())
+          << "evaluation " << call << ": a freed weight is used again";
+  // The record is strategy state: a strategy loaded from it reports the same table.
+  AnpycStrategy loaded(options);
+  loaded.load_state(anpyc.state());
+  ASSERT_EQ(loaded.result_tables().size(), 1u);
+  EXPECT_EQ(loaded.result_tables()[0].rows, anpyc.result_tables()[0].rows);
+}
+
+TEST(AnpycStrategy, CompressionNeedsAStreamOfOneTask) {
+  TaskStream stream = tiny_stream(2, 2, 8);
+  MultiHeadModel model = device_mlp(stream, {6}, 35);
+  SingleCommunicator comm;
+  Logger log(1, "");
+  AnpycOptions options;
+  options.prune_schedule = PruneSchedule::Compression;
+  AnpycStrategy anpyc(options);
+  StageContext ctx = hand_context(model, comm, stream, log, 0, {0}, 4);
+  expect_error([&] { anpyc.before_task(ctx); },
+               {"anpyc.prune_schedule=compression prunes a network trained on one task, this stream has 2"});
 }
 
 TEST(AnpycStrategy, FreeWeightsStayZeroWhileRetrainingUnderMomentumAndWeightDecay) {
@@ -1263,10 +1434,13 @@ TEST(StrategyOptions, DefaultsReproduceTheReleasedCode) {
   EXPECT_EQ(defaults.lambda, 3.0);
   EXPECT_EQ(defaults.inference_masks, InferenceMasks::None);
   EXPECT_EQ(defaults.penalty_step, PenaltyStep::Explicit);
+  EXPECT_EQ(defaults.prune_schedule, PruneSchedule::Released);
   for (const char* algorithm : {"anpyc", "ewc", "si", "mas", "lwf", "finetune"})
     EXPECT_NE(strategy_from(algorithm, {}), nullptr) << algorithm;
   EXPECT_NE(strategy_from("anpyc", {"--anpyc.entropy=mean", "--anpyc.hessian=fisher", "--train.penalty_step=proximal",
                                     "--anpyc.inference_masks=per_task", "--anpyc.retrain_until_recovered=true"}),
+            nullptr);
+  EXPECT_NE(strategy_from("anpyc", {"--anpyc.prune_schedule=compression", "--anpyc.compression_schedule=50,75,87.5"}),
             nullptr);
 }
 
@@ -1286,6 +1460,11 @@ TEST(StrategyOptions, EachBadValueGetsOneMessageNamingItsOption) {
       {"anpyc", "--anpyc.step=0.125", "anpyc.step: must be a whole percent between 1% and 100%"},
       {"anpyc", "--anpyc.first_budget=1", "anpyc.first_budget: must be a whole percent between 1% and 99%"},
       {"anpyc", "--anpyc.retrain_epochs=-1", "anpyc.retrain_epochs: must be >= 0"},
+      {"anpyc", "--anpyc.prune_schedule=budget", "anpyc.prune_schedule: 'budget' is not one of released, compression"},
+      {"anpyc", "--anpyc.compression_schedule=90,80",
+       "anpyc.compression_schedule: round 2's 80 is not above round 1's 90: the percents are cumulative and must "
+       "increase round by round"},
+      {"anpyc", "--anpyc.compression_schedule=50,100", "anpyc.compression_schedule: round 2's 100 is outside (0, 100)"},
       {"mas", "--mas.importance=sum", "mas.importance: 'sum' is not one of per_sample, batch"},
       {"ewc", "--ewc.labels=random", "ewc.labels: 'random' is not one of sampled, true"},
       {"ewc", "--ewc.mode=both", "ewc.mode: 'both' is not one of separate, online"},

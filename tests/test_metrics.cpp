@@ -10,12 +10,15 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "runtime/error.h"
 #include "runtime/fingerprint.h"
 #include "runtime/metrics.h"
+#include "runtime/results.h"
 
 using clx::testing_support::expect_error;
 
@@ -200,6 +203,30 @@ TEST_F(ResultsFileTest, ReadsTheLastStage) {
 
   const std::string single = write("single.json", R"({"accuracy_matrix": {"stages": [[0.25, 0.75]]}})");
   EXPECT_EQ(clx::read_final_accuracies(single), (std::vector<double>{0.25, 0.75}));
+}
+
+// A strategy's table: <name>.csv (text with a comma or quote quoted, an empty
+// cell empty) and the same cells under "tables" in results.json (empty: null).
+TEST_F(ResultsFileTest, StrategyTablesBecomeCsvFilesAndJsonTables) {
+  clx::RunResult result;
+  result.task_names = {"t1"};
+  result.matrix.initial = {0.1};
+  result.matrix.stages = {{0.5}};
+  result.stages.push_back(clx::StageRecord{{0}});
+  result.tables.push_back({"demo",
+                           {"name", "count", "value", "none"},
+                           {{std::string("plain"), int64_t{3}, 0.125, std::monostate()},
+                            {std::string("a,b \"q\""), int64_t{-1}, 1e-12, std::monostate()}}});
+  clx::write_results(dir_.string(), clx::RunDescription{"anpyc", "tiny", 1, "single", ""}, result,
+                     clx::summarise(result.matrix));
+  std::ifstream csv(dir_ / "demo.csv");
+  const std::string text((std::istreambuf_iterator<char>(csv)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(text, "name,count,value,none\nplain,3,0.125,\n\"a,b \"\"q\"\"\",-1,1e-12,\n");
+  std::ifstream json_file(dir_ / "results.json");
+  const auto json = nlohmann::json::parse(json_file);
+  EXPECT_EQ(json["tables"]["demo"]["columns"], nlohmann::json({"name", "count", "value", "none"}));
+  EXPECT_EQ(json["tables"]["demo"]["rows"][0], nlohmann::json::parse(R"(["plain", 3, 0.125, null])"));
+  EXPECT_EQ(json["tables"]["demo"]["rows"][1][0], "a,b \"q\"");
 }
 
 TEST_F(ResultsFileTest, MissingFileThrows) {

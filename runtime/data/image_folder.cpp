@@ -32,17 +32,6 @@ bool image_folders_supported() {
 #endif
 }
 
-std::vector<std::string> parse_name_list(const std::string& text) {
-  std::vector<std::string> names;
-  std::stringstream stream(text);
-  for (std::string item; std::getline(stream, item, ',');) {
-    const auto first = item.find_first_not_of(" \t");
-    if (first == std::string::npos) continue;
-    names.push_back(item.substr(first, item.find_last_not_of(" \t") - first + 1));
-  }
-  return names;
-}
-
 void validate_image_folder_options(const ImageFolderOptions& options) {
   if (options.image_size < 8 || options.image_size > 4096)
     throw Error("data.image_size: must be in [8, 4096] pixels, got " + std::to_string(options.image_size));

@@ -47,8 +47,6 @@ struct ImageFolderOptions {
 
 // Throws clx::Error naming the option when a value is impossible (reads no files).
 void validate_image_folder_options(const ImageFolderOptions& options);
-// "a,b,c" -> {"a", "b", "c"}, spaces around names removed, empty items dropped.
-std::vector<std::string> parse_name_list(const std::string& text);
 // Whether this build can read image folders (OpenCV was found).
 bool image_folders_supported();
 

@@ -13,6 +13,7 @@
 #include "runtime/data/stl10.h"
 #include "runtime/data/svhn.h"
 #include "runtime/error.h"
+#include "runtime/text.h"
 
 namespace clx {
 namespace {

@@ -10,6 +10,7 @@
 #include "runtime/data/multi_dataset.h"
 #include "runtime/data/sampler.h"
 #include "runtime/error.h"
+#include "runtime/text.h"
 
 namespace clx {
 
