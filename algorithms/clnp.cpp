@@ -74,9 +74,7 @@ ClnpStrategy::ClnpStrategy(ClnpOptions options) : options_(options) {
 
 void ClnpStrategy::check_model(const StageContext& ctx) const {
   const HiddenUnits& units = ctx.model.hidden_units();
-  if (units.empty())
-    throw Error("train.algorithm=clnp needs a model that exposes its hidden units (an mlp with hidden layers, lenet or "
-                "vgg9)");
+  units.require_wired(ctx.model.named_shared_parameters(), "clnp", "an mlp with hidden layers, lenet or vgg9");
   if (!units.isolation_broken_by.empty())
     throw Error("train.algorithm=clnp needs a network whose units only meet through weights (mlp, lenet or vgg9): in "
                 "this one " + units.isolation_broken_by + " carry later tasks' units into earlier ones");
@@ -136,9 +134,9 @@ void ClnpStrategy::after_backward(StageContext& ctx) {
   const std::vector<torch::Tensor> free = free_units();
   const HiddenUnits& units = ctx.model.hidden_units();
   for (const auto& [name, parameter] : ctx.model.named_shared_parameters()) {
-    if (!parameter.grad().defined()) continue;
-    for (const auto& wiring : units.parameters)
-      if (wiring.parameter == name) parameter.mutable_grad().mul_(output_units_view(wiring, parameter, free));
+    const ParameterUnits* wiring = units.wiring(name);
+    if (parameter.grad().defined() && wiring != nullptr)
+      parameter.mutable_grad().mul_(output_units_view(*wiring, parameter, free));
   }
 }
 
@@ -151,11 +149,10 @@ void ClnpStrategy::after_step(StageContext& ctx) {
   const auto parameters = ctx.model.named_shared_parameters();
   for (size_t k = 0; k < parameters.size(); ++k) {
     torch::Tensor parameter = parameters[k].second;
-    for (const auto& wiring : units.parameters)
-      if (wiring.parameter == parameters[k].first) {
-        const torch::Tensor owned = output_units_view(wiring, parameter, free).eq(0).expand_as(parameter);
-        parameter.copy_(torch::where(owned, task_start_[k].second, parameter));
-      }
+    const ParameterUnits* wiring = units.wiring(parameters[k].first);
+    if (wiring == nullptr) continue;
+    const torch::Tensor owned = output_units_view(*wiring, parameter, free).eq(0).expand_as(parameter);
+    parameter.copy_(torch::where(owned, task_start_[k].second, parameter));
   }
 }
 
@@ -251,13 +248,12 @@ void ClnpStrategy::after_task(StageContext& ctx) {
   std::vector<torch::Tensor> owned;
   for (const auto& f : now_free) owned.push_back(1.0 - f);
   const HiddenUnits& units = ctx.model.hidden_units();
-  for (const auto& [name, parameter] : ctx.model.named_shared_parameters())
-    for (const auto& wiring : units.parameters) {
-      if (wiring.parameter != name) continue;
-      const torch::Tensor from_free = input_units_view(wiring, parameter, now_free);
-      if (from_free.defined())
-        parameter.masked_fill_((output_units_view(wiring, parameter, owned) * from_free).gt(0).expand_as(parameter), 0.0);
-    }
+  for (const auto& [name, parameter] : ctx.model.named_shared_parameters()) {
+    const ParameterUnits* wiring = units.wiring(name);
+    const torch::Tensor from_free = wiring ? input_units_view(*wiring, parameter, now_free) : torch::Tensor();
+    if (from_free.defined())
+      parameter.masked_fill_((output_units_view(*wiring, parameter, owned) * from_free).gt(0).expand_as(parameter), 0.0);
+  }
   for (auto& head_parameter : ctx.model.head_parameters(head))
     if (head_parameter.dim() == 2)
       head_parameter.masked_fill_(now_free.back().gt(0).view({1, -1}).expand_as(head_parameter), 0.0);

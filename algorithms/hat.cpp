@@ -69,15 +69,8 @@ HatStrategy::HatStrategy(HatOptions options) : options_(options) {
 }
 
 void HatStrategy::check_model(const ContinualNet& model) const {
-  const HiddenUnits& units = model.hidden_units();
-  if (units.empty())
-    throw Error("train.algorithm=hat needs a model that exposes its hidden units (an mlp with hidden layers, lenet, "
-                "vgg9 or resnet18)");
-  for (const auto& [name, parameter] : model.named_shared_parameters()) {
-    bool wired = false;
-    for (const auto& wiring : units.parameters) wired = wired || wiring.parameter == name;
-    if (!wired) throw Error("train.algorithm=hat: the model does not say which units " + name + " connects");
-  }
+  model.hidden_units().require_wired(model.named_shared_parameters(), "hat",
+                                     "an mlp with hidden layers, lenet, vgg9 or resnet18");
 }
 
 std::vector<torch::Tensor> HatStrategy::cumulative_values() const {
@@ -144,14 +137,12 @@ void HatStrategy::after_backward(StageContext& ctx) {
   const std::vector<torch::Tensor> cumulative = cumulative_values();
   const HiddenUnits& units = ctx.model.hidden_units();
   for (const auto& [name, parameter] : ctx.model.named_shared_parameters()) {
-    if (!parameter.grad().defined()) continue;
-    for (const auto& wiring : units.parameters) {
-      if (wiring.parameter != name) continue;
-      torch::Tensor used = output_units_view(wiring, parameter, cumulative);
-      const torch::Tensor in = input_units_view(wiring, parameter, cumulative);
-      if (in.defined()) used = torch::min(used, in);
-      parameter.mutable_grad().mul_(1.0 - used);
-    }
+    const ParameterUnits* wiring = units.wiring(name);
+    if (!parameter.grad().defined() || wiring == nullptr) continue;
+    torch::Tensor used = output_units_view(*wiring, parameter, cumulative);
+    const torch::Tensor in = input_units_view(*wiring, parameter, cumulative);
+    if (in.defined()) used = torch::min(used, in);
+    parameter.mutable_grad().mul_(1.0 - used);
   }
 }
 

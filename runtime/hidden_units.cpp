@@ -47,6 +47,22 @@ void HiddenUnits::connect(const std::string& prefix, const torch::nn::Module& mo
     parameters.push_back(ParameterUnits{prefix + "." + item.key(), out, in, in_repeat});
 }
 
+const ParameterUnits* HiddenUnits::wiring(const std::string& parameter) const {
+  for (const auto& item : parameters)
+    if (item.parameter == parameter) return &item;
+  return nullptr;
+}
+
+void HiddenUnits::require_wired(const std::vector<std::pair<std::string, torch::Tensor>>& shared_parameters,
+                                const std::string& algorithm, const std::string& models) const {
+  if (empty())
+    throw Error("train.algorithm=" + algorithm + " needs a model that exposes its hidden units (" + models + ")");
+  for (const auto& item : shared_parameters)
+    if (wiring(item.first) == nullptr)
+      throw Error("train.algorithm=" + algorithm + ": the model does not say which units " + item.first +
+                  " connects");
+}
+
 void HiddenUnits::clear_gates() const {
   for (const auto& layer : layers) layer.ptr()->set_gate(torch::Tensor());
 }

@@ -67,6 +67,14 @@ struct HiddenUnits {
   // `in` to `out`.
   void connect(const std::string& prefix, const torch::nn::Module& module, int out, int in, int64_t in_repeat = 1);
   void clear_gates() const;
+  // The units `parameter` connects (a name from named_shared_parameters()),
+  // or nullptr when the model does not say.
+  const ParameterUnits* wiring(const std::string& parameter) const;
+  // What a unit-masking strategy checks first: units exist and every shared
+  // parameter is wired. Throws an Error that names `algorithm`, the first
+  // unwired parameter, and the models that qualify (`models`, e.g. "mlp, lenet or vgg9").
+  void require_wired(const std::vector<std::pair<std::string, torch::Tensor>>& shared_parameters,
+                     const std::string& algorithm, const std::string& models) const;
 };
 
 // Per-unit values (one [units] tensor per hidden layer) laid out to broadcast
