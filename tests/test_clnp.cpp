@@ -14,6 +14,9 @@
 #include "tests/temp_dir_test.h"
 #include "tests/trainer_test_support.h"
 
+using clx::testing_support::checkpoint_every_step;
+using clx::testing_support::expect_same_parameters;
+using clx::testing_support::find_checkpoint;
 using clx::testing_support::expect_error;
 using clx::testing_support::pixel_class_images;
 using clx::testing_support::small_trainer_config;
@@ -169,10 +172,7 @@ TEST_F(ClnpResume, BeforeTheThresholdSearchEqualsUninterrupted) {
   clx::SingleCommunicator single;
   clx::Logger quiet(1, "");
   clx::TrainerConfig config = clnp_config();
-  config.checkpoint_dir = path("checkpoints").string();
-  config.checkpoint_every_steps = 1;
-  config.keep_checkpoints = 1000;
-  config.config_text = "test = 1\n";
+  checkpoint_every_step(config, path("checkpoints").string());
   auto model = clnp_mlp(stream);
   clx::ClnpStrategy strategy(clnp_options());
   clx::Trainer trainer(config, single, stream, model.ptr(), strategy, quiet);
@@ -180,11 +180,9 @@ TEST_F(ClnpResume, BeforeTheThresholdSearchEqualsUninterrupted) {
 
   for (const int stage : {0, 1}) {
     SCOPED_TRACE("stopped in stage " + std::to_string(stage + 1));
-    std::optional<clx::CheckpointState> middle;
-    for (const auto& file : clx::CheckpointDirectory(config.checkpoint_dir, 1000).files()) {
-      clx::CheckpointState state = clx::read_checkpoint(file);
-      if (state.stage == stage && state.phase == "training" && state.epoch == 1 && state.step == 2) middle = state;
-    }
+    const auto middle = find_checkpoint(config.checkpoint_dir, [stage](const clx::CheckpointState& state) {
+      return state.stage == stage && state.phase == "training" && state.epoch == 1 && state.step == 2;
+    });
     ASSERT_TRUE(middle.has_value());
     auto resumed_model = clnp_mlp(stream);
     clx::ClnpStrategy resumed_strategy(clnp_options());
@@ -193,9 +191,7 @@ TEST_F(ClnpResume, BeforeTheThresholdSearchEqualsUninterrupted) {
     clx::Trainer resumed_trainer(resumed_config, single, stream, resumed_model.ptr(), resumed_strategy, quiet);
     const clx::RunResult resumed = resumed_trainer.run(&*middle, "middle");
     EXPECT_EQ(resumed.matrix.stages, uninterrupted.matrix.stages);
-    const auto expected = model->named_parameters(), got = resumed_model->named_parameters();
-    for (size_t k = 0; k < expected.size(); ++k)
-      EXPECT_TRUE(torch::equal(got[k].value(), expected[k].value())) << got[k].key();
+    expect_same_parameters(*model, *resumed_model);
     for (size_t k = 0; k < strategy.owners().size(); ++k)
       EXPECT_TRUE(torch::equal(resumed_strategy.owners()[k].second, strategy.owners()[k].second));
   }

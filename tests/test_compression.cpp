@@ -134,10 +134,7 @@ TEST_F(Compression, ResumedInsideARoundsRetrainingEqualsUninterrupted) {
   SingleCommunicator comm;
   Logger log(1, "");
   TrainerConfig config = small_trainer_config(8, test_device());
-  config.checkpoint_dir = path("checkpoints").string();
-  config.checkpoint_every_steps = 1;
-  config.keep_checkpoints = 1000;
-  config.config_text = "test = 1\n";
+  checkpoint_every_step(config, path("checkpoints").string());
 
   MultiHeadModel model = compression_model(stream);
   AnpycStrategy anpyc(compression_options());
@@ -145,15 +142,10 @@ TEST_F(Compression, ResumedInsideARoundsRetrainingEqualsUninterrupted) {
   torch::manual_seed(5);
   const RunResult uninterrupted = trainer.run();
 
-  std::optional<CheckpointState> middle;
-  for (const auto& file : CheckpointDirectory(config.checkpoint_dir, 1000).files()) {
-    CheckpointState state = read_checkpoint(file);
-    if (state.phase == "after_task" && named(state.strategy, "progress.steps_done").item<int64_t>() == 1 &&
-        named(state.strategy, "progress.retraining").item<int64_t>() == 1 && state.step == 1) {
-      middle = state;
-      break;
-    }
-  }
+  const auto middle = find_checkpoint(config.checkpoint_dir, [](const CheckpointState& state) {
+    return state.phase == "after_task" && named(state.strategy, "progress.steps_done").item<int64_t>() == 1 &&
+           named(state.strategy, "progress.retraining").item<int64_t>() == 1 && state.step == 1;
+  });
   ASSERT_TRUE(middle.has_value()) << "no checkpoint inside round 2's retraining";
   EXPECT_EQ(named(middle->strategy, "compression.rounds").size(0), 2) << "before pruning and round 1 recorded";
 
@@ -171,7 +163,5 @@ TEST_F(Compression, ResumedInsideARoundsRetrainingEqualsUninterrupted) {
   ASSERT_EQ(resumed.tables.size(), 1u);
   EXPECT_EQ(resumed.tables[0].rows, uninterrupted.tables.at(0).rows);
   EXPECT_EQ(resumed.matrix.stages, uninterrupted.matrix.stages);
-  const auto expected = model->named_parameters(), got = resumed_model->named_parameters();
-  for (size_t k = 0; k < expected.size(); ++k)
-    EXPECT_TRUE(torch::equal(got[k].value(), expected[k].value())) << got[k].key();
+  expect_same_parameters(*model, *resumed_model);
 }

@@ -17,6 +17,9 @@
 #include "tests/temp_dir_test.h"
 #include "tests/trainer_test_support.h"
 
+using clx::testing_support::checkpoint_every_step;
+using clx::testing_support::expect_same_parameters;
+using clx::testing_support::find_checkpoint;
 using clx::testing_support::expect_error;
 using clx::testing_support::small_trainer_config;
 using clx::testing_support::two_task_stream;
@@ -206,20 +209,15 @@ TEST_F(HatResume, MidTaskEqualsUninterrupted) {
   clx::SingleCommunicator single;
   clx::Logger quiet(1, "");
   clx::TrainerConfig config = hat_config();
-  config.checkpoint_dir = path("checkpoints").string();
-  config.checkpoint_every_steps = 1;
-  config.keep_checkpoints = 1000;
-  config.config_text = "test = 1\n";
+  checkpoint_every_step(config, path("checkpoints").string());
   auto model = hat_mlp(stream);
   clx::HatStrategy strategy(clx::HatOptions{});
   clx::Trainer trainer(config, single, stream, model.ptr(), strategy, quiet);
   const clx::RunResult uninterrupted = trainer.run();
 
-  std::optional<clx::CheckpointState> middle;
-  for (const auto& file : clx::CheckpointDirectory(config.checkpoint_dir, 1000).files()) {
-    clx::CheckpointState state = clx::read_checkpoint(file);
-    if (state.stage == 1 && state.phase == "training" && state.epoch == 1 && state.step == 3) middle = state;
-  }
+  const auto middle = find_checkpoint(config.checkpoint_dir, [](const clx::CheckpointState& state) {
+    return state.stage == 1 && state.phase == "training" && state.epoch == 1 && state.step == 3;
+  });
   ASSERT_TRUE(middle.has_value());
   auto resumed_model = hat_mlp(stream);
   clx::HatStrategy resumed_strategy(clx::HatOptions{});
@@ -228,9 +226,7 @@ TEST_F(HatResume, MidTaskEqualsUninterrupted) {
   const clx::RunResult resumed = resumed_trainer.run(&*middle, "middle");
 
   EXPECT_EQ(resumed.matrix.stages, uninterrupted.matrix.stages);
-  const auto expected = model->named_parameters(), got = resumed_model->named_parameters();
-  for (size_t k = 0; k < expected.size(); ++k)
-    EXPECT_TRUE(torch::equal(got[k].value(), expected[k].value())) << got[k].key();
+  expect_same_parameters(*model, *resumed_model);
   const auto expected_state = strategy.state(), got_state = resumed_strategy.state();
   ASSERT_EQ(got_state.size(), expected_state.size());
   for (size_t k = 0; k < expected_state.size(); ++k)

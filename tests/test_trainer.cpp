@@ -18,6 +18,9 @@
 #include "tests/trainer_test_support.h"
 
 using clx::testing_support::two_task_stream;
+using clx::testing_support::checkpoint_every_step;
+using clx::testing_support::expect_same_parameters;
+using clx::testing_support::find_checkpoint;
 using clx::testing_support::expect_error;
 using clx::testing_support::small_trainer_config;
 using clx::testing_support::test_device;
@@ -160,10 +163,7 @@ TEST_F(TrainerResume, MidRetrainingWithDecayedLearningRateEqualsUninterrupted) {
   clx::SingleCommunicator single;
   clx::Logger quiet(1, "");
   clx::TrainerConfig config = schedule_config();
-  config.checkpoint_dir = path("checkpoints").string();
-  config.checkpoint_every_steps = 1;
-  config.keep_checkpoints = 1000;
-  config.config_text = "test = 1\n";
+  checkpoint_every_step(config, path("checkpoints").string());
 
   auto model = model_on(stream, test_device(), /*dropout=*/0.25);
   RecordingStrategy strategy(2);
@@ -172,11 +172,9 @@ TEST_F(TrainerResume, MidRetrainingWithDecayedLearningRateEqualsUninterrupted) {
   const clx::RunResult uninterrupted = trainer.run();
 
   // The checkpoint after batch 2 of sampler epoch 4 of stage 1 (lr 0.025).
-  std::optional<clx::CheckpointState> middle;
-  for (const auto& file : clx::CheckpointDirectory(config.checkpoint_dir, 1000).files()) {
-    clx::CheckpointState state = clx::read_checkpoint(file);
-    if (state.stage == 0 && state.phase == "after_task" && state.epoch == 4 && state.step == 2) middle = state;
-  }
+  const auto middle = find_checkpoint(config.checkpoint_dir, [](const clx::CheckpointState& state) {
+    return state.stage == 0 && state.phase == "after_task" && state.epoch == 4 && state.step == 2;
+  });
   ASSERT_TRUE(middle.has_value());
 
   auto resumed_model = model_on(stream, test_device(), 0.25);
@@ -192,9 +190,7 @@ TEST_F(TrainerResume, MidRetrainingWithDecayedLearningRateEqualsUninterrupted) {
 
   EXPECT_EQ(resumed.matrix.initial, uninterrupted.matrix.initial);
   EXPECT_EQ(resumed.matrix.stages, uninterrupted.matrix.stages);
-  const auto expected = model->named_parameters(), got = resumed_model->named_parameters();
-  for (size_t k = 0; k < expected.size(); ++k)
-    EXPECT_TRUE(torch::equal(got[k].value(), expected[k].value())) << got[k].key();
+  expect_same_parameters(*model, *resumed_model);
   // The resumed part used the same learning rates: the rest of the epoch at
   // 0.025, then task 2's three epochs.
   const int64_t batches[2] = {(stream.tasks[0].train.size() + 7) / 8, (stream.tasks[1].train.size() + 7) / 8};

@@ -1,8 +1,12 @@
 #pragma once
 // What the trainer tests share: the device they run on and a small training setup.
+#include <gtest/gtest.h>
+
 #include <cstdlib>
+#include <optional>
 #include <string>
 
+#include "runtime/checkpoint.h"
 #include "runtime/data/task_stream.h"
 #include "runtime/trainer.h"
 
@@ -48,6 +52,33 @@ inline TaskStream two_task_stream(int64_t train_size, int64_t test_size) {
   config.num_tasks = 2;
   config.classes_per_task = 5;
   return build_task_stream(config, pixel_class_images(train_size, 11), pixel_class_images(test_size, 12));
+}
+
+// What a resume test's uninterrupted run needs: a checkpoint after every
+// step, all kept, in `dir`.
+inline void checkpoint_every_step(TrainerConfig& config, const std::string& dir) {
+  config.checkpoint_dir = dir;
+  config.checkpoint_every_steps = 1;
+  config.keep_checkpoints = 1000;
+  config.config_text = "test = 1\n";
+}
+
+// The first checkpoint in `dir` (in the order they were written) whose state
+// `wanted` accepts: where a resume test restarts from.
+template <typename Predicate>
+std::optional<CheckpointState> find_checkpoint(const std::string& dir, Predicate wanted) {
+  for (const auto& file : CheckpointDirectory(dir, 1000).files()) {
+    CheckpointState state = read_checkpoint(file);
+    if (wanted(state)) return state;
+  }
+  return std::nullopt;
+}
+
+// Every parameter of `got` equal to the same parameter of `expected`, bit for bit.
+inline void expect_same_parameters(const torch::nn::Module& expected, const torch::nn::Module& got) {
+  const auto want = expected.named_parameters(), have = got.named_parameters();
+  ASSERT_EQ(have.size(), want.size());
+  for (size_t k = 0; k < want.size(); ++k) EXPECT_TRUE(torch::equal(have[k].value(), want[k].value())) << have[k].key();
 }
 
 }  // namespace clx::testing_support
