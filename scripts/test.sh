@@ -4,4 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-ctest --test-dir build --output-on-failure "$@"
+# One test per core: most tests are short command-line runs that spend much
+# of their time starting processes and writing files. Arguments after the
+# command are passed to ctest and override this, e.g. -j1 or -R unit.
+ctest --test-dir build --output-on-failure -j"$(nproc)" "$@"
