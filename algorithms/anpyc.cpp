@@ -368,7 +368,7 @@ void AnpycStrategy::load_state(const NamedTensors& state) {
   }
 }
 
-std::vector<ResultTable> AnpycStrategy::result_tables() const {
+std::vector<ResultTable> AnpycStrategy::result_tables(int /*tasks_trained: compression trains one task*/) const {
   if (!compressing() || compression_rounds_.empty()) return {};
   std::vector<std::string> names;
   std::vector<int64_t> totals;

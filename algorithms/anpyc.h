@@ -65,7 +65,7 @@ class AnpycStrategy final : public Strategy {
   NamedTensors state() const override;
   void load_state(const NamedTensors& state) override;
   // prune_schedule = compression: the table "compression" of the rounds so far.
-  std::vector<ResultTable> result_tables() const override;
+  std::vector<ResultTable> result_tables(int tasks_trained) const override;
 
   const NamedTensors& omega() const { return omega_; }
   const NamedTensors& masks() const { return masks_; }

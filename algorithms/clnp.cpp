@@ -15,6 +15,16 @@ namespace po = boost::program_options;
 
 namespace {
 
+// A layer's units after task `task` trained, from the final owners (-1 free):
+// a unit claimed by a later task was free then.
+struct LayerOwnership {
+  int64_t by_task = 0, by_earlier = 0, free = 0;
+};
+LayerOwnership ownership_after(const torch::Tensor& owner, int task) {
+  return {owner.eq(task).sum().item<int64_t>(), owner.ge(0).logical_and(owner.lt(task)).sum().item<int64_t>(),
+          owner.lt(0).logical_or(owner.gt(task)).sum().item<int64_t>()};
+}
+
 // Per-unit mean of |activations| over everything but the sample and unit
 // dimensions: [n, units] for a fully connected layer, [n, channels] for a convolution.
 torch::Tensor per_unit_magnitude(const torch::Tensor& activations) {
@@ -265,11 +275,10 @@ void ClnpStrategy::after_task(StageContext& ctx) {
          << (threshold.pruned_up_to < 0 ? std::string("none (every candidate kept)")
                                         : "mean |activation| <= " + std::to_string(threshold.pruned_up_to))
          << "\n  layer: units owned by this task / by earlier tasks (reused, frozen) / free";
-  for (size_t k = 0; k < owners_.size(); ++k) {
-    const torch::Tensor& owner = owners_[k].second;
-    report << "\n  " << owners_[k].first << ": " << claimed[k].sum().item<int64_t>() << " / "
-           << owner.ge(0).logical_and(owner.lt(task)).sum().item<int64_t>() << " / " << owner.lt(0).sum().item<int64_t>()
-           << " of " << owner.numel();
+  for (const auto& [name, owner] : owners_) {
+    const LayerOwnership count = ownership_after(owner, task);
+    report << "\n  " << name << ": " << count.by_task << " / " << count.by_earlier << " / " << count.free << " of "
+           << owner.numel();
   }
   ctx.log.info(report.str());
   for (const auto& layer : units.layers) layer.ptr()->keep_activations(false);
@@ -289,6 +298,19 @@ void ClnpStrategy::before_evaluate(ContinualNet& model, int task) {
 }
 
 void ClnpStrategy::after_evaluate(ContinualNet& model, int) { model.hidden_units().clear_gates(); }
+
+std::vector<ResultTable> ClnpStrategy::result_tables(int tasks_trained) const {
+  ResultTable table;
+  table.name = "clnp_units";
+  table.columns = {"task", "layer", "units", "owned_by_task", "owned_by_earlier_tasks", "free"};
+  for (int task = 0; task < tasks_trained; ++task)
+    for (const auto& [name, owner] : owners_) {
+      const LayerOwnership count = ownership_after(owner, task);
+      table.rows.push_back(
+          {static_cast<int64_t>(task + 1), name, owner.numel(), count.by_task, count.by_earlier, count.free});
+    }
+  return {table};
+}
 
 NamedTensors ClnpStrategy::state() const { return join_sets({{"owner", &owners_}}); }
 

@@ -63,6 +63,9 @@ class ClnpStrategy final : public Strategy {
   void after_evaluate(ContinualNet& model, int task) override;
   NamedTensors state() const override;
   void load_state(const NamedTensors& state) override;
+  // clnp_units: per task and layer, the units that task claimed, those owned
+  // by earlier tasks (reused, frozen) and those left free after it, from the owners.
+  std::vector<ResultTable> result_tables(int tasks_trained) const override;
 
   // One int64 [units] tensor per hidden layer: the task that owns each unit, -1 when free.
   const NamedTensors& owners() const { return owners_; }

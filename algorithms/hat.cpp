@@ -155,25 +155,49 @@ void HatStrategy::after_step(StageContext& ctx) {
   }
 }
 
+std::vector<HatStrategy::LayerUse> HatStrategy::units_used(int task) const {
+  torch::NoGradGuard no_grad;
+  std::vector<LayerUse> use;
+  for (const auto& [name, embedding] : embeddings_) {
+    const torch::Tensor gates = torch::sigmoid(options_.smax * embedding.detach().slice(0, 0, task + 1));
+    use.push_back({gates[task].gt(0.5).sum().item<int64_t>(), std::get<0>(gates.max(0)).gt(0.5).sum().item<int64_t>(),
+                   embedding.size(1)});
+  }
+  return use;
+}
+
 void HatStrategy::after_task(StageContext& ctx) {
   torch::NoGradGuard no_grad;
   const HiddenUnits& units = ctx.model.hidden_units();
   units.clear_gates();
   gates_.clear();
   const int task = ctx.tasks.at(0);
+  for (size_t k = 0; k < embeddings_.size(); ++k) {
+    torch::Tensor& cumulative = cumulative_[k].second;
+    cumulative = torch::max(cumulative, torch::sigmoid(options_.smax * embeddings_[k].second[task].detach()));
+  }
   std::ostringstream report;
   report << "hat: units used after task " << task + 1 << " (gate > 0.5: this task / all tasks so far)";
-  for (size_t k = 0; k < embeddings_.size(); ++k) {
-    const torch::Tensor gate = torch::sigmoid(options_.smax * embeddings_[k].second[task].detach());
-    torch::Tensor& cumulative = cumulative_[k].second;
-    cumulative = torch::max(cumulative, gate);
-    const int64_t width = gate.numel();
-    const int64_t this_task = gate.gt(0.5).sum().item<int64_t>(), all = cumulative.gt(0.5).sum().item<int64_t>();
-    report << "\n  " << units.names[k] << ": " << this_task << " / " << all << " of " << width << " ("
-           << std::fixed << std::setprecision(1) << 100.0 * static_cast<double>(all) / static_cast<double>(width)
-           << "% used)";
-  }
+  const std::vector<LayerUse> use = units_used(task);
+  for (size_t k = 0; k < use.size(); ++k)
+    report << "\n  " << units.names[k] << ": " << use[k].this_task << " / " << use[k].so_far << " of " << use[k].width
+           << " (" << std::fixed << std::setprecision(1)
+           << 100.0 * static_cast<double>(use[k].so_far) / static_cast<double>(use[k].width) << "% used)";
   ctx.log.info(report.str());
+}
+
+std::vector<ResultTable> HatStrategy::result_tables(int tasks_trained) const {
+  ResultTable table;
+  table.name = "hat_units";
+  table.columns = {"task", "layer", "units", "used_by_task", "used_so_far", "used_so_far_percent"};
+  for (int task = 0; task < tasks_trained && !embeddings_.empty(); ++task) {
+    const std::vector<LayerUse> use = units_used(task);
+    for (size_t k = 0; k < use.size(); ++k)
+      table.rows.push_back({static_cast<int64_t>(task + 1), embeddings_[k].first, use[k].width, use[k].this_task,
+                            use[k].so_far,
+                            100.0 * static_cast<double>(use[k].so_far) / static_cast<double>(use[k].width)});
+  }
+  return {table};
 }
 
 void HatStrategy::before_evaluate(ContinualNet& model, int task) {

@@ -53,6 +53,9 @@ class HatStrategy final : public Strategy {
   void after_evaluate(ContinualNet& model, int task) override;
   NamedTensors state() const override;
   void load_state(const NamedTensors& state) override;
+  // hat_units: per task and layer, the units this task's mask uses and those
+  // every task so far uses (gate > 0.5), from the embeddings.
+  std::vector<ResultTable> result_tables(int tasks_trained) const override;
 
   // One [tasks, units] tensor per hidden layer, named by the layer.
   const NamedTensors& embeddings() const { return embeddings_; }
@@ -62,6 +65,13 @@ class HatStrategy final : public Strategy {
  private:
   void check_model(const ContinualNet& model) const;
   std::vector<torch::Tensor> cumulative_values() const;
+  // Per layer: units with gate > 0.5 in task `task`'s mask, and in the
+  // cumulative mask of tasks 0..task (the earlier tasks' embeddings no longer
+  // change once their task is trained).
+  struct LayerUse {
+    int64_t this_task = 0, so_far = 0, width = 0;
+  };
+  std::vector<LayerUse> units_used(int task) const;
 
   HatOptions options_;
   NamedTensors embeddings_, cumulative_;

@@ -131,9 +131,10 @@ class Strategy {
   virtual NamedTensors state() const { return {}; }
   // Restores what state() returned (from a checkpoint), replacing the current state.
   virtual void load_state(const NamedTensors& state) {}
-  // The strategy's own result tables so far (none by default); the trainer
-  // collects them into RunResult::tables when the run ends.
-  virtual std::vector<ResultTable> result_tables() const { return {}; }
+  // The strategy's own result tables (none by default), derived from its
+  // state, so that a resumed run writes the same tables; the trainer collects
+  // them into RunResult::tables when the run ends, after tasks 0..tasks_trained-1.
+  virtual std::vector<ResultTable> result_tables(int tasks_trained) const { return {}; }
 };
 
 }  // namespace clx

@@ -697,7 +697,7 @@ RunResult Trainer::run(const CheckpointState* resume, const std::string& resume_
       throw PreemptedError("stopped by a signal after " + task_list(tasks) +
                            (checkpoints_ ? "; checkpoint written to " + config_.checkpoint_dir : ""));
   }
-  progress_.tables = strategy_.result_tables();
+  progress_.tables = strategy_.result_tables(stages.empty() ? 0 : stages.back().back() + 1);
   progress_.total_seconds = seconds_since(start);
   return progress_;
 }

@@ -1244,8 +1244,8 @@ TEST(AnpycStrategy, CompressionRoundsFollowTheTaskOneRuleRoundByRoundAndRecordEa
   // The record is strategy state: a strategy loaded from it reports the same table.
   AnpycStrategy loaded(options);
   loaded.load_state(anpyc.state());
-  ASSERT_EQ(loaded.result_tables().size(), 1u);
-  EXPECT_EQ(loaded.result_tables()[0].rows, anpyc.result_tables()[0].rows);
+  ASSERT_EQ(loaded.result_tables(1).size(), 1u);
+  EXPECT_EQ(loaded.result_tables(1)[0].rows, anpyc.result_tables(1)[0].rows);
 }
 
 TEST(AnpycStrategy, CompressionNeedsAStreamOfOneTask) {

@@ -196,3 +196,21 @@ TEST_F(ClnpResume, BeforeTheThresholdSearchEqualsUninterrupted) {
       EXPECT_TRUE(torch::equal(resumed_strategy.owners()[k].second, strategy.owners()[k].second));
   }
 }
+
+TEST(ClnpResults, UnitsTablePerTaskAndLayerFromTheOwners) {
+  // Owners after 3 tasks (-1 free): a unit claimed by task 3 was free after tasks 1 and 2.
+  clx::ClnpStrategy strategy(clnp_options());
+  strategy.load_state({{"owner.trunk.2", torch::tensor({0, 0, 1, -1, 2}, torch::kInt64)},
+                       {"owner.trunk.4", torch::tensor({-1, 1, 1}, torch::kInt64)}});
+  const std::vector<clx::ResultTable> tables = strategy.result_tables(3);
+  ASSERT_EQ(tables.size(), 1u);
+  EXPECT_EQ(tables[0].name, "clnp_units");
+  using Row = std::vector<clx::ResultTable::Cell>;
+  const auto row = [](int64_t task, const char* layer, int64_t units, int64_t own, int64_t earlier, int64_t free) {
+    return Row{task, std::string(layer), units, own, earlier, free};
+  };
+  const std::vector<Row> expected = {row(1, "trunk.2", 5, 2, 0, 3), row(1, "trunk.4", 3, 0, 0, 3),
+                                     row(2, "trunk.2", 5, 1, 2, 2), row(2, "trunk.4", 3, 2, 0, 1),
+                                     row(3, "trunk.2", 5, 1, 3, 1), row(3, "trunk.4", 3, 0, 2, 1)};
+  EXPECT_EQ(tables[0].rows, expected);
+}

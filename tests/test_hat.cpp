@@ -232,3 +232,23 @@ TEST_F(HatResume, MidTaskEqualsUninterrupted) {
   for (size_t k = 0; k < expected_state.size(); ++k)
     EXPECT_TRUE(torch::equal(got_state[k].second, expected_state[k].second)) << got_state[k].first;
 }
+
+TEST(HatResults, UnitsTablePerTaskAndLayerFromTheEmbeddings) {
+  // At s_max = 400 a gate sigmoid(400 e) exceeds 0.5 exactly when e > 0.
+  clx::HatStrategy strategy(clx::HatOptions{});
+  strategy.load_state({{"embedding.trunk.2", torch::tensor({{1.0f, -1.0f, 0.01f, -0.01f}, {-1.0f, 1.0f, -1.0f, 0.002f}})},
+                       {"embedding.trunk.4", torch::tensor({{0.5f, -0.5f}, {0.5f, -0.1f}})},
+                       {"cumulative.trunk.2", torch::zeros({4})},
+                       {"cumulative.trunk.4", torch::zeros({2})}});
+  const std::vector<clx::ResultTable> tables = strategy.result_tables(2);
+  ASSERT_EQ(tables.size(), 1u);
+  EXPECT_EQ(tables[0].name, "hat_units");
+  using Row = std::vector<clx::ResultTable::Cell>;
+  const std::vector<Row> expected = {
+      Row{int64_t{1}, std::string("trunk.2"), int64_t{4}, int64_t{2}, int64_t{2}, 50.0},
+      Row{int64_t{1}, std::string("trunk.4"), int64_t{2}, int64_t{1}, int64_t{1}, 50.0},
+      Row{int64_t{2}, std::string("trunk.2"), int64_t{4}, int64_t{2}, int64_t{4}, 100.0},
+      Row{int64_t{2}, std::string("trunk.4"), int64_t{2}, int64_t{1}, int64_t{1}, 50.0}};
+  EXPECT_EQ(tables[0].rows, expected);
+  EXPECT_EQ(strategy.result_tables(1)[0].rows.size(), 2u);  // only the tasks trained so far
+}
