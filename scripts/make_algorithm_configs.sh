@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Writes configs/paper/<stream>_fmnist_<method>.ini for every method of the
 # protocol, from the paper profile (configs/paper/<stream>_fmnist.ini) and the
-# strength the protocol's validation grid chose (runs/protocol_<stream>/chosen.csv,
+# strength the protocol's validation grid chose (results/protocol_<stream>/chosen.csv,
 # written by build/sweep configs/sweep_<stream>_fmnist.ini).
 # Usage: scripts/make_algorithm_configs.sh split|permuted [PROTOCOL_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 stream=${1:?usage: scripts/make_algorithm_configs.sh split\|permuted [PROTOCOL_DIR]}
-protocol=${2:-runs/protocol_$stream}
+protocol=${2:-results/protocol_$stream}
 base=configs/paper/${stream}_fmnist.ini
 chosen=$protocol/chosen.csv
 [ -s "$chosen" ] || { echo "make_algorithm_configs: $chosen not found: run build/sweep configs/sweep_${stream}_fmnist.ini first" >&2; exit 1; }

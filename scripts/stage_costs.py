@@ -3,7 +3,7 @@
 ANPyC's pruning retraining epochs and the rest (evaluation, importance,
 pruning decisions, checkpoints), from each run's train.log.
 
-    python3 scripts/stage_costs.py runs/protocol_split/runs/*/seed*
+    python3 scripts/stage_costs.py results/protocol_split/runs/*/seed*
 
 Runs are grouped by their parent folder (the sweep's method name). The log
 is the source because results.json records only the stage's total: the
