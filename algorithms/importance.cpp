@@ -178,6 +178,37 @@ void add_sample_gradient_powers(const TapedLayer& layer, const torch::Tensor& de
       if (conv.bias.defined()) add_to(sums, conv.bias, powered(delta.sum({2, 3}), power).sum(0));
       break;
     }
+    case TapedLayerKind::ConvTranspose2d: {
+      // y_i[co, p*s - pad + k*d] += a_i[ci, p] W[ci, co, k]: the weight gradient of
+      // a transposed convolution is a convolution's with input and output
+      // swapped, dL_i/dW = a_i (Cin x L) times unfold(delta_i)^T (L x Cout*kh*kw),
+      // the unfolding taken with the layer's kernel, stride, padding and
+      // dilation: one window per input position, L = Hin*Win (output_padding,
+      // less than the stride, adds output rows but no window).
+      const auto& conv = dynamic_cast<const torch::nn::ConvTranspose2dImpl&>(*layer.module);
+      const auto& options = conv.options;
+      torch::ExpandingArray<2> padding(0);  // always explicit for a transposed convolution
+      if (const auto* explicit_padding = c10::get_if<torch::ExpandingArray<2>>(&options.padding()))
+        padding = *explicit_padding;
+      const auto unfold = torch::nn::functional::UnfoldFuncOptions(options.kernel_size())
+                              .dilation(options.dilation())
+                              .padding(padding)
+                              .stride(options.stride());
+      const int64_t n = a.size(0), in_channels = a.size(1), positions = a.size(2) * a.size(3);
+      const int64_t patch = delta.size(1) * (*options.kernel_size())[0] * (*options.kernel_size())[1];
+      const int64_t per_sample_bytes = patch * positions * static_cast<int64_t>(sizeof(float));
+      const int64_t step = std::max<int64_t>(1, kUnfoldBytes / std::max<int64_t>(per_sample_bytes, 1));
+      torch::Tensor weight_sums = torch::zeros({in_channels, patch}, delta.options());
+      for (int64_t first = 0; first < n; first += step) {
+        const int64_t m = std::min(step, n - first);
+        const torch::Tensor columns = torch::nn::functional::unfold(delta.narrow(0, first, m), unfold);  // m x patch x L
+        const torch::Tensor x = a.narrow(0, first, m).reshape({m, in_channels, positions});
+        weight_sums.add_(powered(torch::bmm(x, columns.transpose(1, 2)), power).sum(0));  // m x Cin x patch
+      }
+      add_to(sums, conv.weight, weight_sums);
+      if (conv.bias.defined()) add_to(sums, conv.bias, powered(delta.sum({2, 3}), power).sum(0));
+      break;
+    }
     case TapedLayerKind::BatchNorm2d: {
       // Eval mode: y = gamma * xhat + beta with xhat from the running statistics,
       // so dL_i/dgamma = sum over positions of delta_i * xhat_i, dL_i/dbeta = sum of delta_i.
@@ -214,7 +245,7 @@ MultiHeadModelImpl* tape_capable_model(const StageContext& ctx, const TaskData& 
       recorded.insert(parameter.unsafeGetTensorImpl());
   for (const auto& [name, parameter] : ctx.model.named_shared_parameters())
     if (!recorded.count(parameter.unsafeGetTensorImpl())) {
-      *why = "the shared parameter " + name + " is in no Linear, Conv2d or BatchNorm2d layer of the trunk";
+      *why = "the shared parameter " + name + " is in no Linear, Conv2d, ConvTranspose2d or BatchNorm2d layer of the trunk";
       return nullptr;
     }
   return multi_head;

@@ -49,8 +49,8 @@ enum class MasForm { PerSample, Batch };
 NamedTensors mas_importance(StageContext& ctx, int task, MasForm form);
 
 // How per-sample gradients are formed. Batched: 128 samples per forward and
-// backward pass, the per-sample gradients of every Linear, Conv2d and
-// BatchNorm2d layer in closed form from the layer's input and its output's
+// backward pass, the per-sample gradients of every Linear, Conv2d,
+// ConvTranspose2d and BatchNorm2d layer in closed form from the layer's input and its output's
 // gradient (models/layer_tape.h); needs a MultiHeadModel whose trunk the tape
 // records completely (MLP, VGG-9, ResNet-18). PerSampleLoop: one forward and
 // backward pass per sample, for any network. Auto: batched where possible.

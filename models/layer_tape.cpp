@@ -28,6 +28,21 @@ torch::Tensor LayerTape::conv2d(const std::shared_ptr<torch::nn::Conv2dImpl>& la
   return output;
 }
 
+torch::Tensor LayerTape::conv_transpose2d(const std::shared_ptr<torch::nn::ConvTranspose2dImpl>& layer,
+                                         const torch::Tensor& input) {
+  torch::Tensor output = layer->forward(input);
+  const auto& options = layer->options;
+  if (options.groups() != 1)
+    mark_incomplete("a grouped ConvTranspose2d (groups " + std::to_string(options.groups()) + ")");
+  // LibTorch allows only explicit padding and zeros for transposed convolutions; checked all the same.
+  if (!c10::get_if<torch::ExpandingArray<2>>(&options.padding()))
+    mark_incomplete("a ConvTranspose2d without explicit padding");
+  if (!c10::get_if<torch::enumtype::kZeros>(&options.padding_mode()))
+    mark_incomplete("a ConvTranspose2d with a padding mode other than zeros");
+  layers_.push_back({TapedLayerKind::ConvTranspose2d, layer, input.detach(), output});
+  return output;
+}
+
 torch::Tensor LayerTape::batch_norm2d(const std::shared_ptr<torch::nn::BatchNorm2dImpl>& layer,
                                       const torch::Tensor& input) {
   torch::Tensor output = layer->forward(input);
@@ -46,6 +61,8 @@ torch::Tensor LayerTape::sequential(const torch::nn::Sequential& sequential, con
       x = linear(linear_layer, x);
     } else if (auto conv = std::dynamic_pointer_cast<torch::nn::Conv2dImpl>(module)) {
       x = conv2d(conv, x);
+    } else if (auto transposed = std::dynamic_pointer_cast<torch::nn::ConvTranspose2dImpl>(module)) {
+      x = conv_transpose2d(transposed, x);
     } else if (auto norm = std::dynamic_pointer_cast<torch::nn::BatchNorm2dImpl>(module)) {
       x = batch_norm2d(norm, x);
     } else if (auto nested = std::dynamic_pointer_cast<torch::nn::SequentialImpl>(module)) {

@@ -1,6 +1,7 @@
 #pragma once
 // A record of one forward pass through a trunk: for every layer with
-// parameters (Linear, Conv2d, BatchNorm2d), its input and its output. The
+// parameters (Linear, Conv2d, ConvTranspose2d, BatchNorm2d), its input and its
+// output. The
 // output stays in the autograd graph, so the gradient of a sum of per-sample
 // losses with respect to it has sample i's own gradient in row i, provided no
 // layer mixes samples (eval mode: BatchNorm uses its running statistics,
@@ -19,11 +20,11 @@
 
 namespace clx {
 
-enum class TapedLayerKind { Linear, Conv2d, BatchNorm2d };
+enum class TapedLayerKind { Linear, Conv2d, ConvTranspose2d, BatchNorm2d };
 
 struct TapedLayer {
   TapedLayerKind kind;
-  std::shared_ptr<torch::nn::Module> module;  // LinearImpl, Conv2dImpl or BatchNorm2dImpl
+  std::shared_ptr<torch::nn::Module> module;  // LinearImpl, Conv2dImpl, ConvTranspose2dImpl or BatchNorm2dImpl
   torch::Tensor input;                        // detached: no gradient flows into it from here
   torch::Tensor output;                       // part of the graph from the trunk's input to the loss
 };
@@ -36,6 +37,9 @@ class LayerTape {
   // input) is run all the same and marks the tape incomplete.
   torch::Tensor linear(const std::shared_ptr<torch::nn::LinearImpl>& layer, const torch::Tensor& input);
   torch::Tensor conv2d(const std::shared_ptr<torch::nn::Conv2dImpl>& layer, const torch::Tensor& input);
+  // The generators' upsampling layers (models/generative.h); grouped ones mark the tape incomplete.
+  torch::Tensor conv_transpose2d(const std::shared_ptr<torch::nn::ConvTranspose2dImpl>& layer,
+                                 const torch::Tensor& input);
   torch::Tensor batch_norm2d(const std::shared_ptr<torch::nn::BatchNorm2dImpl>& layer, const torch::Tensor& input);
   // Runs every child of `sequential` in order: parameterised layers above are
   // recorded, per-sample layers without parameters (ReLU, pooling, Flatten,

@@ -543,6 +543,22 @@ TEST(EwcFisher, BatchedPathEqualsPerSampleLoopOnAConvNetWithStridePaddingDilatio
   expect_batched_fisher_equals_per_sample_loop(model, stream);
 }
 
+TEST(EwcFisher, BatchedPathEqualsPerSampleLoopThroughTransposedConvolutions) {
+  // The generators' upsampling (models/generative.h): stride 2 with padding 1,
+  // and output padding, dilation and no bias on the second layer.
+  TaskStream stream = one_task_stream(20, 2, 4);
+  torch::manual_seed(38);
+  namespace nn = torch::nn;
+  nn::Sequential trunk(nn::ConvTranspose2d(nn::ConvTranspose2dOptions(2, 3, 4).stride(2).padding(1)),  // 3 x 8 x 8
+                       nn::BatchNorm2d(3), nn::ReLU(),
+                       nn::ConvTranspose2d(nn::ConvTranspose2dOptions(3, 2, 3)
+                                               .stride(2).padding(2).output_padding(1).dilation(2).bias(false)),
+                       nn::ReLU(), nn::Flatten());                                                  // 2 x 16 x 16
+  MultiHeadModel model(trunk, 512, std::vector<int64_t>{2});
+  randomise_batch_norms(*model, 39);
+  expect_batched_fisher_equals_per_sample_loop(model, stream);
+}
+
 TEST(EwcFisher, BatchedPathEqualsPerSampleLoopOnVgg9AndResNet18) {
   TaskStream stream = one_task_stream(12, 1, 8);
   {
