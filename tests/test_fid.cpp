@@ -1,19 +1,31 @@
 // Unit tests of FID (DESIGN.md 4.4): the Fréchet distance against closed
 // forms (runtime/fid.h), the symmetric square root on known matrices, the
-// batched feature statistics.
+// batched feature statistics, and the feature classifier's file: checksum
+// round trip, refusal of altered files, pinned checksums, missing files
+// (models/fid_features.h).
 #include <gtest/gtest.h>
+#include <hdf5.h>
 #include <torch/torch.h>
 
+#include <cctype>
 #include <cmath>
+#include <filesystem>
 #include <string>
 #include <vector>
 
+#include "models/fid_features.h"
+#include "runtime/checkpoint.h"
 #include "runtime/fid.h"
+#include "runtime/file_io.h"
+#include "runtime/fingerprint.h"
 #include "tests/expect_error.h"
+#include "tests/temp_dir_test.h"
 
 using clx::testing_support::expect_error;
 
 namespace {
+
+namespace fs = std::filesystem;
 
 torch::Tensor doubles(std::initializer_list<double> values) {
   return torch::tensor(std::vector<double>(values), torch::kFloat64);
@@ -159,6 +171,193 @@ TEST(FeatureStatistics, NeedsTwoVectorsAndOneWidth) {
         accumulator.add(torch::zeros({3, 5}));
       },
       {"5 features after batches of 4"});
+}
+
+// ---------------------------------------------------------------- feature file
+
+class FidFeatureFileTest : public clx::testing_support::TempDirTest {
+ protected:
+  FidFeatureFileTest() : TempDirTest("clx_test_fid_") {}
+
+  // A small untrained classifier for 1x28x28 images, saved to `name`.
+  static clx::FidFeatureNet make_net() {
+    torch::manual_seed(21);
+    clx::FidFeatureNet net({1, 28, 28}, 10);
+    net.info.dataset = "fashion-mnist";
+    net.info.train_accuracy = 0.91;
+    net.info.test_accuracy = 0.89;
+    net.info.train_samples = 60000;
+    net.info.test_samples = 10000;
+    net.info.epochs = 3;
+    net.info.seed = 1;
+    net.info.options = "epochs = 3\nseed = 1\n";
+    return net;
+  }
+  std::string saved(clx::FidFeatureNet& net, const std::string& name = "features.h5") const {
+    const std::string file = path(name).string();
+    clx::save_fid_features(file, net);
+    return file;
+  }
+};
+
+// Adds `delta` to element 0 of /model/<name> with HDF5 itself; with
+// `refingerprint`, also rewrites the dataset's fingerprint attribute so that
+// only the whole network's checksum can notice. Returns the new tensor.
+torch::Tensor alter_parameter(const std::string& path, const std::string& name, float delta, bool refingerprint) {
+  const hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+  EXPECT_GE(file, 0) << path;
+  const hid_t set = H5Dopen2(file, ("/model/" + name).c_str(), H5P_DEFAULT);
+  EXPECT_GE(set, 0) << name;
+  const hid_t space = H5Dget_space(set);
+  std::vector<hsize_t> dims(static_cast<size_t>(H5Sget_simple_extent_ndims(space)));
+  H5Sget_simple_extent_dims(space, dims.data(), nullptr);
+  H5Sclose(space);
+  torch::Tensor values = torch::empty(std::vector<int64_t>(dims.begin(), dims.end()), torch::kFloat32);
+  EXPECT_GE(H5Dread(set, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data_ptr()), 0);
+  values.view(-1)[0] += delta;
+  EXPECT_GE(H5Dwrite(set, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data_ptr()), 0);
+  if (refingerprint) {
+    const std::string fingerprint = clx::Fingerprint().add(values).hex();
+    const hid_t attribute = H5Aopen(set, "fingerprint", H5P_DEFAULT);
+    const hid_t type = H5Aget_type(attribute);
+    EXPECT_EQ(H5Tget_size(type), fingerprint.size());
+    EXPECT_GE(H5Awrite(attribute, type, fingerprint.data()), 0);
+    H5Tclose(type);
+    H5Aclose(attribute);
+  }
+  H5Dclose(set);
+  EXPECT_GE(H5Fclose(file), 0);
+  return values;
+}
+
+TEST_F(FidFeatureFileTest, RoundTripsParametersMetadataAndChecksum) {
+  clx::FidFeatureNet net = make_net();
+  const std::string file = saved(net);
+  EXPECT_EQ(net.info.checksum, net.checksum());
+  EXPECT_EQ(net.info.checksum.size(), 16u);
+  EXPECT_EQ(net.info.path, file);
+
+  clx::FidFeatureNet loaded = clx::load_fid_features(file);
+  EXPECT_EQ(loaded.checksum(), net.info.checksum);
+  EXPECT_EQ(loaded.info.checksum, net.info.checksum);
+  EXPECT_EQ(loaded.info.dataset, "fashion-mnist");
+  EXPECT_EQ(loaded.info.image_shape, (std::vector<int64_t>{1, 28, 28}));
+  EXPECT_EQ(loaded.info.num_classes, 10);
+  EXPECT_DOUBLE_EQ(loaded.info.train_accuracy, 0.91);
+  EXPECT_DOUBLE_EQ(loaded.info.test_accuracy, 0.89);
+  EXPECT_EQ(loaded.info.train_samples, 60000);
+  EXPECT_EQ(loaded.info.epochs, 3);
+  EXPECT_EQ(loaded.info.options, "epochs = 3\nseed = 1\n");
+  torch::manual_seed(4);
+  const torch::Tensor images = torch::rand({7, 1, 28, 28});
+  const torch::Tensor features = loaded.features(images);
+  EXPECT_EQ(features.sizes(), (std::vector<int64_t>{7, clx::FidFeatureNet::kFeatureSize}));
+  EXPECT_TRUE(torch::equal(features, net.features(images)));
+  // Pinned: the file's own checksum (any case) is accepted.
+  EXPECT_NO_THROW(clx::load_fid_features(file, net.info.checksum));
+}
+
+TEST_F(FidFeatureFileTest, RefusesAnAlteredParameterNamingTheFile) {
+  clx::FidFeatureNet net = make_net();
+  const std::string file = saved(net);
+  // One changed value: the tensor's own fingerprint no longer matches.
+  alter_parameter(file, "trunk.0.bias", 0.5f, /*refingerprint=*/false);
+  expect_error<clx::FidFeatureError>([&] { clx::load_fid_features(file); },
+                                     {"FID feature file " + file, "/model/trunk.0.bias", "fingerprint mismatch"});
+}
+
+TEST_F(FidFeatureFileTest, RefusesParametersThatDoNotGiveTheStoredChecksum) {
+  clx::FidFeatureNet net = make_net();
+  const std::string file = saved(net);
+  // Changed with its dataset fingerprint rewritten to match: only the
+  // network's checksum tells. The message gives both checksums.
+  const torch::Tensor altered = alter_parameter(file, "heads.0.weight", 0.25f, /*refingerprint=*/true);
+  {
+    torch::NoGradGuard no_grad;
+    net.model()->named_parameters()["heads.0.weight"].copy_(altered);
+  }
+  const std::string altered_checksum = net.checksum();
+  ASSERT_NE(altered_checksum, net.info.checksum);
+  expect_error<clx::FidFeatureError>([&] { clx::load_fid_features(file); },
+                                     {"FID feature file " + file, "checksum mismatch",
+                                      "the file records " + net.info.checksum, "its parameters give " + altered_checksum});
+}
+
+TEST_F(FidFeatureFileTest, RefusesAnotherChecksumThanThePinnedOne) {
+  clx::FidFeatureNet net = make_net();
+  const std::string file = saved(net);
+  std::string upper = net.info.checksum;
+  for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  EXPECT_NO_THROW(clx::load_fid_features(file, upper));
+  expect_error<clx::FidFeatureError>([&] { clx::load_fid_features(file, "0123456789abcdef"); },
+                                     {"FID feature file " + file, "checksum " + net.info.checksum,
+                                      "the run expects 0123456789abcdef", "not comparable"});
+}
+
+TEST_F(FidFeatureFileTest, AMissingFileNamesTheFileAndHowToMakeOne) {
+  const std::string file = path("nowhere.h5").string();
+  expect_error<clx::FidFeatureError>([&] { clx::load_fid_features(file); },
+                                     {"FID feature file " + file + " does not exist", "fid-features", "--output " + file});
+}
+
+TEST_F(FidFeatureFileTest, RefusesATrainingCheckpointAndANonHdf5File) {
+  clx::CheckpointState state;
+  state.phase = "training";
+  const std::string checkpoint = path("ckpt.h5").string();
+  clx::write_checkpoint(checkpoint, state);
+  expect_error<clx::FidFeatureError>([&] { clx::load_fid_features(checkpoint); },
+                                     {"FID feature file " + checkpoint, "not an FID feature file", "phase 'training'"});
+  const std::string text = path("notes.h5").string();
+  clx::write_file_atomically(text, "not hdf5\n");
+  expect_error<clx::FidFeatureError>([&] { clx::load_fid_features(text); },
+                                     {"FID feature file " + text, "not an HDF5 file"});
+}
+
+TEST_F(FidFeatureFileTest, FidOfASetWithItselfIsZeroAndGeneratedAccuracyCountsMatches) {
+  clx::FidFeatureNet net = make_net();
+  torch::manual_seed(8);
+  const std::vector<torch::Tensor> real = {torch::rand({40, 1, 28, 28}), torch::rand({30, 1, 28, 28}) * 0.5};
+  const std::vector<double> same = clx::fid_per_class(net, real, real);
+  ASSERT_EQ(same.size(), 2u);
+  for (double fid : same) EXPECT_NEAR(fid, 0.0, 1e-6);
+  // Other images give a positive distance, the same with precomputed real statistics.
+  const std::vector<torch::Tensor> generated = {torch::rand({40, 1, 28, 28}) * 0.2, torch::rand({30, 1, 28, 28})};
+  const std::vector<double> apart = clx::fid_per_class(net, generated, real);
+  const std::vector<double> again = clx::fid_per_class(net, generated, clx::class_statistics(net, real));
+  for (size_t c = 0; c < 2; ++c) {
+    EXPECT_GT(apart[c], 1e-6);
+    EXPECT_DOUBLE_EQ(apart[c], again[c]);
+  }
+
+  const torch::Tensor predicted = net.predict(real[0]);
+  EXPECT_DOUBLE_EQ(clx::generated_accuracy(net, real[0], predicted), 1.0);
+  EXPECT_DOUBLE_EQ(clx::generated_accuracy(net, real[0], (predicted + 1) % 10), 0.0);
+  torch::Tensor half = predicted.clone();
+  half.slice(0, 0, 20).add_(1).remainder_(10);
+  EXPECT_DOUBLE_EQ(clx::generated_accuracy(net, real[0], half), 0.5);
+}
+
+TEST_F(FidFeatureFileTest, RefusesImagesOfAnotherShapeOrTooFewPerClass) {
+  clx::FidFeatureNet net = make_net();
+  expect_error<clx::FidFeatureError>([&] { net.features(torch::zeros({2, 3, 32, 32})); },
+                                     {"images of shape 2x3x32x32", "takes n x 1x28x28", "fashion-mnist"});
+  const std::vector<torch::Tensor> one = {torch::zeros({1, 1, 28, 28})}, five = {torch::zeros({5, 1, 28, 28})};
+  expect_error([&] { clx::fid_per_class(net, one, five); }, {"class 0", "1 image(s)", "at least 2"});
+  expect_error([&] { clx::fid_per_class(net, five, std::vector<torch::Tensor>{}); },
+               {"1 classes of generated images, 0 of real ones"});
+}
+
+TEST(FidFeatureNet, TakesRgbImagesAndGivesTheFeaturesBeforeTheHead) {
+  torch::manual_seed(2);
+  clx::FidFeatureNet net({3, 32, 32}, 10);
+  const torch::Tensor images = torch::rand({5, 3, 32, 32});
+  const torch::Tensor features = net.features(images, /*batch_size=*/2);
+  EXPECT_EQ(features.sizes(), (std::vector<int64_t>{5, 256}));
+  EXPECT_GE(features.min().item<float>(), 0.0f);  // after the last ReLU
+  torch::NoGradGuard no_grad;
+  net.model()->eval();
+  EXPECT_TRUE(torch::allclose(net.model()->head_forward(features, 0), net.model()->logits(images, 0), 1e-5, 1e-6));
+  EXPECT_TRUE(torch::allclose(features, net.model()->features(images), 1e-5, 1e-6));
 }
 
 }  // namespace
