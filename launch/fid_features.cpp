@@ -53,7 +53,7 @@ struct Options {
   std::string output;
   std::string device = "auto";
   int64_t epochs = 3, batch_size = 64, train_samples = 0, test_samples = 0, threads = 0;
-  int64_t bench_images = 10000, bench_epoch_images = 6000;
+  int64_t bench_images = 10000, bench_epoch_images = 6000, bench_batch = FidFeatureNet::kDefaultBatch;
   uint64_t seed = 1;
   double lr = 1e-3;
   std::string effective;  // "name = value" lines of the options that made the network, recorded in the file
@@ -79,6 +79,8 @@ po::options_description describe_options(Options& options) {
        "time the FID of --bench-images images with the classifier of FILE")
       ("bench-images", po::value<int64_t>(&options.bench_images)->default_value(options.bench_images),
        "--bench: images per FID")
+      ("bench-batch", po::value<int64_t>(&options.bench_batch)->default_value(options.bench_batch),
+       "--bench: images per feature-extraction batch")
       ("bench-epoch-images", po::value<int64_t>(&options.bench_epoch_images)->default_value(options.bench_epoch_images),
        "--bench: images of the reference training epoch (6000: one Fashion-MNIST class)")
       ("data.format", po::value<std::string>(&options.format)->default_value(options.format),
@@ -110,7 +112,7 @@ void validate(Options& options) {
   for (auto [name, value, low] : {std::tuple<const char*, int64_t, int64_t>{"epochs", options.epochs, 1},
                                   {"batch-size", options.batch_size, 1}, {"train-samples", options.train_samples, 0},
                                   {"test-samples", options.test_samples, 0}, {"threads", options.threads, 0},
-                                  {"bench-images", options.bench_images, 2},
+                                  {"bench-images", options.bench_images, 2}, {"bench-batch", options.bench_batch, 1},
                                   {"bench-epoch-images", options.bench_epoch_images, 1}})
     if (value < low)
       throw UsageError(std::string("--") + name + ": must be at least " + std::to_string(low) + ", got " +
@@ -286,13 +288,13 @@ int bench_command(const Options& options) {
   auto synchronize = [&] {
     if (device.is_cuda()) torch::cuda::synchronize();
   };
-  const clx::GaussianStatistics real_statistics = net.statistics(real);
+  const clx::GaussianStatistics real_statistics = net.statistics(real, options.bench_batch);
   std::vector<double> feature_seconds, distance_seconds, totals;
   double fid = 0.0;
   for (int repeat = 0; repeat < 3; ++repeat) {
     synchronize();
     const Clock::time_point start = Clock::now();
-    const clx::GaussianStatistics statistics = net.statistics(generated);
+    const clx::GaussianStatistics statistics = net.statistics(generated, options.bench_batch);
     synchronize();
     const double features = seconds_since(start);
     const Clock::time_point distance_start = Clock::now();
