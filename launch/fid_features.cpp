@@ -15,11 +15,13 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <iomanip>
 #include <iostream>
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 #include <tuple>
 #include <vector>
 
@@ -177,8 +179,10 @@ std::pair<double, double> train_epoch(FidFeatureNet& net, torch::optim::Adam& op
                                       int64_t batch_size, uint64_t order_seed) {
   net.model()->train();
   const torch::Tensor order = clx::seeded_permutation(data.size(), order_seed).to(data.images.device());
-  double loss_sum = 0.0;
-  int64_t correct = 0;
+  // Summed on the device and read once at the end: no synchronisation per step.
+  const auto on_device = torch::TensorOptions().device(data.images.device());
+  torch::Tensor loss_sum = torch::zeros({}, on_device.dtype(torch::kFloat64));
+  torch::Tensor correct = torch::zeros({}, on_device.dtype(torch::kInt64));
   for (int64_t start = 0; start < data.size(); start += batch_size) {
     const torch::Tensor rows = order.slice(0, start, std::min(data.size(), start + batch_size));
     const torch::Tensor labels = data.labels.index_select(0, rows);
@@ -187,11 +191,16 @@ std::pair<double, double> train_epoch(FidFeatureNet& net, torch::optim::Adam& op
     const torch::Tensor loss = torch::nn::functional::cross_entropy(logits, labels);
     loss.backward();
     optimizer.step();
-    loss_sum += loss.item<double>() * static_cast<double>(rows.size(0));
-    correct += logits.argmax(1).eq(labels).sum().item<int64_t>();
+    loss_sum += loss.detach().to(torch::kFloat64) * static_cast<double>(rows.size(0));
+    correct += logits.argmax(1).eq(labels).sum();
   }
   const double n = static_cast<double>(std::max<int64_t>(1, data.size()));
-  return {loss_sum / n, static_cast<double>(correct) / n};
+  return {loss_sum.item<double>() / n, static_cast<double>(correct.item<int64_t>()) / n};
+}
+
+std::string threads_text() {
+  const int threads = torch::get_num_threads();
+  return std::to_string(threads) + (threads == 1 ? " thread" : " threads");
 }
 
 torch::Device choose_device(const Options& options) {
@@ -201,6 +210,12 @@ torch::Device choose_device(const Options& options) {
 }
 
 int train_command(const Options& options) {
+  // A feature file is what runs pin: a new one under the same name would
+  // change their FID silently, so it is never overwritten.
+  std::error_code ignored;
+  if (std::filesystem::exists(std::filesystem::symlink_status(options.output, ignored)))
+    throw clx::Error(options.output + " exists; fid-features does not overwrite a feature file (runs pin its "
+                     "checksum): remove it first or choose another --output");
   const torch::Device device = choose_device(options);
   const LabelledImages all_train = load_split(options, clx::OfficialSplit::Train);
   LabelledImages test = load_split(options, clx::OfficialSplit::Test);
@@ -212,7 +227,7 @@ int train_command(const Options& options) {
   const std::vector<int64_t> shape = train.image_shape();
   std::cout << "fid-features: " << options.dataset << " (" << options.root << "): " << train.size() << " training, "
             << test.size() << " test images of " << clx::sizes_text(shape) << ", " << train.num_classes
-            << " classes; " << device.str() << ", " << torch::get_num_threads() << " threads" << std::endl;
+            << " classes; " << device.str() << ", " << threads_text() << std::endl;
 
   torch::manual_seed(options.seed);
   FidFeatureNet net(shape, train.num_classes);
@@ -319,7 +334,7 @@ int bench_command(const Options& options) {
   synchronize();
   const double epoch_seconds = seconds_since(epoch_start);
   const double total = median(totals);
-  std::cout << "fid-features --bench: " << device.str() << ", " << torch::get_num_threads() << " threads, "
+  std::cout << "fid-features --bench: " << device.str() << ", " << threads_text() << ", "
             << clx::sizes_text(net.info.image_shape) << " images\n"
             << "FID of " << options.bench_images << " images against precomputed real statistics: " << fixed(total, 3)
             << " s (features and statistics " << fixed(median(feature_seconds), 3) << " s, distance "
