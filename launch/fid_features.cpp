@@ -15,11 +15,13 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <iomanip>
 #include <iostream>
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 #include <tuple>
 #include <vector>
 
@@ -53,7 +55,7 @@ struct Options {
   std::string output;
   std::string device = "auto";
   int64_t epochs = 3, batch_size = 64, train_samples = 0, test_samples = 0, threads = 0;
-  int64_t bench_images = 10000, bench_epoch_images = 6000;
+  int64_t bench_images = 10000, bench_epoch_images = 6000, bench_batch = FidFeatureNet::kDefaultBatch;
   uint64_t seed = 1;
   double lr = 1e-3;
   std::string effective;  // "name = value" lines of the options that made the network, recorded in the file
@@ -79,6 +81,8 @@ po::options_description describe_options(Options& options) {
        "time the FID of --bench-images images with the classifier of FILE")
       ("bench-images", po::value<int64_t>(&options.bench_images)->default_value(options.bench_images),
        "--bench: images per FID")
+      ("bench-batch", po::value<int64_t>(&options.bench_batch)->default_value(options.bench_batch),
+       "--bench: images per feature-extraction batch")
       ("bench-epoch-images", po::value<int64_t>(&options.bench_epoch_images)->default_value(options.bench_epoch_images),
        "--bench: images of the reference training epoch (6000: one Fashion-MNIST class)")
       ("data.format", po::value<std::string>(&options.format)->default_value(options.format),
@@ -110,7 +114,7 @@ void validate(Options& options) {
   for (auto [name, value, low] : {std::tuple<const char*, int64_t, int64_t>{"epochs", options.epochs, 1},
                                   {"batch-size", options.batch_size, 1}, {"train-samples", options.train_samples, 0},
                                   {"test-samples", options.test_samples, 0}, {"threads", options.threads, 0},
-                                  {"bench-images", options.bench_images, 2},
+                                  {"bench-images", options.bench_images, 2}, {"bench-batch", options.bench_batch, 1},
                                   {"bench-epoch-images", options.bench_epoch_images, 1}})
     if (value < low)
       throw UsageError(std::string("--") + name + ": must be at least " + std::to_string(low) + ", got " +
@@ -175,8 +179,10 @@ std::pair<double, double> train_epoch(FidFeatureNet& net, torch::optim::Adam& op
                                       int64_t batch_size, uint64_t order_seed) {
   net.model()->train();
   const torch::Tensor order = clx::seeded_permutation(data.size(), order_seed).to(data.images.device());
-  double loss_sum = 0.0;
-  int64_t correct = 0;
+  // Summed on the device and read once at the end: no synchronisation per step.
+  const auto on_device = torch::TensorOptions().device(data.images.device());
+  torch::Tensor loss_sum = torch::zeros({}, on_device.dtype(torch::kFloat64));
+  torch::Tensor correct = torch::zeros({}, on_device.dtype(torch::kInt64));
   for (int64_t start = 0; start < data.size(); start += batch_size) {
     const torch::Tensor rows = order.slice(0, start, std::min(data.size(), start + batch_size));
     const torch::Tensor labels = data.labels.index_select(0, rows);
@@ -185,11 +191,16 @@ std::pair<double, double> train_epoch(FidFeatureNet& net, torch::optim::Adam& op
     const torch::Tensor loss = torch::nn::functional::cross_entropy(logits, labels);
     loss.backward();
     optimizer.step();
-    loss_sum += loss.item<double>() * static_cast<double>(rows.size(0));
-    correct += logits.argmax(1).eq(labels).sum().item<int64_t>();
+    loss_sum += loss.detach().to(torch::kFloat64) * static_cast<double>(rows.size(0));
+    correct += logits.argmax(1).eq(labels).sum();
   }
   const double n = static_cast<double>(std::max<int64_t>(1, data.size()));
-  return {loss_sum / n, static_cast<double>(correct) / n};
+  return {loss_sum.item<double>() / n, static_cast<double>(correct.item<int64_t>()) / n};
+}
+
+std::string threads_text() {
+  const int threads = torch::get_num_threads();
+  return std::to_string(threads) + (threads == 1 ? " thread" : " threads");
 }
 
 torch::Device choose_device(const Options& options) {
@@ -199,6 +210,12 @@ torch::Device choose_device(const Options& options) {
 }
 
 int train_command(const Options& options) {
+  // A feature file is what runs pin: a new one under the same name would
+  // change their FID silently, so it is never overwritten.
+  std::error_code ignored;
+  if (std::filesystem::exists(std::filesystem::symlink_status(options.output, ignored)))
+    throw clx::Error(options.output + " exists; fid-features does not overwrite a feature file (runs pin its "
+                     "checksum): remove it first or choose another --output");
   const torch::Device device = choose_device(options);
   const LabelledImages all_train = load_split(options, clx::OfficialSplit::Train);
   LabelledImages test = load_split(options, clx::OfficialSplit::Test);
@@ -210,7 +227,7 @@ int train_command(const Options& options) {
   const std::vector<int64_t> shape = train.image_shape();
   std::cout << "fid-features: " << options.dataset << " (" << options.root << "): " << train.size() << " training, "
             << test.size() << " test images of " << clx::sizes_text(shape) << ", " << train.num_classes
-            << " classes; " << device.str() << ", " << torch::get_num_threads() << " threads" << std::endl;
+            << " classes; " << device.str() << ", " << threads_text() << std::endl;
 
   torch::manual_seed(options.seed);
   FidFeatureNet net(shape, train.num_classes);
@@ -286,13 +303,13 @@ int bench_command(const Options& options) {
   auto synchronize = [&] {
     if (device.is_cuda()) torch::cuda::synchronize();
   };
-  const clx::GaussianStatistics real_statistics = net.statistics(real);
+  const clx::GaussianStatistics real_statistics = net.statistics(real, options.bench_batch);
   std::vector<double> feature_seconds, distance_seconds, totals;
   double fid = 0.0;
   for (int repeat = 0; repeat < 3; ++repeat) {
     synchronize();
     const Clock::time_point start = Clock::now();
-    const clx::GaussianStatistics statistics = net.statistics(generated);
+    const clx::GaussianStatistics statistics = net.statistics(generated, options.bench_batch);
     synchronize();
     const double features = seconds_since(start);
     const Clock::time_point distance_start = Clock::now();
@@ -317,7 +334,7 @@ int bench_command(const Options& options) {
   synchronize();
   const double epoch_seconds = seconds_since(epoch_start);
   const double total = median(totals);
-  std::cout << "fid-features --bench: " << device.str() << ", " << torch::get_num_threads() << " threads, "
+  std::cout << "fid-features --bench: " << device.str() << ", " << threads_text() << ", "
             << clx::sizes_text(net.info.image_shape) << " images\n"
             << "FID of " << options.bench_images << " images against precomputed real statistics: " << fixed(total, 3)
             << " s (features and statistics " << fixed(median(feature_seconds), 3) << " s, distance "
