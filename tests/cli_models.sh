@@ -22,13 +22,17 @@ grep -q "trunk.12.weight: used [0-9]*, free [1-9]" "$WORK/vgg_anpyc/train.log" \
   && pass "vgg9 anpyc: pruning freed part of a 4-D convolution weight" || fail "vgg9 anpyc: no conv mask report"
 ls "$WORK/vgg_anpyc/checkpoints/"*.h5 > /dev/null 2>&1 && pass "vgg9 anpyc: checkpoints written" || fail "vgg9 anpyc checkpoints"
 
+# One thread per rank in both runs: with the default (cores / ranks) the
+# 1-rank run's convolutions sum in another order than the 2-rank run's, and
+# that alone moved task 1 by 2.5 points after task 2 here (0.605 vs 0.58).
 run_ok "vgg9 ewc 1 rank" "$TRAIN" "${VGG[@]}" --train.algorithm=ewc --ewc.lambda=10 --ewc.fisher_samples=300 \
-  --output "$WORK/vgg_ewc1"
+  --run.threads=1 --output "$WORK/vgg_ewc1"
 run_ok "vgg9 ewc 2 ranks" "${MPI[@]}" -np 2 "$TRAIN" "${VGG[@]}" --train.algorithm=ewc --ewc.lambda=10 \
-  --ewc.fisher_samples=300 --output "$WORK/vgg_ewc2"
+  --ewc.fisher_samples=300 --run.threads=1 --output "$WORK/vgg_ewc2"
 # No BatchNorm: 2 ranks follow the 1-rank trajectory up to float summation
 # order, which 128 steps of a conv net amplify more than the MLP's: measured
-# 0.5 points (1 of 200 test samples), so the bound is 2 points here.
+# 0.5 points (1 of 200 test samples) on one machine and 1.5 on another, so
+# the bound is 2 points here.
 if paste -d, "$WORK/vgg_ewc1/accuracy_matrix.csv" "$WORK/vgg_ewc2/accuracy_matrix.csv" |
    awk -F, 'NR>1 { n=NF/2; for (i=2;i<=n;i++) { d=$i-$(i+n); if (d<0) d=-d; if (d>0.02) bad=1 } } END { exit bad }'; then
   pass "vgg9 ewc: 2 ranks give the 1-rank accuracy matrix"; else fail "vgg9 ewc: 1 vs 2 ranks differ"
