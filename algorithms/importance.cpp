@@ -136,6 +136,39 @@ void add_to(SampleSums& sums, const torch::Tensor& parameter, const torch::Tenso
   if (found != sums.end()) found->second.add_(values.reshape({-1}));
 }
 
+// The windows a convolution (or a transposed one) slides: its kernel, stride,
+// padding and dilation, as an unfolding.
+template <typename ConvOptions>
+torch::nn::functional::UnfoldFuncOptions unfold_options_of(const ConvOptions& options) {
+  torch::ExpandingArray<2> padding(0);  // a transposed convolution's padding is always explicit
+  if (const auto* explicit_padding = c10::get_if<torch::ExpandingArray<2>>(&options.padding()))
+    padding = *explicit_padding;
+  return torch::nn::functional::UnfoldFuncOptions(options.kernel_size())
+      .dilation(options.dilation())
+      .padding(padding)
+      .stride(options.stride());
+}
+
+// sum_i |rows_i (R x L) times unfold(windows_i)^T (L x patch)|^power, the
+// R x patch sum of a per-sample weight gradient's powers: rows [n, R, h, w]
+// with h*w = L, the number of windows that `unfold` takes from windows
+// [n, C, ...] (patch = C*kh*kw). A few samples at a time (kUnfoldBytes).
+torch::Tensor sum_unfolded_product_powers(const torch::Tensor& rows, const torch::Tensor& windows,
+                                          const torch::nn::functional::UnfoldFuncOptions& unfold, int power) {
+  const int64_t n = rows.size(0), row_count = rows.size(1), positions = rows.size(2) * rows.size(3);
+  const int64_t patch = windows.size(1) * (*unfold.kernel_size())[0] * (*unfold.kernel_size())[1];
+  const int64_t per_sample_bytes = patch * positions * static_cast<int64_t>(sizeof(float));
+  const int64_t step = std::max<int64_t>(1, kUnfoldBytes / std::max<int64_t>(per_sample_bytes, 1));
+  torch::Tensor sums = torch::zeros({row_count, patch}, rows.options());
+  for (int64_t first = 0; first < n; first += step) {
+    const int64_t m = std::min(step, n - first);
+    const torch::Tensor columns = torch::nn::functional::unfold(windows.narrow(0, first, m), unfold);  // m x patch x L
+    const torch::Tensor r = rows.narrow(0, first, m).reshape({m, row_count, positions});
+    sums.add_(powered(torch::bmm(r, columns.transpose(1, 2)), power).sum(0));  // m x R x patch
+  }
+  return sums;
+}
+
 // Adds sum_i |dL_i/dW|^power for the parameters of one taped layer, where row
 // i of `delta` (the gradient of sum_i L_i with respect to the layer's output)
 // is sample i's own gradient because no layer mixes samples.
@@ -154,27 +187,7 @@ void add_sample_gradient_powers(const TapedLayer& layer, const torch::Tensor& de
       // dL_i/dW = delta_i (Cout x L) times unfold(a_i)^T (L x Cin*kh*kw): the
       // convolution is a matrix product over the L output positions.
       const auto& conv = dynamic_cast<const torch::nn::Conv2dImpl&>(*layer.module);
-      const auto& options = conv.options;
-      torch::ExpandingArray<2> padding(0);
-      if (const auto* explicit_padding = c10::get_if<torch::ExpandingArray<2>>(&options.padding()))
-        padding = *explicit_padding;
-      const auto unfold = torch::nn::functional::UnfoldFuncOptions(options.kernel_size())
-                              .dilation(options.dilation())
-                              .padding(padding)
-                              .stride(options.stride());
-      const int64_t n = a.size(0), out_channels = delta.size(1);
-      const int64_t positions = delta.size(2) * delta.size(3);
-      const int64_t patch = a.size(1) * (*options.kernel_size())[0] * (*options.kernel_size())[1];
-      const int64_t per_sample_bytes = patch * positions * static_cast<int64_t>(sizeof(float));
-      const int64_t step = std::max<int64_t>(1, kUnfoldBytes / std::max<int64_t>(per_sample_bytes, 1));
-      torch::Tensor weight_sums = torch::zeros({out_channels, patch}, delta.options());
-      for (int64_t first = 0; first < n; first += step) {
-        const int64_t m = std::min(step, n - first);
-        const torch::Tensor columns = torch::nn::functional::unfold(a.narrow(0, first, m), unfold);  // m x patch x L
-        const torch::Tensor d = delta.narrow(0, first, m).reshape({m, out_channels, positions});
-        weight_sums.add_(powered(torch::bmm(d, columns.transpose(1, 2)), power).sum(0));  // m x Cout x patch
-      }
-      add_to(sums, conv.weight, weight_sums);
+      add_to(sums, conv.weight, sum_unfolded_product_powers(delta, a, unfold_options_of(conv.options), power));
       if (conv.bias.defined()) add_to(sums, conv.bias, powered(delta.sum({2, 3}), power).sum(0));
       break;
     }
@@ -186,26 +199,7 @@ void add_sample_gradient_powers(const TapedLayer& layer, const torch::Tensor& de
       // dilation: one window per input position, L = Hin*Win (output_padding,
       // less than the stride, adds output rows but no window).
       const auto& conv = dynamic_cast<const torch::nn::ConvTranspose2dImpl&>(*layer.module);
-      const auto& options = conv.options;
-      torch::ExpandingArray<2> padding(0);  // always explicit for a transposed convolution
-      if (const auto* explicit_padding = c10::get_if<torch::ExpandingArray<2>>(&options.padding()))
-        padding = *explicit_padding;
-      const auto unfold = torch::nn::functional::UnfoldFuncOptions(options.kernel_size())
-                              .dilation(options.dilation())
-                              .padding(padding)
-                              .stride(options.stride());
-      const int64_t n = a.size(0), in_channels = a.size(1), positions = a.size(2) * a.size(3);
-      const int64_t patch = delta.size(1) * (*options.kernel_size())[0] * (*options.kernel_size())[1];
-      const int64_t per_sample_bytes = patch * positions * static_cast<int64_t>(sizeof(float));
-      const int64_t step = std::max<int64_t>(1, kUnfoldBytes / std::max<int64_t>(per_sample_bytes, 1));
-      torch::Tensor weight_sums = torch::zeros({in_channels, patch}, delta.options());
-      for (int64_t first = 0; first < n; first += step) {
-        const int64_t m = std::min(step, n - first);
-        const torch::Tensor columns = torch::nn::functional::unfold(delta.narrow(0, first, m), unfold);  // m x patch x L
-        const torch::Tensor x = a.narrow(0, first, m).reshape({m, in_channels, positions});
-        weight_sums.add_(powered(torch::bmm(x, columns.transpose(1, 2)), power).sum(0));  // m x Cin x patch
-      }
-      add_to(sums, conv.weight, weight_sums);
+      add_to(sums, conv.weight, sum_unfolded_product_powers(a, delta, unfold_options_of(conv.options), power));
       if (conv.bias.defined()) add_to(sums, conv.bias, powered(delta.sum({2, 3}), power).sum(0));
       break;
     }

@@ -173,42 +173,35 @@ void FidFeatureNet::check_images(const torch::Tensor& images) const {
                           (info.dataset.empty() ? std::string() : " (" + info.dataset + ")"));
 }
 
-torch::Tensor FidFeatureNet::features(const torch::Tensor& images, int64_t batch_size) {
+void FidFeatureNet::for_each_batch(const torch::Tensor& images, int64_t batch_size,
+                                  const std::function<void(const torch::Tensor& batch)>& visit) {
   check_images(images);
   torch::NoGradGuard no_grad;
   EvalScope eval(*model_);
   const torch::Device target = device();
   const int64_t n = images.size(0), batch = std::max<int64_t>(1, batch_size);
-  std::vector<torch::Tensor> parts;
   for (int64_t start = 0; start < n; start += batch)
-    parts.push_back(model_->features(images.slice(0, start, std::min(n, start + batch)).to(target, torch::kFloat32)));
-  if (parts.empty()) return torch::empty({0, kFeatureSize}, torch::TensorOptions().device(target));
+    visit(images.slice(0, start, std::min(n, start + batch)).to(target, torch::kFloat32));
+}
+
+torch::Tensor FidFeatureNet::features(const torch::Tensor& images, int64_t batch_size) {
+  std::vector<torch::Tensor> parts;
+  for_each_batch(images, batch_size, [&](const torch::Tensor& batch) { parts.push_back(model_->features(batch)); });
+  if (parts.empty()) return torch::empty({0, kFeatureSize}, torch::TensorOptions().device(device()));
   return torch::cat(parts);
 }
 
 torch::Tensor FidFeatureNet::predict(const torch::Tensor& images, int64_t batch_size) {
-  check_images(images);
-  torch::NoGradGuard no_grad;
-  EvalScope eval(*model_);
-  const torch::Device target = device();
-  const int64_t n = images.size(0), batch = std::max<int64_t>(1, batch_size);
   std::vector<torch::Tensor> parts;
-  for (int64_t start = 0; start < n; start += batch)
-    parts.push_back(
-        model_->logits(images.slice(0, start, std::min(n, start + batch)).to(target, torch::kFloat32), 0).argmax(1));
-  if (parts.empty()) return torch::empty({0}, torch::TensorOptions().device(target).dtype(torch::kInt64));
+  for_each_batch(images, batch_size,
+                 [&](const torch::Tensor& batch) { parts.push_back(model_->logits(batch, 0).argmax(1)); });
+  if (parts.empty()) return torch::empty({0}, torch::TensorOptions().device(device()).dtype(torch::kInt64));
   return torch::cat(parts);
 }
 
 GaussianStatistics FidFeatureNet::statistics(const torch::Tensor& images, int64_t batch_size) {
-  check_images(images);
-  torch::NoGradGuard no_grad;
-  EvalScope eval(*model_);
-  const torch::Device target = device();
-  const int64_t n = images.size(0), batch = std::max<int64_t>(1, batch_size);
   StatisticsAccumulator accumulator;
-  for (int64_t start = 0; start < n; start += batch)
-    accumulator.add(model_->features(images.slice(0, start, std::min(n, start + batch)).to(target, torch::kFloat32)));
+  for_each_batch(images, batch_size, [&](const torch::Tensor& batch) { accumulator.add(model_->features(batch)); });
   return accumulator.statistics();
 }
 

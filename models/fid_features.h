@@ -27,6 +27,7 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -92,6 +93,11 @@ class FidFeatureNet {
 
  private:
   void check_images(const torch::Tensor& images) const;
+  // Calls `visit` with each batch of at most `batch_size` images, in order,
+  // moved to the network's device as float32, with the network in eval mode
+  // and no gradients (the one evaluation loop features, predict and statistics share).
+  void for_each_batch(const torch::Tensor& images, int64_t batch_size,
+                      const std::function<void(const torch::Tensor& batch)>& visit);
   MultiHeadModel model_{nullptr};
 };
 

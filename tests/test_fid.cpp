@@ -337,6 +337,28 @@ TEST_F(FidFeatureFileTest, FidOfASetWithItselfIsZeroAndGeneratedAccuracyCountsMa
   EXPECT_DOUBLE_EQ(clx::generated_accuracy(net, real[0], half), 0.5);
 }
 
+TEST_F(FidFeatureFileTest, BatchedFeaturesPredictionsAndStatisticsEqualOnePass) {
+  // 10 images in batches of 3 (the last batch holds one): the same features,
+  // classes and statistics as one pass over all 10 through the model itself.
+  clx::FidFeatureNet net = make_net();
+  torch::manual_seed(9);
+  const torch::Tensor images = torch::rand({10, 1, 28, 28});
+  torch::Tensor whole_features, whole_classes;
+  {
+    torch::NoGradGuard no_grad;
+    net.model()->eval();
+    whole_features = net.model()->features(images);
+    whole_classes = net.model()->logits(images, 0).argmax(1);
+  }
+  EXPECT_TRUE(torch::allclose(net.features(images, 3), whole_features, 1e-5, 1e-6));
+  EXPECT_TRUE(torch::equal(net.predict(images, 3), whole_classes));
+  const clx::GaussianStatistics batched = net.statistics(images, 3), whole = clx::feature_statistics(whole_features);
+  EXPECT_TRUE(torch::allclose(batched.mean, whole.mean, 1e-9, 1e-6));
+  EXPECT_TRUE(torch::allclose(batched.covariance, whole.covariance, 1e-9, 1e-6));
+  EXPECT_EQ(net.features(images.slice(0, 0, 0)).sizes().vec(), (std::vector<int64_t>{0, 256}));
+  EXPECT_EQ(net.predict(images.slice(0, 0, 0)).numel(), 0);
+}
+
 TEST_F(FidFeatureFileTest, RefusesImagesOfAnotherShapeOrTooFewPerClass) {
   clx::FidFeatureNet net = make_net();
   expect_error<clx::FidFeatureError>([&] { net.features(torch::zeros({2, 3, 32, 32})); },
