@@ -44,6 +44,7 @@ class RecordingStrategy final : public clx::Strategy {
   explicit RecordingStrategy(int64_t retrain_epochs) : retrain_epochs_(retrain_epochs) {}
   std::string name() const override { return "recording"; }
   void before_task(clx::StageContext& ctx) override { record("before_task", ctx); }
+  void before_forward(clx::StageContext& ctx) override { record("before_forward", ctx); }
   torch::Tensor penalty_loss(clx::StageContext& ctx) override {
     record("penalty_loss", ctx);
     return {};
@@ -62,6 +63,12 @@ class RecordingStrategy final : public clx::Strategy {
     if (ctx.tasks.front() + 1 < ctx.stream.size()) ctx.train_epochs(retrain_epochs_, "retrain");
     record("after_task end", ctx);
   }
+  void before_evaluate(clx::ContinualNet&, int task) override {
+    events.push_back("before_evaluate " + std::to_string(task + 1));
+  }
+  void after_evaluate(clx::ContinualNet&, int task) override {
+    events.push_back("after_evaluate " + std::to_string(task + 1));
+  }
 
   std::vector<std::string> events;
   std::vector<double> step_lrs;  // learning rate of every optimizer step
@@ -73,6 +80,21 @@ class RecordingStrategy final : public clx::Strategy {
   }
   int64_t retrain_epochs_;
 };
+
+// The hooks of `count` training steps of `task` (1-based), in runtime/strategy.h's order.
+void append_steps(std::vector<std::string>& events, int task, int64_t count) {
+  for (int64_t k = 0; k < count; ++k)
+    for (const char* hook : {"before_forward", "penalty_loss", "after_backward", "after_step"})
+      events.push_back(std::string(hook) + " " + std::to_string(task));
+}
+
+// The hooks around one evaluation of both tasks.
+void append_evaluations(std::vector<std::string>& events) {
+  for (int task = 1; task <= 2; ++task) {
+    events.push_back("before_evaluate " + std::to_string(task));
+    events.push_back("after_evaluate " + std::to_string(task));
+  }
+}
 
 // Batch 8, 3 epochs per task, lr 0.1 halved every 2 epochs (2 retraining
 // epochs after task 1 in the tests below).
@@ -125,20 +147,18 @@ TEST(TrainerHooks, OrderAndLearningRateAcrossTasksAndRetraining) {
 
   const int64_t batches[2] = {(stream.tasks[0].train.size() + 7) / 8, (stream.tasks[1].train.size() + 7) / 8};
   std::vector<std::string> expected;
-  auto steps = [&](int task, int64_t epochs) {
-    for (int64_t k = 0; k < epochs * batches[task - 1]; ++k)
-      for (const char* hook : {"penalty_loss", "after_backward", "after_step"})
-        expected.push_back(std::string(hook) + " " + std::to_string(task));
-  };
+  append_evaluations(expected);  // before any training
   expected.push_back("before_task 1");
-  steps(1, 3);
+  append_steps(expected, 1, 3 * batches[0]);
   expected.push_back("after_task 1");
-  steps(1, 2);
+  append_steps(expected, 1, 2 * batches[0]);
   expected.push_back("after_task end 1");
+  append_evaluations(expected);
   expected.push_back("before_task 2");
-  steps(2, 3);
+  append_steps(expected, 2, 3 * batches[1]);
   expected.push_back("after_task 2");
   expected.push_back("after_task end 2");
+  append_evaluations(expected);
   EXPECT_EQ(strategy.events, expected);
 
   // Stage epochs 0,1 | 2 | retraining 3 | 4, then task 2 from the start: 0,1 | 2.
@@ -199,6 +219,21 @@ TEST_F(TrainerResume, MidRetrainingWithDecayedLearningRateEqualsUninterrupted) {
                                  strategy.step_lrs.end());
   EXPECT_EQ(resumed_strategy.step_lrs, tail);
   EXPECT_DOUBLE_EQ(resumed_strategy.step_lrs.front(), 0.025);
+
+  // The resumed run re-enters task 1's after_task (its before_task and the
+  // initial evaluation are in the checkpoint), finishes the retraining epoch
+  // and goes on as the uninterrupted run did.
+  std::vector<std::string> expected;
+  expected.push_back("after_task 1");
+  append_steps(expected, 1, batches[0] - 2);
+  expected.push_back("after_task end 1");
+  append_evaluations(expected);
+  expected.push_back("before_task 2");
+  append_steps(expected, 2, 3 * batches[1]);
+  expected.push_back("after_task 2");
+  expected.push_back("after_task end 2");
+  append_evaluations(expected);
+  EXPECT_EQ(resumed_strategy.events, expected);
 }
 
 // Training on the test device gives what training on the CPU gives (within
