@@ -69,7 +69,7 @@ void make_parent_folder(const std::string& path) {
 
 // The bytes of a contiguous uint8 tensor.
 std::string tensor_bytes(const torch::Tensor& values) {
-  const torch::Tensor flat = values.contiguous();
+  const torch::Tensor flat = values.to(torch::kCPU).contiguous();
   return std::string(reinterpret_cast<const char*>(flat.data_ptr<uint8_t>()), static_cast<size_t>(flat.numel()));
 }
 
