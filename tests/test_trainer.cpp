@@ -96,6 +96,18 @@ void append_evaluations(std::vector<std::string>& events) {
   }
 }
 
+// The rest of a run from the end of task 1's after_task: evaluations, then
+// task 2 (3 epochs of `task_2_batches`, no retraining after the last task).
+void append_from_task_1_end(std::vector<std::string>& events, int64_t task_2_batches) {
+  events.push_back("after_task end 1");
+  append_evaluations(events);
+  events.push_back("before_task 2");
+  append_steps(events, 2, 3 * task_2_batches);
+  events.push_back("after_task 2");
+  events.push_back("after_task end 2");
+  append_evaluations(events);
+}
+
 // Batch 8, 3 epochs per task, lr 0.1 halved every 2 epochs (2 retraining
 // epochs after task 1 in the tests below).
 clx::TrainerConfig schedule_config() {
@@ -152,13 +164,7 @@ TEST(TrainerHooks, OrderAndLearningRateAcrossTasksAndRetraining) {
   append_steps(expected, 1, 3 * batches[0]);
   expected.push_back("after_task 1");
   append_steps(expected, 1, 2 * batches[0]);
-  expected.push_back("after_task end 1");
-  append_evaluations(expected);
-  expected.push_back("before_task 2");
-  append_steps(expected, 2, 3 * batches[1]);
-  expected.push_back("after_task 2");
-  expected.push_back("after_task end 2");
-  append_evaluations(expected);
+  append_from_task_1_end(expected, batches[1]);
   EXPECT_EQ(strategy.events, expected);
 
   // Stage epochs 0,1 | 2 | retraining 3 | 4, then task 2 from the start: 0,1 | 2.
@@ -226,13 +232,7 @@ TEST_F(TrainerResume, MidRetrainingWithDecayedLearningRateEqualsUninterrupted) {
   std::vector<std::string> expected;
   expected.push_back("after_task 1");
   append_steps(expected, 1, batches[0] - 2);
-  expected.push_back("after_task end 1");
-  append_evaluations(expected);
-  expected.push_back("before_task 2");
-  append_steps(expected, 2, 3 * batches[1]);
-  expected.push_back("after_task 2");
-  expected.push_back("after_task end 2");
-  append_evaluations(expected);
+  append_from_task_1_end(expected, batches[1]);
   EXPECT_EQ(resumed_strategy.events, expected);
 }
 
