@@ -32,9 +32,14 @@ run_ok "vgg9 ewc 2 ranks" "${MPI[@]}" -np 2 "$TRAIN" "${VGG[@]}" --train.algorit
 # No BatchNorm: 2 ranks follow the 1-rank trajectory up to float summation
 # order, which 128 steps of a conv net amplify more than the MLP's: measured
 # 0.5 points (1 of 200 test samples) on one machine and 1.5 on another, so
-# the bound is 2 points here.
+# the bound is 2 points here, on the initial row and on every task already
+# trained. A task not trained yet is answered by its random head on moving
+# features, near ties that the summation order flips: task 2 after task 1
+# read 60.0 on 1 rank and 57.5 on 2 (2026-12-02), the trained entries within
+# 0.5 points. Those entries are left out.
 if paste -d, "$WORK/vgg_ewc1/accuracy_matrix.csv" "$WORK/vgg_ewc2/accuracy_matrix.csv" |
-   awk -F, 'NR>1 { n=NF/2; for (i=2;i<=n;i++) { d=$i-$(i+n); if (d<0) d=-d; if (d>0.02) bad=1 } } END { exit bad }'; then
+   awk -F, 'NR>1 { n=NF/2; last=(NR==2 ? n : NR-1); for (i=2;i<=last;i++) { d=$i-$(i+n); if (d<0) d=-d; if (d>0.02) bad=1 } }
+            END { exit bad }'; then
   pass "vgg9 ewc: 2 ranks give the 1-rank accuracy matrix"; else fail "vgg9 ewc: 1 vs 2 ranks differ"
   paste -d'|' "$WORK/vgg_ewc1/accuracy_matrix.csv" "$WORK/vgg_ewc2/accuracy_matrix.csv"; fi
 # 64 steps on task 1 take the quarter-width VGG-9 well above chance (50%).
