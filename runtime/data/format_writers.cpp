@@ -59,13 +59,14 @@ void check_images_and_labels(const std::string& path, const std::string& format,
     throw Error(path + ": " + format + " labels must be 0..9");
 }
 
-void make_parent_folder(const std::string& path) {
-  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
-  if (parent.empty()) return;
+void make_folder(const std::filesystem::path& folder) {
+  if (folder.empty()) return;
   std::error_code error;
-  std::filesystem::create_directories(parent, error);
-  if (error) throw FileError("cannot create " + parent.string() + ": " + error.message());
+  std::filesystem::create_directories(folder, error);
+  if (error) throw FileError("cannot create " + folder.string() + ": " + error.message());
 }
+
+void make_parent_folder(const std::string& path) { make_folder(std::filesystem::path(path).parent_path()); }
 
 // The bytes of a contiguous uint8 tensor.
 std::string tensor_bytes(const torch::Tensor& values) {
@@ -104,10 +105,9 @@ void write_svhn_mat(const std::string& path, const torch::Tensor& images, const 
   if (mat == nullptr) throw FileError("cannot write " + path + ": matio cannot create the file");
   size_t x_dims[4] = {32, 32, 3, static_cast<size_t>(n)};
   size_t y_dims[2] = {static_cast<size_t>(n), 1};
-  bool written = true;
   matvar_t* x_variable = Mat_VarCreate("X", MAT_C_UINT8, MAT_T_UINT8, 4, x_dims, x.data(), 0);
   matvar_t* y_variable = Mat_VarCreate("y", MAT_C_DOUBLE, MAT_T_DOUBLE, 2, y_dims, y.data(), 0);
-  written = x_variable != nullptr && y_variable != nullptr &&
+  bool written = x_variable != nullptr && y_variable != nullptr &&
             Mat_VarWrite(mat, x_variable, MAT_COMPRESSION_ZLIB) == 0 &&  // as the real files are
             Mat_VarWrite(mat, y_variable, MAT_COMPRESSION_ZLIB) == 0;
   if (x_variable != nullptr) Mat_VarFree(x_variable);
@@ -157,6 +157,8 @@ int64_t write_png_class_folders(const std::string& root, const std::vector<std::
   const torch::Tensor cpu_labels = labels.to(torch::kCPU);
   const int height = static_cast<int>(images.size(2)), width = static_cast<int>(images.size(3));
   const int type = images.size(1) == 1 ? CV_8UC1 : CV_8UC3;
+  // The class folders once, not once a file.
+  for (const std::string& name : class_names) make_folder(std::filesystem::path(root) / name);
   for (int64_t i = 0; i < images.size(0); ++i) {
     const int64_t label = cpu_labels[i].item<int64_t>();
     if (label < 0 || label >= static_cast<int64_t>(class_names.size()))
@@ -167,7 +169,6 @@ int64_t write_png_class_folders(const std::string& root, const std::vector<std::
     const cv::Mat image(height, width, type, pixels[i].data_ptr<uint8_t>());
     std::vector<uchar> encoded;
     if (!cv::imencode(".png", image, encoded)) throw Error(path + ": cannot be encoded as PNG");
-    make_parent_folder(path);
     write_file_atomically(path, std::string_view(reinterpret_cast<const char*>(encoded.data()), encoded.size()));
   }
   return images.size(0);
