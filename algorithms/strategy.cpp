@@ -20,17 +20,17 @@ namespace po = boost::program_options;
 const std::vector<StrategyInfo>& strategy_registry() {
   static const std::vector<StrategyInfo> registry = {
       {"sgd", "single head, plain SGD on each task in turn (lower bound)", {},
-       [](const po::variables_map&) { return std::make_unique<SgdStrategy>(); }},
+       [](const po::variables_map&) { return std::make_unique<SgdStrategy>(); }, true},
       {"sgdf", "whole network on task 1, then only the new heads (SGD-F)", {},
-       [](const po::variables_map&) { return std::make_unique<SgdfStrategy>(); }},
+       [](const po::variables_map&) { return std::make_unique<SgdfStrategy>(); }, true},
       {"finetune", "one head per task, shared trunk fine-tuned on each task", {},
-       [](const po::variables_map&) { return std::make_unique<FinetuneStrategy>(); }},
+       [](const po::variables_map&) { return std::make_unique<FinetuneStrategy>(); }, true},
       {"joint", "all tasks trained at once (upper bound; source of m_i for FWT)", {},
-       [](const po::variables_map&) { return std::make_unique<JointStrategy>(); }},
+       [](const po::variables_map&) { return std::make_unique<JointStrategy>(); }, true},
       {"ewc", "elastic weight consolidation, per-sample Fisher", EwcStrategy::add_options,
        [](const po::variables_map& v) { return std::make_unique<EwcStrategy>(EwcStrategy::read_options(v)); }},
       {"si", "synaptic intelligence (path-integral importance)", SiStrategy::add_options,
-       [](const po::variables_map& v) { return std::make_unique<SiStrategy>(SiStrategy::read_options(v)); }},
+       [](const po::variables_map& v) { return std::make_unique<SiStrategy>(SiStrategy::read_options(v)); }, true},
       {"mas", "memory aware synapses (output-sensitivity importance)", MasStrategy::add_options,
        [](const po::variables_map& v) { return std::make_unique<MasStrategy>(MasStrategy::read_options(v)); }},
       {"lwf", "learning without forgetting (distillation of earlier heads)", LwfStrategy::add_options,
@@ -63,6 +63,19 @@ std::string strategy_names() {
   std::string names;
   for (const auto& info : strategy_registry()) names += (names.empty() ? "" : ", ") + info.name;
   return names;
+}
+
+std::string generation_strategy_names() {
+  std::string names;
+  for (const auto& info : strategy_registry())
+    if (info.trains_generators) names += (names.empty() ? "" : ", ") + info.name;
+  return names;
+}
+
+bool strategy_trains_generators(const std::string& name) {
+  for (const auto& info : strategy_registry())
+    if (info.name == name) return info.trains_generators;
+  return false;
 }
 
 PenaltyStep read_penalty_step(const po::variables_map& values) {

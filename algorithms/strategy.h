@@ -20,12 +20,20 @@ struct StrategyInfo {
   // Declares the algorithm's own options (config section named after it), if any.
   std::function<void(boost::program_options::options_description&)> add_options;
   std::function<std::unique_ptr<Strategy>(const boost::program_options::variables_map&)> make;
+  // Whether it trains a generator (model.arch=vae) as well as a classifier:
+  // true for the strategies that read nothing but the objective's loss and
+  // its gradients; those whose importance or penalty reads class logits
+  // (EWC, MAS, LwF, ANPyC, HAT, CLNP) train classifiers only.
+  bool trains_generators = false;
 };
 
 const std::vector<StrategyInfo>& strategy_registry();
 // Throws clx::Error naming train.algorithm and listing the known names.
 std::unique_ptr<Strategy> make_strategy(const std::string& name, const boost::program_options::variables_map& options);
 std::string strategy_names();  // "sgd, sgdf, finetune, ..."
+std::string generation_strategy_names();  // those with trains_generators
+// False for an unknown name (make_strategy reports those).
+bool strategy_trains_generators(const std::string& name);
 // Every algorithm's own options ([anpyc], [ewc], [si], [mas], [lwf] sections),
 // and train.penalty_step, which every quadratic penalty reads.
 void add_strategy_options(boost::program_options::options_description& options);

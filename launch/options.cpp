@@ -157,7 +157,18 @@ TrainOptions parse_train_options(int argc, const char* const* argv) {
        "initial weights: default (LibTorch's) | truncated_normal (Linear and Conv2d weights N(0, 0.1^2) cut at 2 std, "
        "biases 0.1: the released ANPyC code)")
       ("model.heads", po::value<std::string>(&options.heads)->default_value("auto"),
-       "auto (the algorithm's choice) | multi (one head per task) | single (one head over all classes)");
+       "auto (the algorithm's choice) | multi (one head per task) | single (one head over all classes)")
+      ("model.vae_hidden", po::value<int64_t>()->default_value(256), "vae: width of the encoder's and decoder's fc layer")
+      ("model.vae_latent", po::value<int64_t>()->default_value(32), "vae: latent dimensions of each task's latent layers");
+
+  po::options_description generation("Generation [generation] (model.arch=vae: docs/generation.md)");
+  generation.add_options()
+      ("generation.fid_features", po::value<std::string>()->default_value(""),
+       "the FID feature classifier file (made by fid-features); required by a generation run")
+      ("generation.fid_checksum", po::value<std::string>()->default_value(""),
+       "the feature file's checksum this run pins (fid-features prints it); empty: any verified file")
+      ("generation.fid_samples", po::value<int64_t>()->default_value(1000),
+       "images generated per task for its FID after every stage (the same latent draws every time)");
 
   po::options_description train("Training [train]");
   train.add_options()
@@ -225,7 +236,7 @@ TrainOptions parse_train_options(int argc, const char* const* argv) {
   add_strategy_options(algorithms);
 
   po::options_description file_options;
-  file_options.add(data).add(model).add(train).add(algorithms).add(eval).add(metrics).add(run);
+  file_options.add(data).add(model).add(generation).add(train).add(algorithms).add(eval).add(metrics).add(run);
   po::options_description all("Options (config-file sections in brackets)");
   all.add(general).add(file_options);
   std::ostringstream help;

@@ -448,6 +448,12 @@ int run_report(int argc, char** argv) {
     nlohmann::json results;
     try {
       results = nlohmann::json::parse(file);
+      if (results.contains("score") && results.at("score").at("name") != "accuracy") {
+        std::cerr << "report: error: " << path.string() << " is a generation run (its matrix is "
+                  << results.at("score").at("name").get<std::string>()
+                  << "_matrix.csv beside it); report's tables and plots cover classification runs only" << std::endl;
+        return 1;
+      }
       const std::string key = group_by == "strategy" ? results.at("strategy").get<std::string>()
                                                      : path.parent_path().parent_path().filename().string();
       if (!groups.count(key)) order.push_back(key);

@@ -14,6 +14,7 @@
 #include "algorithms/strategy.h"
 #include "launch/options.h"
 #include "models/model_factory.h"
+#include "models/vae_objective.h"
 #include "runtime/collectives.h"
 #include "runtime/communicator.h"
 #include "runtime/data/sampler.h"
@@ -268,6 +269,7 @@ int run(TrainOptions& options, Communicator& control) {
   std::unique_ptr<Strategy> strategy;
   HeadLayout heads = HeadLayout::Multi;
   ModelConfig model_config;
+  std::unique_ptr<Objective> objective;  // none: classification
   std::vector<double> joint_accuracies;
   // Cheap checks first, on every rank, before any data is read.
   run_on_all_ranks(comm, [&] {
@@ -280,7 +282,22 @@ int run(TrainOptions& options, Communicator& control) {
     model_config.width = options.values["model.width"].as<double>();
     model_config.stem = options.values["model.stem"].as<std::string>();
     model_config.init = options.values["model.init"].as<std::string>();
+    model_config.vae_hidden = options.values["model.vae_hidden"].as<int64_t>();
+    model_config.vae_latent = options.values["model.vae_latent"].as<int64_t>();
+    model_config.seed = options.trainer.seed;
     validate_model_config(model_config);
+    if (model_config.arch == "vae") {
+      // The VAE has one set of latent layers per task whatever the algorithm's usual layout.
+      if (options.heads == "auto") heads = options.trainer.heads = HeadLayout::Multi;
+      if (!strategy_trains_generators(options.algorithm))
+        throw Error("train.algorithm: " + options.algorithm + " needs a classifier; a generation run (model.arch=vae) "
+                    "takes " + generation_strategy_names());
+      VaeObjectiveConfig generation;
+      generation.fid_features = options.values["generation.fid_features"].as<std::string>();
+      generation.fid_checksum = options.values["generation.fid_checksum"].as<std::string>();
+      generation.fid_samples = options.values["generation.fid_samples"].as<int64_t>();
+      objective = std::make_unique<VaeObjective>(generation);
+    }
     validate_stream_options(options.stream);
     check_run_options(options, comm.size());
     if (!options.joint_results.empty()) joint_accuracies = read_final_accuracies(options.joint_results);
@@ -329,11 +346,12 @@ int run(TrainOptions& options, Communicator& control) {
   stream.to(options.trainer.device);
 
   torch::manual_seed(options.trainer.seed);
-  MultiHeadModel model{nullptr};
+  std::shared_ptr<ContinualNet> model;
   // The input shape is known only now; a network that does not fit it fails on every rank alike.
   run_on_all_ranks(comm, [&] {
-    model = make_model(model_config, stream.input_shape, head_sizes_for(stream, heads));
+    model = make_continual_net(model_config, stream.input_shape, head_sizes_for(stream, heads));
     model->to(placement.device);
+    if (objective) objective->check(*model, stream, heads);
   });
   // Dropout masks differ per rank, as in any data-parallel run.
   torch::manual_seed(mix_seed({options.trainer.seed, 0xd0, static_cast<uint64_t>(comm.rank())}));
@@ -349,13 +367,13 @@ int run(TrainOptions& options, Communicator& control) {
   std::optional<CheckpointState> resume_from;
   std::string resume_path;
   if (!options.resume_dir.empty())
-    resume_from = load_resume_checkpoint(options, checkpoint_dir, comm, log, *model.ptr(),
+    resume_from = load_resume_checkpoint(options, checkpoint_dir, comm, log, *model,
                                          static_cast<int64_t>(strategy->stages(static_cast<int>(stream.size())).size()),
                                          stream.size(), &resume_path);
   stop_if_requested(comm, "while loading the data");
   accept_start(options, checkpoint_dir, comm, log);
 
-  Trainer trainer(options.trainer, tensors_comm, stream, model.ptr(), *strategy, log);
+  Trainer trainer(options.trainer, tensors_comm, stream, model, *strategy, log, objective.get());
   trainer.set_stop_flag(&stop_signals);
   RunResult result = trainer.run(resume_from ? &*resume_from : nullptr, resume_path);
   const MetricSummary metrics = summarise(result.matrix, joint_accuracies);
@@ -365,7 +383,7 @@ int run(TrainOptions& options, Communicator& control) {
     RunDescription description{options.algorithm, stream.description, comm.size(), tensors_comm.backend(),
                                options.effective_config};
     write_results(options.output_dir, description, result, metrics);
-    std::string written = options.output_dir + "/results.json, accuracy_matrix.csv, metrics.csv";
+    std::string written = options.output_dir + "/results.json, " + result.score.name + "_matrix.csv, metrics.csv";
     for (const ResultTable& table : result.tables) written += ", " + table.name + ".csv";
     log.info("results written to " + written);
   });

@@ -1,5 +1,7 @@
 #include "models/model_factory.h"
 
+#include "models/vae_net.h"
+
 #include <cmath>
 
 #include "runtime/error.h"
@@ -7,8 +9,14 @@
 namespace clx {
 
 void validate_model_config(const ModelConfig& config) {
-  if (config.arch != "mlp" && config.arch != "lenet" && config.arch != "vgg9" && config.arch != "resnet18")
-    throw Error("model.arch: '" + config.arch + "' is not one of mlp, lenet, vgg9, resnet18");
+  if (config.arch != "mlp" && config.arch != "lenet" && config.arch != "vgg9" && config.arch != "resnet18" &&
+      config.arch != "vae")
+    throw Error("model.arch: '" + config.arch + "' is not one of mlp, lenet, vgg9, resnet18, vae");
+  if (config.arch == "vae" && config.dropout != 0.0) throw Error("model.dropout: the vae has no dropout layers; leave it at 0");
+  if (config.arch == "vae" && config.init != "default")
+    throw Error("model.init: the vae takes LibTorch's default initialisation only; leave it at default");
+  if (config.vae_hidden < 1) throw Error("model.vae_hidden: must be at least 1, got " + std::to_string(config.vae_hidden));
+  if (config.vae_latent < 1) throw Error("model.vae_latent: must be at least 1, got " + std::to_string(config.vae_latent));
   if (!(config.dropout >= 0.0 && config.dropout < 1.0))
     throw Error("model.dropout: must be in [0, 1), got " + std::to_string(config.dropout));
   if (config.arch == "resnet18" && config.dropout != 0.0)
@@ -75,6 +83,27 @@ MultiHeadModel make_model(const ModelConfig& config, const std::vector<int64_t>&
   MultiHeadModel model = make_architecture(config, input_shape, head_sizes);
   if (config.init == "truncated_normal") initialise_truncated_normal(*model);
   return model;
+}
+
+}  // namespace clx
+
+namespace clx {
+
+std::shared_ptr<ContinualNet> make_continual_net(const ModelConfig& config, const std::vector<int64_t>& input_shape,
+                                                 const std::vector<int64_t>& head_sizes) {
+  if (config.arch != "vae") return make_model(config, input_shape, head_sizes).ptr();
+  validate_model_config(config);
+  if (input_shape.size() != 3 || input_shape[1] != input_shape[2] || (input_shape[1] != 28 && input_shape[1] != 32))
+    throw Error("model.arch=vae: takes C x 28 x 28 or C x 32 x 32 images, the data's are " +
+                c10::str(c10::IntArrayRef(input_shape)) + "");
+  VaeConfig vae;
+  vae.channels = input_shape[0];
+  vae.image_size = input_shape[1];
+  vae.hidden = config.vae_hidden;
+  vae.latent = config.vae_latent;
+  vae.tasks = static_cast<int64_t>(head_sizes.size());
+  vae.seed = config.seed;
+  return VaeNet(vae).ptr();
 }
 
 }  // namespace clx

@@ -1,6 +1,6 @@
 #pragma once
-// Builds the network named by model.arch (mlp | vgg9 | resnet18) for a
-// stream's input shape and heads.
+// Builds the network named by model.arch (mlp | lenet | vgg9 | resnet18, and
+// the generator vae) for a stream's input shape and heads.
 #include <string>
 #include <vector>
 
@@ -19,6 +19,10 @@ struct ModelConfig {
   // (trunk and heads) from N(0, 0.1^2) truncated at 2 standard deviations,
   // biases 0.1 (the released ANPyC code's weight_variable / bias_variable).
   std::string init = "default";
+  // vae (continual generation, models/vae_net.h): the fc width and latent size;
+  // the seed draws each task's latent layers (train.seed).
+  int64_t vae_hidden = 256, vae_latent = 32;
+  uint64_t seed = 1;
 };
 
 // The checks that need no data: throws clx::Error naming the option
@@ -29,6 +33,12 @@ void validate_model_config(const ModelConfig& config);
 // The initial weights come from LibTorch's default generator (seed it first).
 MultiHeadModel make_model(const ModelConfig& config, const std::vector<int64_t>& input_shape,
                           const std::vector<int64_t>& head_sizes);
+
+// Any architecture, the VAE included, as the trainer's network: the
+// classifiers as make_model builds them; vae: a VaeNet for C x S x S images
+// (S = 28 or 32) with one set of latent layers per head (task).
+std::shared_ptr<ContinualNet> make_continual_net(const ModelConfig& config, const std::vector<int64_t>& input_shape,
+                                                 const std::vector<int64_t>& head_sizes);
 
 // Re-initialises every Linear and Conv2d of `module`: weights truncated normal
 // (mean 0, `std`, cut at 2 std by inverse-CDF sampling, as PyTorch's

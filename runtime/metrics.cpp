@@ -69,9 +69,12 @@ std::vector<double> read_final_accuracies(const std::string& results_json_path) 
   if (!file) throw Error("metrics.joint_results: cannot open " + results_json_path);
   try {
     const nlohmann::json results = nlohmann::json::parse(file);
-    const nlohmann::json& stages = results.at("accuracy_matrix").at("stages");
+    // A generation run's matrix is its score's (fid_matrix); a classification run's the accuracy matrix.
+    const std::string matrix =
+        results.contains("score") ? results.at("score").at("name").get<std::string>() + "_matrix" : "accuracy_matrix";
+    const nlohmann::json& stages = results.at(matrix).at("stages");
     if (!stages.is_array() || stages.empty() || !stages.back().is_array())
-      throw Error("metrics.joint_results: " + results_json_path + " has no accuracy_matrix.stages rows");
+      throw Error("metrics.joint_results: " + results_json_path + " has no " + matrix + ".stages rows");
     return stages.back().get<std::vector<double>>();
   } catch (const nlohmann::json::exception& error) {
     throw Error("metrics.joint_results: " + results_json_path + " is not a results.json of this framework (" +

@@ -25,12 +25,17 @@ std::string optional_csv(const std::optional<double>& value) {
   return text.str();
 }
 
-std::string optional_percent(const std::optional<double>& value) {
+// A metric as logs show it: value * scale (100: percent; FID as is).
+std::string optional_scaled(const std::optional<double>& value, double scale) {
   if (!value) return "n/a";
   std::ostringstream text;
-  text << std::fixed << std::setprecision(2) << 100.0 * *value;
+  text << std::fixed << std::setprecision(2) << scale * *value;
   return text.str();
 }
+
+// "accuracy_matrix" for classification, "fid_matrix" for generation: the
+// matrix's name in results.json and its CSV file.
+std::string matrix_name(const ScoreKind& score) { return score.name + "_matrix"; }
 
 nlohmann::json cell_json(const ResultTable::Cell& cell) {
   return std::visit(
@@ -71,8 +76,9 @@ void write_results(const std::string& directory, const RunDescription& run, cons
   json["world_size"] = run.world_size;
   json["backend"] = run.backend;
   json["tasks"] = result.task_names;
-  json["accuracy_matrix"]["initial"] = result.matrix.initial;
-  json["accuracy_matrix"]["stages"] = result.matrix.stages;
+  json["score"] = {{"name", result.score.name}, {"higher_is_better", result.score.higher_is_better}};
+  json[matrix_name(result.score)]["initial"] = result.matrix.initial;
+  json[matrix_name(result.score)]["stages"] = result.matrix.stages;
   json["metrics"] = {{"acc", metrics.acc},
                      {"bwt", optional_json(metrics.bwt)},
                      {"fwt_paper", optional_json(metrics.fwt_paper)},
@@ -84,7 +90,8 @@ void write_results(const std::string& directory, const RunDescription& run, cons
                       {"train_seconds", stage.train_seconds},
                       {"eval_seconds", stage.eval_seconds},
                       {"final_loss", stage.final_loss},
-                      {"final_train_accuracy", stage.final_train_accuracy}});
+                      {result.score.statistic_is_fraction ? "final_train_accuracy" : "final_" + result.score.statistic,
+                       stage.final_train_accuracy}});
   json["stages"] = stages;
   json["total_seconds"] = result.total_seconds;
   for (const ResultTable& table : result.tables) {
@@ -115,7 +122,7 @@ void write_results(const std::string& directory, const RunDescription& run, cons
     for (double value : result.matrix.stages[j]) matrix << "," << std::setprecision(10) << value;
     matrix << "\n";
   }
-  write_file_atomically((dir / "accuracy_matrix.csv").string(), matrix.str());
+  write_file_atomically((dir / (matrix_name(result.score) + ".csv")).string(), matrix.str());
 
   std::ostringstream csv;
   csv << "metric,value\n"
@@ -141,20 +148,33 @@ void write_results(const std::string& directory, const RunDescription& run, cons
 std::string format_results_table(const RunResult& result, const MetricSummary& metrics) {
   std::ostringstream table;
   const size_t T = result.task_names.size();
-  table << "Accuracy matrix (%), row = after training, column = task evaluated\n";
+  const ScoreKind& score = result.score;
+  const double scale = score.display_scale;
+  if (score.name == "accuracy") table << "Accuracy matrix (%), row = after training, column = task evaluated\n";
+  else
+    table << score.name << " matrix (" << (score.higher_is_better ? "higher" : "lower")
+          << " is better), row = after training, column = task evaluated\n";
   table << std::left << std::setw(18) << "" << std::right;
   for (size_t i = 0; i < T; ++i) table << std::setw(8) << ("T" + std::to_string(i + 1));
   table << "\n" << std::left << std::setw(18) << "initial" << std::right << std::fixed << std::setprecision(2);
-  for (double value : result.matrix.initial) table << std::setw(8) << 100 * value;
+  for (double value : result.matrix.initial) table << std::setw(8) << scale * value;
   table << "\n";
   for (size_t j = 0; j < result.matrix.stages.size(); ++j) {
     table << std::left << std::setw(18) << stage_label(result.stages[j]) << std::right;
-    for (double value : result.matrix.stages[j]) table << std::setw(8) << 100 * value;
+    for (double value : result.matrix.stages[j]) table << std::setw(8) << scale * value;
     table << "\n";
   }
-  table << "ACC " << optional_percent(metrics.acc) << "  BWT " << optional_percent(metrics.bwt) << "  FWT(paper) "
-        << optional_percent(metrics.fwt_paper) << "  FWT(GEM) " << optional_percent(metrics.fwt_gem) << "  SMT "
-        << (metrics.smt ? std::to_string(*metrics.smt * 1e4).substr(0, 6) + " (x1e-4)" : "n/a") << "\n";
+  // The metrics are the same formulas over any score matrix; over FID, "ACC"
+  // is the mean final FID and a positive BWT is forgetting.
+  if (score.name == "accuracy")
+    table << "ACC " << optional_scaled(metrics.acc, scale) << "  BWT " << optional_scaled(metrics.bwt, scale)
+          << "  FWT(paper) " << optional_scaled(metrics.fwt_paper, scale) << "  FWT(GEM) "
+          << optional_scaled(metrics.fwt_gem, scale) << "  SMT "
+          << (metrics.smt ? std::to_string(*metrics.smt * 1e4).substr(0, 6) + " (x1e-4)" : "n/a") << "\n";
+  else
+    table << "mean final " << score.name << " " << optional_scaled(metrics.acc, scale) << "  BWT "
+          << optional_scaled(metrics.bwt, scale) << " (positive: forgetting)  FWT(paper) "
+          << optional_scaled(metrics.fwt_paper, scale) << "\n";
   double train = 0.0;
   for (const StageRecord& stage : result.stages) train += stage.train_seconds;
   table << "time: " << std::setprecision(1) << result.total_seconds << " s in all, "

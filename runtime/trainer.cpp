@@ -78,10 +78,11 @@ double stage_learning_rate(const TrainerConfig& config, int64_t stage_epoch) {
 }
 
 Trainer::Trainer(TrainerConfig config, Communicator& comm, const TaskStream& stream,
-                 std::shared_ptr<ContinualNet> model, Strategy& strategy, Logger& log)
+                 std::shared_ptr<ContinualNet> model, Strategy& strategy, Logger& log, Objective* objective)
     : config_(std::move(config)), comm_(comm), stream_(stream), model_(std::move(model)), strategy_(strategy),
-      log_(log) {
+      log_(log), objective_(objective != nullptr ? *objective : classification_) {
   validate_trainer_config(config_, comm_.size());
+  objective_.check(*model_, stream_, config_.heads);
   if (model_->num_heads() != static_cast<int64_t>(head_sizes_for(stream_, config_.heads).size()))
     throw Error("model has " + std::to_string(model_->num_heads()) + " heads, the " + to_string(config_.heads) +
                 "-head layout of this stream needs " + std::to_string(head_sizes_for(stream_, config_.heads).size()));
@@ -123,50 +124,14 @@ void Trainer::average_buffers() {
 }
 
 std::vector<double> Trainer::evaluate_all(int trained_up_to) {
-  torch::NoGradGuard no_grad;
-  const bool was_training = model_->is_training();
-  model_->eval();
-  const int T = static_cast<int>(stream_.size());
-  // Correct answers stay on the device until every task is done: one host
-  // synchronisation for the whole evaluation.
-  std::vector<torch::Tensor> correct;
-  std::vector<int64_t> totals;
-  for (int task = 0; task < T; ++task) {
-    const TaskData& data = eval_data(task);
-    const auto [offset, length] = shard_range(data.size(), comm_.rank(), comm_.size());
-    torch::Tensor allowed;  // single head: only classes seen so far may be answered
-    if (config_.heads == HeadLayout::Single)
-      allowed = torch::tensor(stream_.classes_up_to(std::max(task, trained_up_to)), torch::kInt64).to(config_.device);
-    torch::Tensor task_correct = torch::zeros({}, torch::TensorOptions().dtype(torch::kInt64).device(config_.device));
-    strategy_.before_evaluate(*model_, task);
-    for (int64_t start = offset; start < offset + length; start += config_.eval_batch_size) {
-      const int64_t n = std::min(config_.eval_batch_size, offset + length - start);
-      const torch::Tensor positions = torch::arange(start, start + n, torch::kInt64);
-      torch::Tensor logits;
-      {
-        AutocastScope autocast(config_.device, config_.precision);
-        logits = model_->logits(data.inputs(positions).to(config_.device, /*non_blocking=*/true), head_for(task));
-      }
-      const torch::Tensor labels = data.labels(positions, config_.heads).to(config_.device, /*non_blocking=*/true);
-      torch::Tensor predicted;
-      if (allowed.defined()) predicted = allowed.index_select(0, logits.index_select(1, allowed).argmax(1));
-      else predicted = logits.argmax(1);
-      task_correct.add_(predicted.eq(labels).sum());
-    }
-    strategy_.after_evaluate(*model_, task);
-    correct.push_back(task_correct);
-    totals.push_back(length);
-  }
-  torch::Tensor counts = torch::stack({torch::stack(correct), torch::tensor(totals, torch::kInt64).to(config_.device)}, 1)
-                             .contiguous();  // [T, 2]: correct, total
-  comm_.allreduce(counts, ReduceOp::Sum);
-  counts = counts.to(torch::kCPU);
-  std::vector<double> accuracy(T);
-  for (int task = 0; task < T; ++task)
-    accuracy[task] = static_cast<double>(counts[task][0].item<int64_t>()) /
-                     static_cast<double>(std::max<int64_t>(counts[task][1].item<int64_t>(), 1));
-  if (was_training) model_->train();
-  return accuracy;
+  EvaluationContext context{*model_, comm_, stream_, strategy_, [this](int task) -> const TaskData& { return eval_data(task); }};
+  context.heads = config_.heads;
+  context.device = config_.device;
+  context.precision = config_.precision;
+  context.batch_size = config_.eval_batch_size;
+  context.seed = config_.seed;
+  context.trained_up_to = trained_up_to;
+  return objective_.evaluate(context);
 }
 
 // Everything one stage's training needs, built by train_stage.
@@ -283,6 +248,7 @@ void Trainer::train_epoch(StageRun& run, Position& position, int64_t count, cons
   for (auto& group : run.optimizer->param_groups()) group.options().set_lr(context.lr);
   run.sampler->set_epoch(run.stage, position.sampler_epoch);
   run.augment_seed = mix_seed({config_.seed, static_cast<uint64_t>(run.stage), static_cast<uint64_t>(position.sampler_epoch)});
+  objective_.begin_epoch(run.augment_seed, run.offsets.back());
   const int64_t batches = run.sampler->batches_per_epoch();
   context.batches_per_epoch = batches;
   const std::string name = task_list(run.tasks) + " " + label + " " + std::to_string(position.epoch_in_call + 1) + "/" +
@@ -310,8 +276,14 @@ void Trainer::train_epoch(StageRun& run, Position& position, int64_t count, cons
   run.context.last_epoch_loss = run.record.final_loss;
   run.record.final_train_accuracy = position.correct / position.seen;
   std::ostringstream line;
-  line << name << ": loss " << std::fixed << std::setprecision(4) << run.record.final_loss << ", train accuracy "
-       << percent(run.record.final_train_accuracy) << ", " << format_duration(progress.elapsed_seconds());
+  const ScoreKind kind = objective_.score_kind();
+  line << name << ": loss " << std::fixed << std::setprecision(4) << run.record.final_loss << ", " << kind.statistic << " "
+       << (kind.statistic_is_fraction ? percent(run.record.final_train_accuracy) : [&] {
+            std::ostringstream value;
+            value << std::fixed << std::setprecision(4) << run.record.final_train_accuracy;
+            return value.str();
+          }())
+       << ", " << format_duration(progress.elapsed_seconds());
   if (config_.lr_decay != 1.0) line << ", lr " << std::defaultfloat << std::setprecision(4) << context.lr;
   if (run.phase == "training") clock_.epoch_done(position.epoch_in_call + 1, seconds_running());
   const std::string left = clock_.describe(seconds_running(), run.tasks.size() > 1 ? "stage" : "task");
@@ -322,20 +294,25 @@ void Trainer::train_epoch(StageRun& run, Position& position, int64_t count, cons
 Trainer::LocalBatch Trainer::load_batch(const StageRun& run, const torch::Tensor& positions) const {
   LocalBatch batch;
   batch.positions = positions;
-  std::vector<torch::Tensor> inputs;
+  batch.device = config_.device;
+  std::vector<torch::Tensor> inputs, input_positions;
   for (size_t k = 0; k < run.tasks.size(); ++k) {
     torch::Tensor local = positions;
     if (run.tasks.size() > 1)
       local = positions.masked_select(positions.ge(run.offsets[k]).logical_and(positions.lt(run.offsets[k + 1]))) -
               run.offsets[k];
     if (local.numel() == 0) continue;
+    input_positions.push_back(run.tasks.size() > 1 ? local + run.offsets[k] : local);
     const TaskData& data = stream_.tasks[run.tasks[k]].train;
     inputs.push_back(data.inputs(local, run.augment_seed).to(config_.device, /*non_blocking=*/true));
     batch.labels.push_back(data.labels(local, config_.heads).to(config_.device, /*non_blocking=*/true));
     batch.group_tasks.push_back(run.tasks[k]);
     batch.group_counts.push_back(local.numel());
   }
-  if (!inputs.empty()) batch.inputs = inputs.size() == 1 ? inputs[0] : torch::cat(inputs);
+  if (!inputs.empty()) {
+    batch.inputs = inputs.size() == 1 ? inputs[0] : torch::cat(inputs);
+    batch.input_positions = input_positions.size() == 1 ? input_positions[0] : torch::cat(input_positions);
+  }
   return batch;
 }
 
@@ -364,29 +341,17 @@ Trainer::StepSums Trainer::train_step(StageRun& run, int64_t batch, const std::s
   const double global_count = static_cast<double>(run.sampler->global_batch_size(batch));
   const auto on_device = torch::TensorOptions().dtype(torch::kFloat32).device(config_.device);
 
-  torch::Tensor loss_sum = torch::zeros({}, on_device);
-  torch::Tensor correct = torch::zeros({}, on_device);
   torch::Tensor loss, penalty;
   context.batch = batch;
   strategy_.before_forward(context);
+  LocalLoss local_loss;
   {
     // The forward pass (and a data-dependent penalty on its features) in
     // train.precision; the losses themselves come out in fp32.
     AutocastScope autocast(config_.device, config_.precision);
-    torch::Tensor features;
-    if (local.inputs.defined()) {
-      features = model_->features(local.inputs);
-      int64_t offset = 0;
-      for (size_t g = 0; g < local.group_tasks.size(); ++g) {
-        const torch::Tensor logits =
-            model_->head_forward(features.narrow(0, offset, local.group_counts[g]), head_for(local.group_tasks[g]));
-        offset += local.group_counts[g];
-        loss_sum = loss_sum + torch::nn::functional::cross_entropy(
-                                  logits, local.labels[g],
-                                  torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
-        correct = correct + logits.argmax(1).eq(local.labels[g]).sum().to(torch::kFloat32);
-      }
-    }
+    local_loss = objective_.local_loss(*model_, local, [this](int task) { return head_for(task); });
+    const torch::Tensor& loss_sum = local_loss.loss_sum;
+    const torch::Tensor& features = local_loss.features;
     // Scaled so that averaging over ranks yields the mean over the global batch.
     context.loss_scale = world / global_count;
     context.batch_positions = local.positions;
@@ -400,13 +365,14 @@ Trainer::StepSums Trainer::train_step(StageRun& run, int64_t batch, const std::s
   // runs while backward does when train.overlap_allreduce is on. Built on the
   // device, read back once after the all-reduce: one host synchronisation per step.
   const float stop = stop_flag_ != nullptr && stop_flag_->load() > 0 ? 1.0f : 0.0f;
-  torch::Tensor side = torch::stack({loss_sum.detach(), correct.detach(),
+  torch::Tensor side = torch::stack({local_loss.loss_sum.detach(), local_loss.statistic_sum.detach(),
                                      penalty.defined() ? penalty.detach().to(torch::kFloat32) / world
                                                        : torch::zeros({}, on_device),
                                      torch::full({}, stop, on_device)});
   run.reducer->begin_backward(side);
   if (loss.requires_grad()) loss.backward();
   context.batch_features = torch::Tensor();
+  local_loss = LocalLoss{};
   run.reducer->finish_backward();
   const torch::Tensor sums = side.to(torch::kCPU, torch::kFloat64);
   const double* values = sums.data_ptr<double>();
@@ -636,6 +602,7 @@ void Trainer::restore(const CheckpointState& checkpoint, const std::string& path
 RunResult Trainer::run(const CheckpointState* resume, const std::string& resume_path) {
   const auto start = std::chrono::steady_clock::now();
   progress_ = RunResult{};
+  progress_.score = objective_.score_kind();
   for (const Task& task : stream_.tasks) progress_.task_names.push_back(task.name);
   if (!config_.checkpoint_dir.empty())
     checkpoints_ = std::make_unique<CheckpointDirectory>(config_.checkpoint_dir, static_cast<int>(config_.keep_checkpoints));
@@ -680,13 +647,15 @@ RunResult Trainer::run(const CheckpointState* resume, const std::string& resume_
     progress_.matrix.stages.push_back(evaluate_all(tasks.back()));
     record.eval_seconds = seconds_since(eval_start);
     std::ostringstream line;
-    line << "after " << task_list(tasks) << ": accuracy";
-    for (double value : progress_.matrix.stages.back()) line << " " << std::fixed << std::setprecision(2) << 100 * value;
-    line << " | mean over trained " << percent([&] {
-      double sum = 0;
-      for (int t = 0; t <= tasks.back(); ++t) sum += progress_.matrix.stages.back()[t];
-      return sum / (tasks.back() + 1);
-    }()) << " | train " << format_duration(record.train_seconds);
+    const ScoreKind& kind = progress_.score;
+    line << "after " << task_list(tasks) << ": " << kind.name;
+    for (double value : progress_.matrix.stages.back())
+      line << " " << std::fixed << std::setprecision(2) << kind.display_scale * value;
+    double trained_sum = 0;
+    for (int t = 0; t <= tasks.back(); ++t) trained_sum += progress_.matrix.stages.back()[t];
+    line << " | mean over trained " << std::fixed << std::setprecision(2)
+         << kind.display_scale * trained_sum / (tasks.back() + 1) << (kind.display_scale == 100.0 ? "%" : "")
+         << " | train " << format_duration(record.train_seconds);
     clock_.stage_done(!resumed_midway, seconds_running());
     if (s + 1 < stages.size())
       if (const auto left = clock_.sequence_left(seconds_running())) line << ", sequence ~" << format_duration(*left) << " left";

@@ -20,6 +20,7 @@
 #include "runtime/gradient_reducer.h"
 #include "runtime/logging.h"
 #include "runtime/metrics.h"
+#include "runtime/objective.h"
 #include "runtime/strategy.h"
 
 namespace clx {
@@ -79,7 +80,9 @@ class PreemptedError : public CollectiveError {
 };
 
 struct RunResult {
+  // The score matrix: accuracy for classification, FID for generation (score.name).
   AccuracyMatrix matrix;
+  ScoreKind score;
   std::vector<StageRecord> stages;
   std::vector<std::string> task_names;
   double total_seconds = 0.0;
@@ -88,8 +91,10 @@ struct RunResult {
 
 class Trainer {
  public:
+  // `objective` (kept by reference) says what is trained and how it is
+  // scored; without one the trainer classifies (ClassificationObjective).
   Trainer(TrainerConfig config, Communicator& comm, const TaskStream& stream, std::shared_ptr<ContinualNet> model,
-          Strategy& strategy, Logger& log);
+          Strategy& strategy, Logger& log, Objective* objective = nullptr);
 
   // Trains every stage; with `resume`, continues from that checkpoint instead
   // (between tasks, mid-epoch or mid-retraining) and produces the same
@@ -100,9 +105,9 @@ class Trainer {
   // stop, write a checkpoint and throw PreemptedError.
   void set_stop_flag(const std::atomic<int>* flag) { stop_flag_ = flag; }
 
-  // Accuracy (fraction) on `task`'s evaluation split, as evaluated after
-  // training up to task `trained_up_to` (-1: before any training). Every rank
-  // evaluates its shard; counts are summed, so the value is world-size independent.
+  // The objective's score of every task (classification: accuracy, a
+  // fraction, on the evaluation split), as evaluated after training up to task
+  // `trained_up_to` (-1: before any training); world-size independent.
   std::vector<double> evaluate_all(int trained_up_to);
   // One training stage (exposed for tests): trains `tasks` for config.epochs.
   StageRecord train_stage(int stage, const std::vector<int>& tasks);
@@ -127,14 +132,7 @@ class Trainer {
     double loss = 0.0, correct = 0.0, seen = 0.0;  // the epoch's sums so far
   };
   struct StageRun;
-  // This rank's share of one global batch, on the compute device, grouped by
-  // task (a joint stage mixes tasks; each sample goes through its task's head).
-  struct LocalBatch {
-    torch::Tensor positions;  // into the stage's data (the concatenation of its tasks' training splits)
-    torch::Tensor inputs;     // every group's inputs, concatenated
-    std::vector<torch::Tensor> labels;
-    std::vector<int64_t> group_tasks, group_counts;
-  };
+  using LocalBatch = TrainingBatch;
   // What one step contributes to the epoch's sums (global values, after the all-reduce).
   struct StepSums {
     double loss = 0.0, correct = 0.0;
@@ -164,6 +162,8 @@ class Trainer {
   std::shared_ptr<ContinualNet> model_;
   Strategy& strategy_;
   Logger& log_;
+  ClassificationObjective classification_;  // the objective when the caller gives none
+  Objective& objective_;
   RunResult progress_;                         // the accuracy matrix and records so far
   std::optional<Position> resume_position_;    // consumed when the resumed stage reaches it
   torch::Tensor resume_optimizer_;             // serialised optimizer state of the resumed stage

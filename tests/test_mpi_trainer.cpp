@@ -6,11 +6,17 @@
 #include "algorithms/finetune.h"
 #include "algorithms/hat.h"
 #include "models/multi_head_model.h"
+#include "models/vae_objective.h"
 #include "runtime/collectives.h"
 #include "runtime/error.h"
 #include "runtime/trainer.h"
 #include "tests/mpi_test_support.h"
+#include "tests/generation_test_support.h"
 #include "tests/trainer_test_support.h"
+
+#include <unistd.h>
+
+#include <filesystem>
 
 using clx::testing_support::two_task_stream;
 using clx::testing_support::world;
@@ -171,4 +177,46 @@ TEST(DataParallelTrainer, ClnpMatchesOneProcess) {
   for (size_t k = 0; k < strategy.owners().size(); ++k)
     EXPECT_TRUE(torch::equal(strategy.owners()[k].second, reference_strategy.owners()[k].second)) << strategy.owners()[k].first;
   EXPECT_EQ(got.matrix.stages[1][0], got.matrix.stages[0][0]);  // zero forgetting on every rank count
+}
+
+// The VAE objective on the job's ranks against one process: the same
+// trajectory (each sample's reparameterisation noise is its row of the
+// epoch's draw, wherever it is trained) and the same FID matrix on every rank.
+TEST(DataParallelTrainer, VaeMatchesOneProcess) {
+  const clx::TaskStream stream = clx::testing_support::two_class_task_stream(44, 20);
+  // Every rank writes its own copy of the (seeded, identical) feature file.
+  const std::string features =
+      (std::filesystem::temp_directory_path() / ("clx_mpi_vae_fid_" + std::to_string(::getpid()) + ".h5")).string();
+  std::filesystem::remove(features);
+  clx::testing_support::write_feature_file(features);
+  clx::VaeObjectiveConfig objective_config;
+  objective_config.fid_features = features;
+  objective_config.fid_samples = 30;
+  clx::Logger quiet(1, "");
+  clx::TrainerConfig config = clx::testing_support::small_trainer_config(8);
+  config.lr = 0.02;
+
+  clx::VaeObjective reference_objective(objective_config);
+  clx::FinetuneStrategy reference_strategy;
+  clx::VaeNet reference = clx::testing_support::small_vae(2);
+  clx::SingleCommunicator single;
+  const auto expected =
+      clx::Trainer(config, single, stream, reference.ptr(), reference_strategy, quiet, &reference_objective).run();
+
+  clx::VaeObjective objective(objective_config);
+  clx::FinetuneStrategy strategy;
+  clx::VaeNet distributed = clx::testing_support::small_vae(2, world->rank() == 0 ? 7 : 8);  // weights from rank 0
+  const auto got = clx::Trainer(config, *world, stream, distributed.ptr(), strategy, quiet, &objective).run();
+  std::filesystem::remove(features);
+
+  const auto pa = reference->named_parameters(), pb = distributed->named_parameters();
+  ASSERT_EQ(pa.size(), pb.size());
+  for (size_t k = 0; k < pa.size(); ++k)
+    EXPECT_TRUE(pa[k].value().allclose(pb[k].value(), 1e-4, 1e-5))
+        << pa[k].key() << " differs by " << (pa[k].value() - pb[k].value()).abs().max().item<float>();
+  ASSERT_EQ(got.matrix.stages.size(), 2u);
+  EXPECT_EQ(got.matrix.initial, expected.matrix.initial);
+  for (size_t j = 0; j < 2; ++j)
+    for (size_t i = 0; i < 2; ++i)
+      EXPECT_NEAR(got.matrix.stages[j][i], expected.matrix.stages[j][i], 1e-3 * (1 + expected.matrix.stages[j][i]));
 }

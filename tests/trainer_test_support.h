@@ -45,13 +45,19 @@ inline std::shared_ptr<LabelledImages> pixel_class_images(int64_t n, uint64_t se
   return data;
 }
 
-// Those images split into two tasks of 5 classes.
-inline TaskStream two_task_stream(int64_t train_size, int64_t test_size) {
+// A split stream of `tasks` tasks of `classes_per_task` classes over in-memory images.
+inline TaskStream split_stream(std::shared_ptr<LabelledImages> train, std::shared_ptr<LabelledImages> test,
+                               int64_t tasks, int64_t classes_per_task) {
   StreamConfig config;
   config.kind = "split";
-  config.num_tasks = 2;
-  config.classes_per_task = 5;
-  return build_task_stream(config, pixel_class_images(train_size, 11), pixel_class_images(test_size, 12));
+  config.num_tasks = tasks;
+  config.classes_per_task = classes_per_task;
+  return build_task_stream(config, std::move(train), std::move(test));
+}
+
+// Those images split into two tasks of 5 classes.
+inline TaskStream two_task_stream(int64_t train_size, int64_t test_size) {
+  return split_stream(pixel_class_images(train_size, 11), pixel_class_images(test_size, 12), 2, 5);
 }
 
 // What a resume test's uninterrupted run needs: a checkpoint after every

@@ -1,0 +1,140 @@
+#include "models/vae_objective.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include "models/vae_net.h"
+#include "runtime/collectives.h"
+#include "runtime/communicator.h"
+#include "runtime/error.h"
+#include "runtime/fid.h"
+#include "runtime/data/sampler.h"
+#include "runtime/strategy.h"
+
+namespace clx {
+namespace {
+
+constexpr uint64_t kEpochNoiseTag = 0x7ae0;
+constexpr uint64_t kFidSampleTag = 0xf1d5;
+
+TaskVaeImpl& vae_of(ContinualNet& model) {
+  auto* net = dynamic_cast<VaeNetImpl*>(&model);
+  if (net == nullptr) throw Error("the VAE objective needs model.arch=vae");
+  return *net->vae;
+}
+
+}  // namespace
+
+void validate_vae_objective_config(const VaeObjectiveConfig& config) {
+  if (config.fid_features.empty())
+    throw Error("generation.fid_features: a generation run needs the FID feature file (make one with fid-features)");
+  if (config.fid_samples < 2)
+    throw Error("generation.fid_samples: must be at least 2 (FID needs a covariance), got " +
+                std::to_string(config.fid_samples));
+}
+
+VaeObjective::VaeObjective(VaeObjectiveConfig config)
+    : config_(std::move(config)),
+      features_((validate_vae_objective_config(config_), load_fid_features(config_.fid_features, config_.fid_checksum))) {}
+
+ScoreKind VaeObjective::score_kind() const {
+  ScoreKind kind;
+  kind.name = "fid";
+  kind.higher_is_better = false;
+  kind.display_scale = 1.0;
+  kind.statistic = "kl";
+  kind.statistic_is_fraction = false;
+  return kind;
+}
+
+void VaeObjective::check(const ContinualNet& model, const TaskStream& stream, HeadLayout heads) const {
+  const auto* net = dynamic_cast<const VaeNetImpl*>(&model);
+  if (net == nullptr) throw Error("model.arch: the VAE objective trains model.arch=vae only");
+  if (heads != HeadLayout::Multi)
+    throw Error("model.heads: the VAE has one set of latent layers per task (multi); got " + to_string(heads));
+  if (net->vae->tasks() != stream.size())
+    throw Error("model: the VAE has latent layers for " + std::to_string(net->vae->tasks()) + " tasks, the stream has " +
+                std::to_string(stream.size()));
+  if (stream.input_shape != features_.info.image_shape)
+    throw Error("generation.fid_features: " + config_.fid_features + " scores images of shape " +
+                c10::str(c10::IntArrayRef(features_.info.image_shape)) + " (" + features_.info.dataset +
+                "), the stream's are " + c10::str(c10::IntArrayRef(stream.input_shape)));
+}
+
+void VaeObjective::begin_epoch(uint64_t epoch_seed, int64_t stage_samples) {
+  epoch_seed_ = epoch_seed;
+  stage_samples_ = stage_samples;
+  epoch_noise_ = torch::Tensor();
+}
+
+LocalLoss VaeObjective::local_loss(ContinualNet& model, const TrainingBatch& batch,
+                                   const std::function<int64_t(int)>& head_for) {
+  TaskVaeImpl& vae = vae_of(model);
+  const auto options = torch::TensorOptions().dtype(torch::kFloat32).device(batch.device);
+  LocalLoss result{torch::zeros({}, options), torch::zeros({}, options), {}};
+  if (!batch.inputs.defined()) return result;
+  if (!epoch_noise_.defined()) {
+    epoch_noise_ = epoch_noise(epoch_seed_, stage_samples_, vae.config().latent).to(batch.device);
+  }
+  int64_t offset = 0;
+  for (size_t g = 0; g < batch.group_tasks.size(); ++g) {
+    const int64_t n = batch.group_counts[g];
+    const torch::Tensor images = batch.inputs.narrow(0, offset, n);
+    const torch::Tensor eps =
+        epoch_noise_.index_select(0, batch.input_positions.narrow(0, offset, n).to(batch.device));
+    offset += n;
+    const VaeLoss loss = vae.elbo_loss_with_noise(images, head_for(batch.group_tasks[g]), eps);
+    // elbo_loss_* gives batch means; the trainer wants sums over this rank's samples.
+    result.loss_sum = result.loss_sum + loss.loss.to(torch::kFloat32) * static_cast<double>(n);
+    result.statistic_sum = result.statistic_sum + loss.kl.detach().to(torch::kFloat32) * static_cast<double>(n);
+  }
+  return result;
+}
+
+torch::Tensor VaeObjective::epoch_noise(uint64_t epoch_seed, int64_t samples, int64_t latent) {
+  // One draw per training sample of the stage: sample p's noise is row p on any rank.
+  at::Generator generator = at::detail::createCPUGenerator(mix_seed({epoch_seed, kEpochNoiseTag}));
+  return torch::randn({samples, latent}, generator, torch::kFloat32);
+}
+
+torch::Tensor VaeObjective::fid_images(ContinualNet& model, int task, uint64_t seed) {
+  TaskVaeImpl& vae = vae_of(model);
+  return vae.sample(config_.fid_samples, task, mix_seed({seed, kFidSampleTag, static_cast<uint64_t>(task)}));
+}
+
+std::vector<double> VaeObjective::evaluate(const EvaluationContext& context) {
+  const int T = static_cast<int>(context.stream.size());
+  torch::Tensor row = torch::zeros({T}, torch::kFloat64);
+  // A failure on rank 0 (a task without images) reaches every rank as one error.
+  run_on_all_ranks(context.comm, [&] {
+  if (!context.comm.is_root()) return;
+  {
+    torch::NoGradGuard no_grad;
+    ContinualNet& model = context.model;
+    const bool was_training = model.is_training();
+    model.eval();
+    features_.to(context.device);
+    real_statistics_.resize(T);
+    for (int task = 0; task < T; ++task) {
+      if (!real_statistics_[task]) {
+        const TaskData& data = context.eval_data(task);
+        if (data.size() < 2)
+          throw Error("generation: task " + std::to_string(task + 1) + " (" + context.stream.tasks[task].name +
+                      ") has " + std::to_string(data.size()) + " evaluation image(s); FID needs at least 2");
+        real_statistics_[task] = features_.statistics(data.inputs(torch::arange(data.size(), torch::kInt64)));
+      }
+      context.strategy.before_evaluate(model, task);
+      const torch::Tensor generated = fid_images(model, task, context.seed);
+      context.strategy.after_evaluate(model, task);
+      row[task] = frechet_distance(features_.statistics(generated), *real_statistics_[task]);
+    }
+    if (was_training) model.train();
+  }
+  });
+  // Rank 0's row for every rank (on the communicator's device).
+  torch::Tensor shared = row.to(context.device);
+  context.comm.broadcast(shared, 0);
+  shared = shared.to(torch::kCPU);
+  return std::vector<double>(shared.data_ptr<double>(), shared.data_ptr<double>() + T);
+}
+
+}  // namespace clx

@@ -1,0 +1,48 @@
+# Continual generation as a user runs it (model.arch=vae, docs/generation.md),
+# on real Fashion-MNIST: a feature file made by fid-features, a VAE trained on
+# two one-class tasks with fine-tuning on 1 and on 2 ranks (the same FID matrix),
+# results.json and fid_matrix.csv, and the refusals: a classification-only
+# algorithm, a missing feature file, another checksum than the file's.
+# Needs TRAIN, FID_FEATURES, MPIRUN, SOURCE_DIR.
+source "$(dirname "$0")/cli_lib.sh"
+
+timeout 120 "$FID_FEATURES" --epochs 1 --train-samples 600 --test-samples 100 --threads 1 --output "$WORK/fid.h5" \
+  > "$WORK/fid.out" 2>&1 && pass "fid-features made a feature file" || { fail "fid-features"; cat "$WORK/fid.out"; }
+checksum=$(sed -n 's/^checksum \([0-9a-f]\{16\}\)$/\1/p' "$WORK/fid.out")
+
+VAE=(--data.root "$FMNIST" --data.stream split --data.tasks 2 --data.classes_per_task 1
+     --data.train_samples_per_task 300 --data.test_samples_per_task 100 --model.arch vae --model.vae_hidden 64
+     --model.vae_latent 8 --train.epochs 2 --train.batch_size 20 --train.optimizer adam --train.lr 0.005
+     --generation.fid_samples 100 --run.threads 1)
+FEATURES=(--generation.fid_features "$WORK/fid.h5" --generation.fid_checksum "$checksum")
+
+for ranks in 1 2; do
+  if timeout 300 "${MPI[@]}" -np $ranks "$TRAIN" "${VAE[@]}" "${FEATURES[@]}" --output "$WORK/vae$ranks" > "$WORK/vae$ranks.out" 2>&1; then
+    pass "VAE with fine-tuning on $ranks rank(s)"; else fail "VAE on $ranks rank(s)"; tail -20 "$WORK/vae$ranks.out"; fi
+done
+grep -q "^\[.*\] after task 1: fid [0-9.]* [0-9.]* | mean over trained [0-9.]*" "$WORK/vae1.out" \
+  && grep -q "task 1 epoch 2/2: loss [0-9.]*, kl [0-9.]*" "$WORK/vae1.out" \
+  && pass "the log shows the epoch's loss and KL and the FID row after each task" \
+  || { fail "log lines"; grep -E "after task|epoch 2/2" "$WORK/vae1.out"; }
+head -1 "$WORK/vae1/fid_matrix.csv" | grep -qx "stage,task_1,task_2" && [ "$(wc -l < "$WORK/vae1/fid_matrix.csv")" -eq 4 ] \
+  && pass "fid_matrix.csv: initial and one row per task" || { fail "fid_matrix.csv"; cat "$WORK/vae1/fid_matrix.csv"; }
+python3 - "$WORK/vae1/results.json" "$WORK/vae2/results.json" <<'PY' && pass "results.json: score fid, lower is better; training task 1 lowers its FID; 1 and 2 ranks agree" || fail "results.json"
+import json, sys
+one, two = (json.load(open(p)) for p in sys.argv[1:3])
+assert one["score"] == {"name": "fid", "higher_is_better": False}, one["score"]
+m1, m2 = one["fid_matrix"], two["fid_matrix"]
+assert m1["stages"][0][0] < m1["initial"][0], (m1["initial"], m1["stages"])
+for r1, r2 in zip([m1["initial"]] + m1["stages"], [m2["initial"]] + m2["stages"]):
+    for a, b in zip(r1, r2):
+        assert abs(a - b) <= 1e-3 * (1 + a), (r1, r2)
+assert "final_kl" in one["stages"][0], one["stages"][0]
+PY
+
+expect_failure "a classification-only algorithm on the VAE" \
+  "train.algorithm: ewc needs a classifier; a generation run (model.arch=vae) takes sgd, sgdf, finetune, joint, si" \
+  "${MPI[@]}" -np 2 "$TRAIN" "${VAE[@]}" "${FEATURES[@]}" --train.algorithm ewc --output "$WORK/bad1"
+expect_failure "no feature file" "FID feature file $WORK/none.h5 does not exist" \
+  "${MPI[@]}" -np 2 "$TRAIN" "${VAE[@]}" --generation.fid_features "$WORK/none.h5" --output "$WORK/bad2"
+expect_failure "another checksum pinned" "checksum $checksum, the run expects 0123456789abcdef" \
+  "${MPI[@]}" -np 2 "$TRAIN" "${VAE[@]}" --generation.fid_features "$WORK/fid.h5" --generation.fid_checksum 0123456789abcdef --output "$WORK/bad3"
+finish

@@ -1,0 +1,241 @@
+// The generation objective through the one trainer (DESIGN.md §3, §4.4):
+// the VAE trained by the trainer follows a hand-written ELBO/SGD loop step
+// for step; the FID row the trainer records is the Fréchet distance of the
+// objective's generated images against the task's real test images; a run
+// resumed mid-epoch ends bit-identical to an uninterrupted one; bad
+// combinations are refused naming the option or file.
+#include <gtest/gtest.h>
+
+#include "algorithms/finetune.h"
+#include "algorithms/joint.h"
+#include "models/model_factory.h"
+#include "models/vae_objective.h"
+#include "runtime/communicator.h"
+#include "runtime/data/sampler.h"
+#include "runtime/fid.h"
+#include "runtime/logging.h"
+#include "runtime/trainer.h"
+#include "tests/expect_error.h"
+#include "tests/generation_test_support.h"
+#include "tests/temp_dir_test.h"
+#include "tests/trainer_test_support.h"
+
+using namespace clx::testing_support;
+
+namespace {
+
+class Generation : public TempDirTest {
+ protected:
+  Generation() : TempDirTest("clx_generation_") {}
+  std::string feature_file() {
+    const std::string file = path("fid.h5").string();
+    if (!std::filesystem::exists(file)) write_feature_file(file);
+    return file;
+  }
+  clx::VaeObjectiveConfig objective_config(int64_t samples = 50) {
+    clx::VaeObjectiveConfig config;
+    config.fid_features = feature_file();
+    config.fid_samples = samples;
+    return config;
+  }
+};
+
+// Plain SGD (no momentum: the hand-written loop below is plain SGD), batch 8,
+// 2 epochs; a small rate, as the ELBO sums over 784 pixels.
+clx::TrainerConfig vae_trainer_config() {
+  clx::TrainerConfig config = small_trainer_config(8);
+  config.lr = 0.001;
+  config.momentum = 0.0;
+  return config;
+}
+
+// Adam at 0.005: what the resume and joint tests train with (optimizer state to restore; visible progress).
+clx::TrainerConfig vae_adam_config() {
+  clx::TrainerConfig config = vae_trainer_config();
+  config.optimizer = "adam";
+  config.lr = 0.005;
+  return config;
+}
+
+}  // namespace
+
+// Task 1 trained by the trainer (plain SGD, batch 8, 2 epochs of 20 images:
+// a short last batch) equals the loop written out: for each batch of the
+// sampler's order, the mean negative ELBO of its images under task 1's latent
+// layers with noise row p for sample p, and one SGD step.
+TEST_F(Generation, TrainerStepsAreTheHandWrittenElboLoop) {
+  const clx::TaskStream stream = two_class_task_stream(40, 20);
+  clx::SingleCommunicator single;
+  clx::Logger quiet(1, "");
+  clx::VaeObjective objective(objective_config());
+  clx::FinetuneStrategy strategy;
+  const clx::TrainerConfig config = vae_trainer_config();
+
+  clx::VaeNet trained = small_vae(2);
+  clx::Trainer trainer(config, single, stream, trained.ptr(), strategy, quiet, &objective);
+  trainer.train_stage(0, {0});
+
+  clx::VaeNet by_hand = small_vae(2);
+  const clx::TaskData& data = stream.tasks[0].train;
+  ASSERT_EQ(data.size(), 20);
+  clx::ShardedSampler sampler(data.size(), config.batch_size, 0, 1, config.seed);
+  std::vector<torch::Tensor> trainable = by_hand->shared_parameters();
+  for (auto& p : by_hand->head_parameters(0)) trainable.push_back(p);
+  torch::optim::SGD sgd(trainable, torch::optim::SGDOptions(config.lr));
+  int64_t steps = 0;
+  for (int64_t epoch = 0; epoch < config.epochs; ++epoch) {
+    sampler.set_epoch(0, epoch);
+    const torch::Tensor noise =
+        clx::VaeObjective::epoch_noise(clx::mix_seed({config.seed, 0, static_cast<uint64_t>(epoch)}), 20, 4);
+    for (int64_t b = 0; b < sampler.batches_per_epoch(); ++b) {
+      const torch::Tensor positions = sampler.local_batch(b);
+      sgd.zero_grad();
+      by_hand->vae->elbo_loss_with_noise(data.inputs(positions), 0, noise.index_select(0, positions)).loss.backward();
+      sgd.step();
+      ++steps;
+    }
+  }
+  EXPECT_EQ(steps, 2 * 3);  // 8 + 8 + 4 images an epoch
+  const auto want = by_hand->named_parameters(), got = trained->named_parameters();
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t k = 0; k < want.size(); ++k)
+    EXPECT_TRUE(got[k].value().allclose(want[k].value(), 1e-5, 1e-6))
+        << want[k].key() << " differs by " << (got[k].value() - want[k].value()).abs().max().item<float>();
+  // Task 2's latent layers were not trained: bit-identical to the start.
+  clx::VaeNet untouched = small_vae(2);
+  for (size_t k = 0; k < want.size(); ++k)
+    if (want[k].key().rfind("vae.tasks.1.", 0) == 0) EXPECT_TRUE(got[k].value().equal(untouched->named_parameters()[k].value()));
+}
+
+// A run's FID matrix: row j, column i is the FID between the objective's
+// generated images for task i (the same latent draws after every stage) and
+// task i's real test images, with the feature file's network.
+TEST_F(Generation, FidMatrixIsTheFrechetDistanceOfGeneratedAndRealFeatures) {
+  const clx::TaskStream stream = two_class_task_stream(40, 30);
+  clx::SingleCommunicator single;
+  clx::Logger quiet(1, "");
+  clx::VaeObjective objective(objective_config(40));
+  clx::FinetuneStrategy strategy;
+  clx::VaeNet model = small_vae(2);
+  clx::Trainer trainer(vae_trainer_config(), single, stream, model.ptr(), strategy, quiet, &objective);
+  const clx::RunResult result = trainer.run();
+
+  EXPECT_EQ(result.score.name, "fid");
+  EXPECT_FALSE(result.score.higher_is_better);
+  ASSERT_EQ(result.matrix.stages.size(), 2u);
+  clx::FidFeatureNet features = clx::load_fid_features(feature_file());
+  const auto& last = result.matrix.stages.back();
+  for (int task = 0; task < 2; ++task) {
+    const clx::TaskData& test = stream.tasks[task].test;
+    ASSERT_EQ(test.size(), 15);
+    const double expected = clx::frechet_distance(features.statistics(objective.fid_images(*model, task, 1)),
+                                                  features.statistics(test.inputs(torch::arange(15))));
+    EXPECT_DOUBLE_EQ(last[task], expected) << "task " << task + 1;
+    EXPECT_GT(last[task], 0.0);
+  }
+  // Training task 1 moved its FID; the same draws: evaluating again gives the same row.
+  EXPECT_NE(result.matrix.stages[0][0], result.matrix.initial[0]);
+  EXPECT_EQ(trainer.evaluate_all(1), last);
+}
+
+// Stopped after the second step of task 2's first epoch (joint-free, two
+// stages) and resumed from that checkpoint: the same parameters and FID
+// matrix, bit for bit (the epoch's noise is a function of the epoch seed).
+TEST_F(Generation, ResumeMidEpochEqualsUninterrupted) {
+  const clx::TaskStream stream = two_class_task_stream(40, 20);
+  clx::SingleCommunicator single;
+  clx::Logger quiet(1, "");
+  clx::TrainerConfig config = vae_adam_config();
+  checkpoint_every_step(config, path("checkpoints").string());
+
+  clx::VaeObjective objective(objective_config());
+  clx::FinetuneStrategy strategy;
+  clx::VaeNet model = small_vae(2);
+  const clx::RunResult uninterrupted = clx::Trainer(config, single, stream, model.ptr(), strategy, quiet, &objective).run();
+
+  const auto middle = find_checkpoint(config.checkpoint_dir, [](const clx::CheckpointState& state) {
+    return state.stage == 1 && state.phase == "training" && state.epoch == 0 && state.step == 2;
+  });
+  ASSERT_TRUE(middle.has_value());
+  clx::VaeObjective resumed_objective(objective_config());
+  clx::FinetuneStrategy resumed_strategy;
+  clx::VaeNet resumed_model = small_vae(2, /*seed=*/99);  // every weight must come from the checkpoint
+  config.checkpoint_dir = path("resumed").string();
+  const clx::RunResult resumed = clx::Trainer(config, single, stream, resumed_model.ptr(), resumed_strategy, quiet,
+                                              &resumed_objective)
+                                     .run(&*middle, "middle");
+  EXPECT_EQ(resumed.matrix.stages, uninterrupted.matrix.stages);
+  expect_same_parameters(*model, *resumed_model);
+}
+
+// Joint training mixes both tasks in one batch, each sample through its own
+// task's latent layers: both tasks' FID improve on the untrained network.
+TEST_F(Generation, JointTrainsEveryTasksLatentLayers) {
+  const clx::TaskStream stream = two_class_task_stream(60, 30);
+  clx::SingleCommunicator single;
+  clx::Logger quiet(1, "");
+  clx::VaeObjective objective(objective_config(40));
+  clx::JointStrategy strategy;
+  clx::VaeNet model = small_vae(2);
+  clx::TrainerConfig config = vae_adam_config();
+  config.epochs = 3;
+  const clx::RunResult result = clx::Trainer(config, single, stream, model.ptr(), strategy, quiet, &objective).run();
+  ASSERT_EQ(result.matrix.stages.size(), 1u);
+  for (int task = 0; task < 2; ++task) EXPECT_LT(result.matrix.stages[0][task], result.matrix.initial[task]) << task;
+}
+
+TEST_F(Generation, RefusesWhatItCannotTrainOrScore) {
+  const clx::TaskStream stream = two_class_task_stream(20, 10);
+  expect_error<clx::FidFeatureError>([&] {
+    clx::VaeObjectiveConfig config;
+    config.fid_features = path("missing.h5").string();
+    clx::VaeObjective objective(config);
+  }, {path("missing.h5").string() + " does not exist"});
+  expect_error<clx::Error>([&] { clx::VaeObjective objective(clx::VaeObjectiveConfig{}); }, {"generation.fid_features: a generation run needs the FID feature file"});
+  expect_error<clx::Error>([&] { clx::VaeObjective objective(objective_config(1)); }, {"generation.fid_samples: must be at least 2"});
+
+  clx::VaeObjective objective(objective_config());
+  clx::MlpConfig mlp;
+  auto classifier = clx::make_mlp(stream.input_shape, mlp, {1, 1});
+  expect_error<clx::Error>([&] { objective.check(*classifier, stream, clx::HeadLayout::Multi); }, {"model.arch: the VAE objective trains model.arch=vae only"});
+  clx::VaeNet vae = small_vae(2);
+  expect_error<clx::Error>([&] { objective.check(*vae, stream, clx::HeadLayout::Single); }, {"model.heads: the VAE has one set of latent layers per task"});
+  clx::VaeNet three = small_vae(3);
+  expect_error<clx::Error>([&] { objective.check(*three, stream, clx::HeadLayout::Multi); },
+                           {"the VAE has latent layers for 3 tasks, the stream has 2"});
+  // A feature file for other images.
+  torch::manual_seed(3);
+  clx::FidFeatureNet other({1, 32, 32}, 2);
+  clx::save_fid_features(path("fid32.h5").string(), other);
+  clx::VaeObjectiveConfig config32 = objective_config();
+  config32.fid_features = path("fid32.h5").string();
+  clx::VaeObjective objective32(config32);
+  expect_error<clx::Error>([&] { objective32.check(*vae, stream, clx::HeadLayout::Multi); }, {"generation.fid_features: " + config32.fid_features + " scores images of shape [1, 32, 32]"});
+  // The VAE is no classifier.
+  expect_error<clx::Error>([&] { vae->logits(torch::zeros({1, 1, 28, 28}), 0); }, {"the VAE (model.arch=vae) has no classifier"});
+  clx::ModelConfig vae_model;
+  vae_model.arch = "vae";
+  expect_error<clx::Error>([&] { clx::make_continual_net(vae_model, {1, 20, 20}, {1}); },
+                           {"model.arch=vae: takes C x 28 x 28 or C x 32 x 32 images, the data's are [1, 20, 20]"});
+  vae_model.vae_latent = 0;
+  expect_error<clx::Error>([&] { clx::validate_model_config(vae_model); }, {"model.vae_latent: must be at least 1"});
+}
+
+// The trunk is the encoder and decoder; head t is task t's latent layers; together every parameter once.
+TEST(VaeNet, SharedParametersAndHeadsPartitionTheNetwork) {
+  clx::VaeNet vae = small_vae(3);
+  int64_t counted = 0;
+  for (const auto& [name, tensor] : vae->named_shared_parameters()) {
+    EXPECT_EQ(name.find("tasks."), std::string::npos) << name;
+    counted += tensor.numel();
+  }
+  for (int64_t t = 0; t < 3; ++t) {
+    const auto head = vae->head_parameters(t);
+    EXPECT_EQ(head.size(), 6u);  // mu, logvar, latent_to_hidden: weight and bias
+    for (const auto& p : head) counted += p.numel();
+  }
+  int64_t total = 0;
+  for (const auto& p : vae->parameters()) total += p.numel();
+  EXPECT_EQ(counted, total);
+  EXPECT_EQ(vae->num_heads(), 3);
+}
