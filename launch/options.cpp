@@ -168,7 +168,9 @@ TrainOptions parse_train_options(int argc, const char* const* argv) {
       ("generation.fid_checksum", po::value<std::string>()->default_value(""),
        "the feature file's checksum this run pins (fid-features prints it); empty: any verified file")
       ("generation.fid_samples", po::value<int64_t>()->default_value(1000),
-       "images generated per task for its FID after every stage (the same latent draws every time)");
+       "images generated per task for its FID after every stage (the same latent draws every time)")
+      ("generation.sample_columns", po::value<int64_t>()->default_value(10),
+       "samples per task in the grid written after every stage (<output>/samples/after_task_<j>.png)");
 
   po::options_description train("Training [train]");
   train.add_options()

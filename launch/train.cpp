@@ -296,6 +296,8 @@ int run(TrainOptions& options, Communicator& control) {
       generation.fid_features = options.values["generation.fid_features"].as<std::string>();
       generation.fid_checksum = options.values["generation.fid_checksum"].as<std::string>();
       generation.fid_samples = options.values["generation.fid_samples"].as<int64_t>();
+      generation.samples_dir = (std::filesystem::path(options.output_dir) / "samples").string();
+      generation.sample_columns = options.values["generation.sample_columns"].as<int64_t>();
       objective = std::make_unique<VaeObjective>(generation);
     }
     validate_stream_options(options.stream);

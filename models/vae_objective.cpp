@@ -2,11 +2,14 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <filesystem>
+
 #include "models/vae_net.h"
 #include "runtime/collectives.h"
 #include "runtime/communicator.h"
 #include "runtime/error.h"
 #include "runtime/fid.h"
+#include "runtime/png.h"
 #include "runtime/data/sampler.h"
 #include "runtime/strategy.h"
 
@@ -30,6 +33,8 @@ void validate_vae_objective_config(const VaeObjectiveConfig& config) {
   if (config.fid_samples < 2)
     throw Error("generation.fid_samples: must be at least 2 (FID needs a covariance), got " +
                 std::to_string(config.fid_samples));
+  if (config.sample_columns < 1)
+    throw Error("generation.sample_columns: must be at least 1, got " + std::to_string(config.sample_columns));
 }
 
 VaeObjective::VaeObjective(VaeObjectiveConfig config)
@@ -114,6 +119,7 @@ std::vector<double> VaeObjective::evaluate(const EvaluationContext& context) {
     model.eval();
     features_.to(context.device);
     real_statistics_.resize(T);
+    std::vector<torch::Tensor> grid_rows;  // the sample grid: one row per task trained so far
     for (int task = 0; task < T; ++task) {
       if (!real_statistics_[task]) {
         const TaskData& data = context.eval_data(task);
@@ -126,6 +132,15 @@ std::vector<double> VaeObjective::evaluate(const EvaluationContext& context) {
       const torch::Tensor generated = fid_images(model, task, context.seed);
       context.strategy.after_evaluate(model, task);
       row[task] = frechet_distance(features_.statistics(generated), *real_statistics_[task]);
+      if (task <= context.trained_up_to)
+        grid_rows.push_back(generated.narrow(0, 0, std::min(config_.sample_columns, generated.size(0))));
+    }
+    if (!config_.samples_dir.empty() && !grid_rows.empty()) {
+      std::filesystem::create_directories(config_.samples_dir);
+      write_png((std::filesystem::path(config_.samples_dir) /
+                 ("after_task_" + std::to_string(context.trained_up_to + 1) + ".png"))
+                    .string(),
+                image_grid(torch::cat(grid_rows), static_cast<int64_t>(grid_rows.size()), config_.sample_columns));
     }
     if (was_training) model.train();
   }

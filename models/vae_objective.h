@@ -30,6 +30,11 @@ struct VaeObjectiveConfig {
   std::string fid_features;         // the feature file (generation.fid_features)
   std::string fid_checksum;         // the checksum the run pins ("" pins nothing)
   int64_t fid_samples = 1000;       // generated images per task for its FID
+  // When set, rank 0 writes <samples_dir>/after_task_<j>.png after each stage
+  // j (1-based): one row per task trained so far, the first sample_columns of
+  // that task's FID images (so every grid shows the same latent draws).
+  std::string samples_dir;
+  int64_t sample_columns = 10;
 };
 
 // Throws clx::Error naming the option when a value is impossible.

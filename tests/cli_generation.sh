@@ -1,7 +1,7 @@
 # Continual generation as a user runs it (model.arch=vae, docs/generation.md),
 # on real Fashion-MNIST: a feature file made by fid-features, a VAE trained on
 # two one-class tasks with fine-tuning on 1 and on 2 ranks (the same FID matrix),
-# results.json and fid_matrix.csv, and the refusals: a classification-only
+# results.json, fid_matrix.csv and the sample grids, and the refusals: a classification-only
 # algorithm, a missing feature file, another checksum than the file's.
 # Needs TRAIN, FID_FEATURES, MPIRUN, SOURCE_DIR.
 source "$(dirname "$0")/cli_lib.sh"
@@ -24,6 +24,9 @@ grep -q "^\[.*\] after task 1: fid [0-9.]* [0-9.]* | mean over trained [0-9.]*" 
   && grep -q "task 1 epoch 2/2: loss [0-9.]*, kl [0-9.]*" "$WORK/vae1.out" \
   && pass "the log shows the epoch's loss and KL and the FID row after each task" \
   || { fail "log lines"; grep -E "after task|epoch 2/2" "$WORK/vae1.out"; }
+[ "$(head -c 4 "$WORK/vae2/samples/after_task_1.png" | tail -c 3)" = "PNG" ] && [ -s "$WORK/vae2/samples/after_task_2.png" ] \
+  && [ ! -e "$WORK/vae2/samples/after_task_0.png" ] && pass "a PNG sample grid after each task (samples/after_task_<j>.png)" \
+  || { fail "sample grids"; ls -l "$WORK/vae2/samples"; }
 head -1 "$WORK/vae1/fid_matrix.csv" | grep -qx "stage,task_1,task_2" && [ "$(wc -l < "$WORK/vae1/fid_matrix.csv")" -eq 4 ] \
   && pass "fid_matrix.csv: initial and one row per task" || { fail "fid_matrix.csv"; cat "$WORK/vae1/fid_matrix.csv"; }
 python3 - "$WORK/vae1/results.json" "$WORK/vae2/results.json" <<'PY' && pass "results.json: score fid, lower is better; training task 1 lowers its FID; 1 and 2 ranks agree" || fail "results.json"

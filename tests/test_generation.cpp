@@ -5,6 +5,11 @@
 // resumed mid-epoch ends bit-identical to an uninterrupted one; bad
 // combinations are refused naming the option or file.
 #include <gtest/gtest.h>
+#include <zlib.h>
+
+#ifdef CLX_HAVE_OPENCV
+#include <opencv2/imgcodecs.hpp>
+#endif
 
 #include "algorithms/finetune.h"
 #include "algorithms/joint.h"
@@ -13,6 +18,8 @@
 #include "runtime/communicator.h"
 #include "runtime/data/sampler.h"
 #include "runtime/fid.h"
+#include "runtime/png.h"
+#include "runtime/file_io.h"
 #include "runtime/logging.h"
 #include "runtime/trainer.h"
 #include "tests/expect_error.h"
@@ -138,6 +145,38 @@ TEST_F(Generation, FidMatrixIsTheFrechetDistanceOfGeneratedAndRealFeatures) {
   EXPECT_EQ(trainer.evaluate_all(1), last);
 }
 
+// With a samples folder, each stage writes a grid: one row per task trained
+// so far, sample_columns of that task's FID images (28 px cells, 2 px gaps).
+TEST_F(Generation, WritesASampleGridAfterEachStage) {
+  const clx::TaskStream stream = two_class_task_stream(40, 30);
+  clx::SingleCommunicator single;
+  clx::Logger quiet(1, "");
+  clx::VaeObjectiveConfig config = objective_config(20);
+  config.samples_dir = path("samples").string();
+  config.sample_columns = 4;
+  clx::VaeObjective objective(config);
+  clx::FinetuneStrategy strategy;
+  clx::VaeNet model = small_vae(2);
+  clx::Trainer(vae_trainer_config(), single, stream, model.ptr(), strategy, quiet, &objective).run();
+  EXPECT_FALSE(std::filesystem::exists(path("samples") / "after_task_0.png"));  // nothing trained: no grid
+  for (int rows : {1, 2}) {
+    const std::string file = (path("samples") / ("after_task_" + std::to_string(rows) + ".png")).string();
+    ASSERT_TRUE(std::filesystem::exists(file)) << file;
+    const std::string png = clx::read_text_file(file);
+    const auto u32 = [&](size_t at) {
+      return (uint32_t(uint8_t(png[at])) << 24) | (uint32_t(uint8_t(png[at + 1])) << 16) |
+             (uint32_t(uint8_t(png[at + 2])) << 8) | uint32_t(uint8_t(png[at + 3]));
+    };
+    EXPECT_EQ(u32(16), 4u * 30 + 2) << file;             // width: 4 cells
+    EXPECT_EQ(u32(20), static_cast<uint32_t>(rows) * 30 + 2) << file;  // height: a row per task trained
+  }
+  // The grid's first row is the start of task 1's FID images.
+  EXPECT_EQ(clx::read_text_file((path("samples") / "after_task_2.png").string()),
+            clx::encode_png(clx::image_grid(torch::cat({objective.fid_images(*model, 0, 1).narrow(0, 0, 4),
+                                                        objective.fid_images(*model, 1, 1).narrow(0, 0, 4)}),
+                                            2, 4)));
+}
+
 // Stopped after the second step of task 2's first epoch (joint-free, two
 // stages) and resumed from that checkpoint: the same parameters and FID
 // matrix, bit for bit (the epoch's noise is a function of the epoch seed).
@@ -238,4 +277,67 @@ TEST(VaeNet, SharedParametersAndHeadsPartitionTheNetwork) {
   for (const auto& p : vae->parameters()) total += p.numel();
   EXPECT_EQ(counted, total);
   EXPECT_EQ(vae->num_heads(), 3);
+}
+
+// A 3x2 greyscale image by hand: the signature, IHDR's fields, and IDAT
+// inflating to each row behind its filter byte 0; with OpenCV, a decoder
+// that is not ours reads the same pixels back (greyscale and RGB).
+TEST(Png, EncodesAHandCase) {
+  const torch::Tensor image = torch::arange(6, torch::kUInt8).view({2, 3});
+  const std::string png = clx::encode_png(image);
+  ASSERT_GT(png.size(), 8u + 25u + 12u + 12u);
+  EXPECT_EQ(png.substr(0, 8), std::string("\x89PNG\r\n\x1a\n", 8));
+  const auto u32 = [&](size_t at) {
+    return (uint32_t(uint8_t(png[at])) << 24) | (uint32_t(uint8_t(png[at + 1])) << 16) |
+           (uint32_t(uint8_t(png[at + 2])) << 8) | uint32_t(uint8_t(png[at + 3]));
+  };
+  EXPECT_EQ(u32(8), 13u);
+  EXPECT_EQ(png.substr(12, 4), "IHDR");
+  EXPECT_EQ(u32(16), 3u);  // width
+  EXPECT_EQ(u32(20), 2u);  // height
+  EXPECT_EQ(png.substr(24, 5), std::string("\x08\x00\x00\x00\x00", 5));  // depth 8, greyscale, deflate, filter, no interlace
+  const uint32_t idat_length = u32(33);
+  EXPECT_EQ(png.substr(37, 4), "IDAT");
+  std::string inflated(64, '\0');
+  uLongf inflated_size = inflated.size();
+  ASSERT_EQ(uncompress(reinterpret_cast<Bytef*>(&inflated[0]), &inflated_size,
+                       reinterpret_cast<const Bytef*>(png.data() + 41), idat_length),
+            Z_OK);
+  EXPECT_EQ(inflated.substr(0, inflated_size), std::string("\0\0\1\2\0\3\4\5", 8));
+  EXPECT_EQ(png.substr(png.size() - 12), std::string("\0\0\0\0IEND\xae\x42\x60\x82", 12));
+#ifdef CLX_HAVE_OPENCV
+  const std::vector<uchar> bytes(png.begin(), png.end());
+  const cv::Mat grey = cv::imdecode(bytes, cv::IMREAD_UNCHANGED);
+  ASSERT_EQ(grey.rows, 2);
+  ASSERT_EQ(grey.cols, 3);
+  for (int y = 0; y < 2; ++y)
+    for (int x = 0; x < 3; ++x) EXPECT_EQ(grey.at<uchar>(y, x), 3 * y + x);
+  const torch::Tensor rgb = torch::arange(2 * 2 * 3, torch::kUInt8).view({2, 2, 3}).mul(10);
+  const std::string rgb_png = clx::encode_png(rgb);
+  const cv::Mat colour = cv::imdecode(std::vector<uchar>(rgb_png.begin(), rgb_png.end()), cv::IMREAD_UNCHANGED);
+  ASSERT_EQ(colour.channels(), 3);
+  // OpenCV gives BGR.
+  EXPECT_EQ(colour.at<cv::Vec3b>(1, 0)[2], rgb[1][0][0].item<uint8_t>());
+  EXPECT_EQ(colour.at<cv::Vec3b>(1, 0)[0], rgb[1][0][2].item<uint8_t>());
+#endif
+  expect_error<clx::Error>([] { clx::encode_png(torch::zeros({2, 2})); }, {"encode_png: needs uint8 [H, W] or [H, W, 3]"});
+}
+
+// Three 2x2 images (0, 0.5, 1) in a 2x2 grid with 1-pixel gaps: row-major
+// cells, white gaps, the missing fourth cell white.
+TEST(ImageGrid, PlacesCellsRowMajorWithWhiteGaps) {
+  const torch::Tensor images = torch::tensor({0.0f, 0.5f, 1.0f}).view({3, 1, 1, 1}).expand({3, 1, 2, 2});
+  const torch::Tensor grid = clx::image_grid(images, 2, 2, 1);
+  ASSERT_EQ(grid.sizes(), torch::IntArrayRef({7, 7}));
+  const auto at = [&](int y, int x) { return grid[y][x].item<uint8_t>(); };
+  EXPECT_EQ(at(1, 1), 0);
+  EXPECT_EQ(at(2, 2), 0);
+  EXPECT_EQ(at(1, 4), 128);
+  EXPECT_EQ(at(2, 5), 128);
+  EXPECT_EQ(at(4, 1), 255);
+  EXPECT_EQ(at(5, 5), 255);  // no fourth image
+  EXPECT_EQ(at(0, 0), 255);
+  EXPECT_EQ(at(3, 3), 255);
+  EXPECT_EQ(at(1, 3), 255);  // the gap between cells
+  expect_error<clx::Error>([&] { clx::image_grid(images, 1, 2); }, {"image_grid: 3 images do not fit 1 x 2 cells"});
 }
