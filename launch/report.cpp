@@ -347,15 +347,21 @@ std::string format(const MeanStd& value, const char* separator) {
 void write_markdown(const std::string& path, const std::string& title, const std::string& notes,
                     const std::string& table, const std::vector<std::string>& order,
                     const std::map<std::string, Samples>& groups, const std::map<std::string, Importance>& importances,
-                    const std::vector<std::pair<std::string, std::string>>& plots) {
+                    const std::vector<std::pair<std::string, std::string>>& plots, const std::string& score) {
   const std::filesystem::path base = std::filesystem::absolute(path).parent_path();
   std::ostringstream doc;
   doc << "# " << title << "\n\n";
   if (!notes.empty()) doc << notes << (notes.back() == '\n' ? "" : "\n") << "\n";
-  doc << "## Results\n\nMean ± sample standard deviation over the runs of each method. FWT, BWT and ACC in percent, "
-         "SMT in units of 1e-4 (definitions: DESIGN.md section 4.1; FWT (paper) needs a joint run's accuracies, "
-         "FWT (GEM) compares with the untrained network).\n\n"
-      << table << "\nRuns:\n\n";
+  doc << "## Results\n\nMean ± sample standard deviation over the runs of each method. ";
+  if (score == "accuracy")
+    doc << "FWT, BWT and ACC in percent, SMT in units of 1e-4 (definitions: DESIGN.md section 4.1; FWT (paper) needs "
+           "a joint run's accuracies, FWT (GEM) compares with the untrained network).\n\n";
+  else
+    doc << "Generation runs: the metrics are DESIGN.md section 4.1's formulas over the " << score
+        << " matrix (lower is better), so the mean final " << score
+        << " stands for ACC and a positive BWT is forgetting; each run's PNG sample grids are in its samples/ "
+           "folder (docs/generation.md).\n\n";
+  doc << table << "\nRuns:\n\n";
   for (const std::string& key : order) {
     doc << "- " << key << ":";
     for (const std::string& run : groups.at(key).run_dirs) doc << " `" << run << "`";
@@ -433,6 +439,7 @@ int run_report(int argc, char** argv) {
 
   std::vector<std::string> order;
   std::map<std::string, Samples> groups;
+  std::string score;  // of every run: accuracy | fid
   for (const std::string& run : runs) {
     std::filesystem::path path(run);
     if (!std::filesystem::exists(path)) {
@@ -448,10 +455,13 @@ int run_report(int argc, char** argv) {
     nlohmann::json results;
     try {
       results = nlohmann::json::parse(file);
-      if (results.contains("score") && results.at("score").at("name") != "accuracy") {
-        std::cerr << "report: error: " << path.string() << " is a generation run (its matrix is "
-                  << results.at("score").at("name").get<std::string>()
-                  << "_matrix.csv beside it); report's tables and plots cover classification runs only" << std::endl;
+      // Classification runs score accuracy; generation runs FID (results.json's "score").
+      const std::string run_score =
+          results.contains("score") ? results.at("score").at("name").get<std::string>() : std::string("accuracy");
+      if (score.empty()) score = run_score;
+      if (run_score != score) {
+        std::cerr << "report: error: " << path.string() << " is scored by " << run_score << ", the runs before it by "
+                  << score << ": one report covers runs of one score" << std::endl;
         return 1;
       }
       const std::string key = group_by == "strategy" ? results.at("strategy").get<std::string>()
@@ -466,7 +476,7 @@ int run_report(int argc, char** argv) {
       add(samples.smt, metrics.at("smt"));
       samples.run_dirs.push_back(path.parent_path().string());
       samples.strategies.push_back(results.at("strategy").get<std::string>());
-      samples.matrices.push_back(results.at("accuracy_matrix").at("stages").get<Matrix>());
+      samples.matrices.push_back(results.at(score + "_matrix").at("stages").get<Matrix>());
     } catch (const nlohmann::json::exception& error) {
       std::cerr << "report: error: " << path.string() << " is not a results.json of train (" << error.what() << ")"
                 << std::endl;
@@ -474,15 +484,25 @@ int run_report(int argc, char** argv) {
     }
   }
 
+  // Accuracies are shown in percent; FID as it is (the metrics are the same
+  // formulas over the FID matrix: "mean FID" is ACC's, a positive BWT is forgetting).
+  const bool generation = score != "accuracy";
+  const double scale = generation ? 1.0 : 100.0;
   std::ostringstream markdown, csv;
-  markdown << "| method | runs | FWT (paper) | FWT (GEM) | BWT | ACC | SMT (x1e-4) |\n"
-           << "|---|---|---|---|---|---|---|\n";
-  csv << "method,runs,fwt_paper_mean,fwt_paper_std,fwt_gem_mean,fwt_gem_std,bwt_mean,bwt_std,acc_mean,acc_std,"
-         "smt_mean,smt_std\n";
+  if (generation)
+    markdown << "| method | runs | FWT (paper) | FWT (GEM) | BWT (" << score << ", positive: forgetting) | mean final "
+             << score << " | SMT |\n"
+             << "|---|---|---|---|---|---|---|\n";
+  else
+    markdown << "| method | runs | FWT (paper) | FWT (GEM) | BWT | ACC | SMT (x1e-4) |\n"
+             << "|---|---|---|---|---|---|---|\n";
+  csv << "method,runs,fwt_paper_mean,fwt_paper_std,fwt_gem_mean,fwt_gem_std,bwt_mean,bwt_std,"
+      << (generation ? "mean_" + score : std::string("acc")) << "_mean," << (generation ? "mean_" + score : std::string("acc"))
+      << "_std,smt_mean,smt_std\n";
   for (const std::string& key : order) {
     const Samples& s = groups[key];
-    const MeanStd cells[] = {mean_std(s.fwt_paper, 100), mean_std(s.fwt_gem, 100), mean_std(s.bwt, 100),
-                             mean_std(s.acc, 100), mean_std(s.smt, 1e4)};
+    const MeanStd cells[] = {mean_std(s.fwt_paper, scale), mean_std(s.fwt_gem, scale), mean_std(s.bwt, scale),
+                             mean_std(s.acc, scale), mean_std(s.smt, generation ? 1.0 : 1e4)};
     markdown << "| " << key << " | " << s.acc.size();
     csv << key << "," << s.acc.size();
     for (const MeanStd& cell : cells) {
@@ -496,9 +516,16 @@ int run_report(int argc, char** argv) {
   if (!csv_path.empty()) {
     write_file_atomically(csv_path, csv.str());
   }
+  if (generation && !plots_dir.empty()) {
+    // The plots read accuracy matrices; a generation run has its PNG sample grids in <run>/samples.
+    std::cerr << "report: --plots: the plots cover classification runs; generation runs have their sample grids in "
+                 "each run's samples/ folder"
+              << std::endl;
+    plots_dir.clear();
+  }
   // Importance: read only when a plot or a document will show it (checkpoints are large).
   std::map<std::string, Importance> importances;
-  if (!plots_dir.empty() || !markdown_path.empty())
+  if (!generation && (!plots_dir.empty() || !markdown_path.empty()))
     for (const std::string& key : order) {
       try {
         if (auto importance = read_importance(key, groups[key])) importances[key] = std::move(*importance);
@@ -518,7 +545,7 @@ int run_report(int argc, char** argv) {
         return 1;
       }
     }
-    write_markdown(markdown_path, title, notes, markdown.str(), order, groups, importances, plots);
+    write_markdown(markdown_path, title, notes, markdown.str(), order, groups, importances, plots, score);
   }
   return 0;
 }

@@ -70,9 +70,12 @@ std::string duration_text(double seconds) {
   return text.str();
 }
 
-std::string percent(double fraction) {
+// A grid point's score in the grid summary: "78.21%" (accuracy) or "123.45" (FID).
+std::string score_value_text(const clx::RunScore& score) {
   std::ostringstream text;
-  text << std::fixed << std::setprecision(2) << 100 * fraction << "%";
+  text << std::fixed << std::setprecision(2);
+  if (score.name == "accuracy") text << 100 * score.value << "%";
+  else text << score.value;
   return text.str();
 }
 
@@ -187,7 +190,7 @@ enum class Outcome { Finished, Failed, Blocked, Stopped };
 
 struct RunRecord {
   Outcome outcome = Outcome::Blocked;
-  std::optional<double> acc;
+  std::optional<RunScore> score;
   std::string reason;  // failed or blocked: why, and where the log is
   bool resumed = false;
   double seconds = 0.0;
@@ -250,7 +253,7 @@ class Sweep {
       const PlannedRun& run = runs_[k];
       const fs::path dir = root_ / run.folder;
       std::string state = "to train";
-      if (finished_run_acc(dir.string())) state = "finished";
+      if (finished_run_score(dir.string())) state = "finished";
       else if (fs::exists(dir / "sweep_failed.txt")) state = "failed earlier";
       else if (fs::exists(dir / "config.ini")) state = "interrupted: to resume";
       std::cout << "[" << k + 1 << "/" << runs_.size() << "] " << run.label << ": " << state << ", " << dir.string()
@@ -355,13 +358,13 @@ class Sweep {
     std::vector<GridOutcome> outcomes;
     for (size_t k = 0; k < runs_.size(); ++k)
       if (runs_[k].kind == RunKind::Grid && runs_[k].method == method)
-        outcomes.push_back({runs_[k].grid_point, records_[k].outcome == Outcome::Finished ? records_[k].acc : std::nullopt});
+        outcomes.push_back({runs_[k].grid_point, records_[k].outcome == Outcome::Finished ? records_[k].score : std::nullopt});
     if (outcomes.empty()) return OptionList{};
     const auto best = choose_best(outcomes);
     std::ostringstream summary;
     for (const GridOutcome& outcome : outcomes)
       summary << (&outcome == &outcomes.front() ? "" : ", ") << grid_point_name(outcome.point) << " "
-              << (outcome.validation_acc ? percent(*outcome.validation_acc) : std::string("failed"));
+              << (outcome.validation ? score_value_text(*outcome.validation) : std::string("failed"));
     if (!best) {
       *reason = "every grid point of " + method + " failed (" + summary.str() + ")";
       return std::nullopt;
@@ -370,7 +373,7 @@ class Sweep {
       log_.line("sweep: " + method + ": " + grid_point_name(outcomes[*best].point) +
                 " chosen on validation data (" + summary.str() + ")");
       announced_.insert(method);
-      chosen_[method] = {outcomes[*best].point, *outcomes[*best].validation_acc, summary.str()};
+      chosen_[method] = {outcomes[*best].point, *outcomes[*best].validation, summary.str()};
     }
     return outcomes[*best].point;
   }
@@ -415,12 +418,12 @@ class Sweep {
       throw Error(dir.string() + " exists but was not started by this sweep (no sweep_settings.txt): move it away");
     }
 
-    if (const auto acc = finished_run_acc(dir.string())) {
+    if (const auto score = finished_run_score(dir.string())) {
       record.outcome = Outcome::Finished;
-      record.acc = acc;
+      record.score = score;
       // Its training time (without the few seconds of start-up) informs the time-left estimates.
       if (const auto seconds = finished_run_seconds(dir.string())) durations_[duration_key(run)].push_back(*seconds);
-      log_.line(head + ": finished earlier, skipped (" + acc_text(run, *acc) + ")");
+      log_.line(head + ": finished earlier, skipped (" + score_text(*score, run.kind == RunKind::Grid) + ")");
       return record;
     }
     const fs::path failed_marker = dir / "sweep_failed.txt";
@@ -465,12 +468,13 @@ class Sweep {
     record.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
     if (code == 0) {
-      if (const auto acc = finished_run_acc(dir.string())) {
+      if (const auto score = finished_run_score(dir.string())) {
         record.outcome = Outcome::Finished;
-        record.acc = acc;
+        record.score = score;
         if (!record.resumed) durations_[duration_key(run)].push_back(record.seconds);
         records_[index] = record;
-        log_.end("done in " + duration_text(record.seconds) + ", " + acc_text(run, *acc) + time_left(index));
+        log_.end("done in " + duration_text(record.seconds) + ", " + score_text(*score, run.kind == RunKind::Grid) +
+                 time_left(index));
         return record;
       }
     }
@@ -499,9 +503,6 @@ class Sweep {
     return run.kind == RunKind::Grid ? "grid " + run.method : run.method;
   }
 
-  std::string acc_text(const PlannedRun& run, double acc) const {
-    return (run.kind == RunKind::Grid ? "validation ACC " : "ACC ") + percent(acc);
-  }
 
   // Seconds the runs after `index` still need, from the runs timed so far
   // (trained now or earlier): the mean of the same method (grid runs apart),
@@ -519,7 +520,7 @@ class Sweep {
     size_t remaining = 0;
     for (size_t k = index + 1; k < runs_.size(); ++k) {
       const fs::path dir = root_ / runs_[k].folder;
-      if (finished_run_acc(dir.string()) || fs::exists(dir / "sweep_failed.txt")) continue;
+      if (finished_run_score(dir.string()) || fs::exists(dir / "sweep_failed.txt")) continue;
       const auto same = durations_.find(duration_key(runs_[k]));
       left += same != durations_.end() ? mean(same->second) : mean(all);
       ++remaining;
@@ -540,11 +541,12 @@ class Sweep {
   void write_chosen() {
     if (chosen_.empty()) return;
     std::ostringstream csv;
+    // validation_acc: ACC (a fraction) of classification runs, the mean final FID of generation runs.
     csv << "method,chosen,validation_acc\n";
     for (const SweepMethod& method : config_.methods)
       if (const auto choice = chosen_.find(method.name); choice != chosen_.end())
         csv << method.name << "," << grid_point_name(choice->second.point) << "," << std::setprecision(10)
-            << choice->second.acc << "\n";
+            << choice->second.score.value << "\n";
     write_text(root_ / "chosen.csv", csv.str());
   }
 
@@ -581,12 +583,12 @@ class Sweep {
     if (!chosen_.empty()) {
       notes << "\nHyperparameters chosen on validation data only (" << config_.validation_fraction * 100
             << "% of each task's training data held out, seed " << config_.grid_seed
-            << "; test data is never used to choose):\n\n| method | chosen | validation ACC | grid (validation ACC) |\n"
+            << "; test data is never used to choose):\n\n| method | chosen | validation score | grid (validation score) |\n"
             << "|---|---|---|---|\n";
       for (const SweepMethod& method : config_.methods)
         if (const auto choice = chosen_.find(method.name); choice != chosen_.end())
           notes << "| " << method.name << " | " << grid_point_name(choice->second.point) << " | "
-                << percent(choice->second.acc) << " | " << choice->second.summary << " |\n";
+                << score_text(choice->second.score) << " | " << choice->second.summary << " |\n";
     }
     std::ostringstream failed;
     for (size_t k = 0; k < runs_.size(); ++k)
@@ -599,7 +601,7 @@ class Sweep {
 
   struct Choice {
     OptionList point;
-    double acc = 0.0;
+    RunScore score;
     std::string summary;
   };
 

@@ -9,6 +9,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <iomanip>
 #include <sstream>
 
 namespace clx {
@@ -447,23 +448,47 @@ OptionList run_settings(const SweepConfig& config, const PlannedRun& run, const 
   return settings;
 }
 
+std::string score_text(const RunScore& score, bool validation) {
+  std::ostringstream text;
+  text << (validation ? "validation " : "") << std::fixed << std::setprecision(2);
+  if (score.name == "accuracy") text << "ACC " << 100.0 * score.value << "%";
+  else {
+    std::string upper = score.name;
+    for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    text << "mean " << upper << " " << score.value;
+  }
+  return text.str();
+}
+
 std::optional<size_t> choose_best(const std::vector<GridOutcome>& outcomes) {
   std::optional<size_t> best;
   for (size_t k = 0; k < outcomes.size(); ++k) {
-    if (!outcomes[k].validation_acc) continue;
-    if (!best || *outcomes[k].validation_acc > *outcomes[*best].validation_acc) best = k;
+    if (!outcomes[k].validation) continue;
+    const RunScore& score = *outcomes[k].validation;
+    if (!best) {
+      best = k;
+      continue;
+    }
+    const double incumbent = outcomes[*best].validation->value;
+    if (score.higher_is_better ? score.value > incumbent : score.value < incumbent) best = k;
   }
   return best;
 }
 
-std::optional<double> finished_run_acc(const std::string& run_dir) {
+std::optional<RunScore> finished_run_score(const std::string& run_dir) {
   std::ifstream file(fs::path(run_dir) / "results.json");
   if (!file) return std::nullopt;
   try {
     const nlohmann::json results = nlohmann::json::parse(file);
+    RunScore score;
+    if (results.contains("score")) {
+      score.name = results.at("score").at("name").get<std::string>();
+      score.higher_is_better = results.at("score").at("higher_is_better").get<bool>();
+    }
     const nlohmann::json& acc = results.at("metrics").at("acc");
-    if (!acc.is_number() || results.at("accuracy_matrix").at("stages").empty()) return std::nullopt;
-    return acc.get<double>();
+    if (!acc.is_number() || results.at(score.name + "_matrix").at("stages").empty()) return std::nullopt;
+    score.value = acc.get<double>();
+    return score;
   } catch (const nlohmann::json::exception&) {
     return std::nullopt;
   }

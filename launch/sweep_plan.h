@@ -125,17 +125,29 @@ std::vector<PlannedRun> plan_runs(const SweepConfig& config);
 OptionList run_settings(const SweepConfig& config, const PlannedRun& run, const OptionList& chosen,
                         const std::string& joint_results);
 
-// A finished grid point: its validation ACC, or nothing when it failed.
+// What a finished run scored: metrics.acc of its score matrix, the accuracy
+// ACC (a fraction, higher is better) of a classification run or the mean
+// final FID (lower is better) of a generation run.
+struct RunScore {
+  double value = 0.0;
+  std::string name = "accuracy";  // results.json's score: accuracy | fid
+  bool higher_is_better = true;
+};
+// "ACC 78.21%" or "mean FID 123.45"; with `validation`, "validation ACC ...".
+std::string score_text(const RunScore& score, bool validation = false);
+
+// A finished grid point: its validation score, or nothing when it failed.
 struct GridOutcome {
   OptionList point;
-  std::optional<double> validation_acc;
+  std::optional<RunScore> validation;
 };
-// Index of the highest validation ACC (the first on ties); nothing when every point failed.
+// Index of the best validation score (highest accuracy, lowest FID; the first
+// on ties); nothing when every point failed.
 std::optional<size_t> choose_best(const std::vector<GridOutcome>& outcomes);
 
-// ACC of a finished run folder: results.json parsed, with an accuracy matrix
-// and metrics.acc. Nothing when the run has not finished.
-std::optional<double> finished_run_acc(const std::string& run_dir);
+// The score of a finished run folder: results.json parsed, with its score
+// matrix and metrics.acc. Nothing when the run has not finished.
+std::optional<RunScore> finished_run_score(const std::string& run_dir);
 // Seconds a finished run spent training and evaluating (results.json's total_seconds).
 std::optional<double> finished_run_seconds(const std::string& run_dir);
 

@@ -3,7 +3,8 @@
 # two one-class tasks with fine-tuning on 1 and on 2 ranks (the same FID matrix),
 # results.json, fid_matrix.csv and the sample grids, and the refusals: a classification-only
 # algorithm, a missing feature file, another checksum than the file's.
-# Needs TRAIN, FID_FEATURES, MPIRUN, SOURCE_DIR.
+# Also a tiny generation sweep (SI strength chosen on validation FID) and its report.
+# Needs TRAIN, SWEEP, FID_FEATURES, MPIRUN, SOURCE_DIR.
 source "$(dirname "$0")/cli_lib.sh"
 
 timeout 120 "$FID_FEATURES" --epochs 1 --train-samples 600 --test-samples 100 --threads 1 --output "$WORK/fid.h5" \
@@ -40,6 +41,31 @@ for r1, r2 in zip([m1["initial"]] + m1["stages"], [m2["initial"]] + m2["stages"]
         assert abs(a - b) <= 1e-3 * (1 + a), (r1, r2)
 assert "final_kl" in one["stages"][0], one["stages"][0]
 PY
+
+# A generation sweep: the SI strength chosen on validation FID (lower is better), then the report's FID table.
+cat > "$WORK/sweep.ini" <<EOF
+[sweep]
+train_config = $SOURCE_DIR/configs/generation_vae_fmnist.ini
+methods = finetune, si
+seeds = 1
+ranks = 2
+threads = 1
+options = data.tasks=2 data.train_samples_per_task=300 data.test_samples_per_task=100 model.vae_hidden=64 model.vae_latent=8 train.epochs=2 train.batch_size=20 train.lr=0.005 generation.fid_samples=60 generation.fid_features=$WORK/fid.h5 generation.fid_checksum=$checksum run.progress=off
+[grid]
+si = si.c: 0.01, 100
+EOF
+if timeout 400 "$SWEEP" "$WORK/sweep.ini" --output "$WORK/sweep" > "$WORK/sweep.out" 2>&1; then pass "generation sweep"; else
+  fail "generation sweep"; tail -20 "$WORK/sweep.out"; fi
+fid_a=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['metrics']['acc'])" "$WORK/sweep/grid/si/si.c=0.01/results.json" 2>/dev/null)
+fid_b=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['metrics']['acc'])" "$WORK/sweep/grid/si/si.c=100/results.json" 2>/dev/null)
+expected=$(awk -v a="${fid_a:-0}" -v b="${fid_b:-0}" 'BEGIN { print (b < a ? "si.c=100" : "si.c=0.01") }')
+grep -q "grid si si.c=0.01 ... done in .*, validation mean FID [0-9.]*" "$WORK/sweep.out" \
+  && [ "$(awk -F, '$1 == "si" { print $2 }' "$WORK/sweep/chosen.csv")" = "$expected" ] \
+  && pass "the sweep chose $expected on validation FID ($fid_a vs $fid_b: lower wins)" \
+  || { fail "sweep choice ($fid_a vs $fid_b)"; cat "$WORK/sweep/chosen.csv"; grep "grid si" "$WORK/sweep.out"; }
+grep -q "^| method | runs | FWT (paper) | FWT (GEM) | BWT (fid, positive: forgetting) | mean final fid | SMT |$" "$WORK/sweep/report.md" \
+  && grep -q "^| si | 1 | " "$WORK/sweep/report.md" && grep -q "^| joint | 1 | " "$WORK/sweep/report.md" \
+  && pass "the sweep's report: an FID table with finetune, si and joint rows" || { fail "sweep report"; cat "$WORK/sweep/report.md"; }
 
 expect_failure "a classification-only algorithm on the VAE" \
   "train.algorithm: ewc needs a classifier; a generation run (model.arch=vae) takes sgd, sgdf, finetune, joint, si" \

@@ -67,11 +67,22 @@ TEST(SweepOptions, SeedLists) {
 }
 
 TEST(SweepChoice, HighestValidationAccFirstOnTiesFailedPointsNeverChosen) {
-  std::vector<clx::GridOutcome> outcomes = {{{{"a.b", "1"}}, 0.90}, {{{"a.b", "2"}}, std::nullopt},
-                                            {{{"a.b", "3"}}, 0.95}, {{{"a.b", "4"}}, 0.95}};
+  const auto acc = [](double value) { return clx::RunScore{value, "accuracy", true}; };
+  std::vector<clx::GridOutcome> outcomes = {{{{"a.b", "1"}}, acc(0.90)}, {{{"a.b", "2"}}, std::nullopt},
+                                            {{{"a.b", "3"}}, acc(0.95)}, {{{"a.b", "4"}}, acc(0.95)}};
   EXPECT_EQ(clx::choose_best(outcomes), std::optional<size_t>(2));
   outcomes = {{{{"a.b", "1"}}, std::nullopt}};
   EXPECT_EQ(clx::choose_best(outcomes), std::nullopt);
+}
+
+// Generation runs are scored by FID: the lowest wins.
+TEST(SweepChoice, LowestValidationFidFirstOnTies) {
+  const auto fid = [](double value) { return clx::RunScore{value, "fid", false}; };
+  const std::vector<clx::GridOutcome> outcomes = {{{{"si.c", "1"}}, fid(120.0)}, {{{"si.c", "10"}}, fid(95.5)},
+                                                  {{{"si.c", "100"}}, std::nullopt}, {{{"si.c", "1000"}}, fid(95.5)}};
+  EXPECT_EQ(clx::choose_best(outcomes), std::optional<size_t>(1));
+  EXPECT_EQ(clx::score_text(fid(95.5), true), "validation mean FID 95.50");
+  EXPECT_EQ(clx::score_text(clx::RunScore{0.7821, "accuracy", true}), "ACC 78.21%");
 }
 
 class SweepFile : public clx::testing_support::TempDirTest {
@@ -206,13 +217,25 @@ TEST_F(SweepFile, MethodMaySetItsValidationFractionForTestRuns) {
 }
 
 TEST_F(SweepFile, FinishedRunNeedsACompleteResultsFile) {
-  EXPECT_EQ(clx::finished_run_acc(dir_.string()), std::nullopt);
+  EXPECT_EQ(clx::finished_run_score(dir_.string()), std::nullopt);
   std::ofstream(path("results.json")) << "{\"metrics\": {\"acc\": null}, \"accuracy_matrix\": {\"stages\": [[1]]}}";
-  EXPECT_EQ(clx::finished_run_acc(dir_.string()), std::nullopt);
+  EXPECT_EQ(clx::finished_run_score(dir_.string()), std::nullopt);
   std::ofstream(path("results.json")) << "{\"metrics\": {\"acc\": 0.75}, \"accuracy_mat";
-  EXPECT_EQ(clx::finished_run_acc(dir_.string()), std::nullopt);
+  EXPECT_EQ(clx::finished_run_score(dir_.string()), std::nullopt);
   std::ofstream(path("results.json")) << "{\"metrics\": {\"acc\": 0.75}, \"accuracy_matrix\": {\"stages\": [[0.75]]}}";
-  EXPECT_EQ(clx::finished_run_acc(dir_.string()), std::optional<double>(0.75));
+  ASSERT_TRUE(clx::finished_run_score(dir_.string()).has_value());
+  EXPECT_EQ(clx::finished_run_score(dir_.string())->value, 0.75);
+  EXPECT_TRUE(clx::finished_run_score(dir_.string())->higher_is_better);
+  // A generation run: its score and matrix are FID's.
+  std::ofstream(path("results.json")) << "{\"score\": {\"name\": \"fid\", \"higher_is_better\": false}, "
+                                         "\"metrics\": {\"acc\": 88.5}, \"accuracy_matrix\": {\"stages\": [[1]]}}";
+  EXPECT_EQ(clx::finished_run_score(dir_.string()), std::nullopt);  // no fid_matrix: not finished
+  std::ofstream(path("results.json")) << "{\"score\": {\"name\": \"fid\", \"higher_is_better\": false}, "
+                                         "\"metrics\": {\"acc\": 88.5}, \"fid_matrix\": {\"stages\": [[88.5]]}}";
+  ASSERT_TRUE(clx::finished_run_score(dir_.string()).has_value());
+  EXPECT_EQ(clx::finished_run_score(dir_.string())->name, "fid");
+  EXPECT_FALSE(clx::finished_run_score(dir_.string())->higher_is_better);
+  EXPECT_EQ(clx::finished_run_score(dir_.string())->value, 88.5);
   EXPECT_EQ(clx::finished_run_seconds(dir_.string()), std::nullopt);
   std::ofstream(path("results.json")) << "{\"metrics\": {\"acc\": 0.75}, \"accuracy_matrix\": {\"stages\": [[0.75]]}, "
                                          "\"total_seconds\": 12.5}";
