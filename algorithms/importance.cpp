@@ -245,10 +245,26 @@ MultiHeadModelImpl* tape_capable_model(const StageContext& ctx, const TaskData& 
   return multi_head;
 }
 
+// What an importance pass differentiates for `task` at `positions`: the
+// model's logits on those samples, or, on a generator, the logits of (or the
+// images) generated from those noise draws (StageContext::generated_logits).
+enum class ImportanceOutput { Logits, Output };
+torch::Tensor importance_forward(const StageContext& ctx, const TaskData& data, const torch::Tensor& positions, int task,
+                                 ImportanceOutput what) {
+  const auto& generated = what == ImportanceOutput::Logits ? ctx.generated_logits : ctx.generated_output;
+  if (generated) return generated(task, positions);
+  return ctx.model.logits(ctx.inputs(data, positions), ctx.head_for(task));
+}
+
 // The model for the batched per-sample path, or null for the per-sample loop.
 MultiHeadModelImpl* per_sample_model(const StageContext& ctx, const TaskData& data, FisherPath path,
                                      const std::string& what) {
   if (path == FisherPath::PerSampleLoop || data.size() == 0) return nullptr;
+  if (ctx.generated_logits) {
+    // The tape records a classifier's trunk on real inputs; a generator's passes go sample by sample.
+    if (path == FisherPath::Batched) throw Error(what + ": batched per-sample gradients are not possible on a generator");
+    return nullptr;
+  }
   std::string why;
   MultiHeadModelImpl* taped = tape_capable_model(ctx, data, &why);
   if (taped == nullptr && path == FisherPath::Batched)
@@ -264,8 +280,10 @@ using PerSampleObjective = std::function<torch::Tensor(const torch::Tensor& logi
 // `slots` (flat, one per shared parameter), f = objective. `taped`: the
 // batched path; null: one backward pass per sample.
 void add_per_sample_gradient_powers(const StageContext& ctx, MultiHeadModelImpl* taped, const TaskData& data,
-                                    int64_t head, const torch::Tensor& positions, const PerSampleObjective& objective,
-                                    int power, const SharedLayout& layout, const std::vector<torch::Tensor>& slots) {
+                                    int task, ImportanceOutput what, const torch::Tensor& positions,
+                                    const PerSampleObjective& objective, int power, const SharedLayout& layout,
+                                    const std::vector<torch::Tensor>& slots) {
+  const int64_t head = ctx.head_for(task);
   if (taped != nullptr) {
     SampleSums sums;
     for (size_t k = 0; k < slots.size(); ++k) sums[layout.parameters[k].second.unsafeGetTensorImpl()] = slots[k];
@@ -285,7 +303,7 @@ void add_per_sample_gradient_powers(const StageContext& ctx, MultiHeadModelImpl*
   const std::vector<torch::Tensor> parameters = layout.tensors();
   for (int64_t i = 0; i < positions.size(0); ++i) {
     const torch::Tensor position = positions.narrow(0, i, 1);
-    const torch::Tensor value = objective(ctx.model.logits(ctx.inputs(data, position), head), position);
+    const torch::Tensor value = objective(importance_forward(ctx, data, position, task, what), position);
     const auto grads = torch::autograd::grad({value.sum()}, parameters, {}, false, false, /*allow_unused=*/true);
     torch::NoGradGuard no_grad;
     for (size_t k = 0; k < parameters.size(); ++k)
@@ -327,14 +345,14 @@ NamedTensors entropy_taylor_importance(StageContext& ctx, int task, const Entrop
   const SharedLayout layout(ctx.model);
   const std::vector<torch::Tensor> parameters = layout.tensors();
   const TaskData& data = ctx.stream.tasks.at(task).train;
-  const int64_t head = ctx.head_for(task), batches = ceil_div(data.size(), settings.batch);
+  const int64_t batches = ceil_div(data.size(), settings.batch);
   MultiHeadModelImpl* taped = settings.hessian == HessianEstimate::Fisher
                                   ? per_sample_model(ctx, data, FisherPath::Auto, "anpyc.hessian=fisher")
                                   : nullptr;
   torch::Tensor fisher;  // per-sample Fisher of the current batch (hessian = fisher)
   torch::Tensor total = sum_chunks_in_order(ctx.comm, batches, layout.numel, layout.options(), [&](int64_t b, torch::Tensor& out) {
     const torch::Tensor positions = position_range(b * settings.batch, std::min((b + 1) * settings.batch, data.size()));
-    const torch::Tensor entropies = softmax_entropy(ctx.model.logits(ctx.inputs(data, positions), head));
+    const torch::Tensor entropies = softmax_entropy(importance_forward(ctx, data, positions, task, ImportanceOutput::Logits));
     const torch::Tensor objective = settings.entropy == EntropyReduction::Sum ? entropies.sum() : entropies.mean();
     const auto grads = torch::autograd::grad({objective}, parameters, {}, false, false, /*allow_unused=*/true);
     std::vector<torch::Tensor> h_slots(parameters.size());
@@ -343,7 +361,7 @@ NamedTensors entropy_taylor_importance(StageContext& ctx, int task, const Entrop
       fisher.zero_();
       h_slots = layout.slots(fisher);
       add_per_sample_gradient_powers(
-          ctx, taped, data, head, positions,
+          ctx, taped, data, task, ImportanceOutput::Logits, positions,
           [](const torch::Tensor& logits, const torch::Tensor&) { return softmax_entropy(logits); }, 2, layout, h_slots);
       fisher.div_(static_cast<double>(positions.size(0)));
     }
@@ -362,14 +380,14 @@ NamedTensors mas_importance(StageContext& ctx, int task, MasForm form) {
   EvalModeScope eval(ctx.model);
   const SharedLayout layout(ctx.model);
   const TaskData& data = ctx.stream.tasks.at(task).train;
-  const int64_t head = ctx.head_for(task);
   const auto squared_norm = [](const torch::Tensor& logits, const torch::Tensor&) { return logits.pow(2).sum(1); };
   if (form == MasForm::PerSample) {
     MultiHeadModelImpl* taped = per_sample_model(ctx, data, FisherPath::Auto, "mas");
     torch::Tensor total = sum_chunks_in_order(
         ctx.comm, ceil_div(data.size(), kPerSampleChunk), layout.numel, layout.options(), [&](int64_t c, torch::Tensor& out) {
           const torch::Tensor positions = position_range(c * kPerSampleChunk, std::min((c + 1) * kPerSampleChunk, data.size()));
-          add_per_sample_gradient_powers(ctx, taped, data, head, positions, squared_norm, 1, layout, layout.slots(out));
+          add_per_sample_gradient_powers(ctx, taped, data, task, ImportanceOutput::Output, positions, squared_norm, 1,
+                                         layout, layout.slots(out));
         });
     total.div_(static_cast<double>(std::max<int64_t>(data.size(), 1)));
     return layout.named(total);
@@ -379,8 +397,8 @@ NamedTensors mas_importance(StageContext& ctx, int task, MasForm form) {
   const int64_t batches = ceil_div(data.size(), ctx.batch_size);
   torch::Tensor total = sum_chunks_in_order(ctx.comm, batches, layout.numel, layout.options(), [&](int64_t b, torch::Tensor& out) {
     const torch::Tensor positions = position_range(b * ctx.batch_size, std::min((b + 1) * ctx.batch_size, data.size()));
-    const torch::Tensor logits = ctx.model.logits(ctx.inputs(data, positions), head);
-    const auto grads = torch::autograd::grad({squared_norm(logits, positions).mean()}, parameters, {}, false, false, true);
+    const torch::Tensor output = importance_forward(ctx, data, positions, task, ImportanceOutput::Output);
+    const auto grads = torch::autograd::grad({squared_norm(output, positions).mean()}, parameters, {}, false, false, true);
     torch::NoGradGuard no_grad;
     std::vector<torch::Tensor> slots = layout.slots(out);
     for (size_t k = 0; k < parameters.size(); ++k)
@@ -395,7 +413,6 @@ NamedTensors fisher_diagonal(StageContext& ctx, int task, int64_t samples, bool 
   const SharedLayout layout(ctx.model);
   const TaskData& data = ctx.stream.tasks.at(task).train;
   const int64_t count = samples > 0 ? std::min(samples, data.size()) : data.size();
-  const int64_t head = ctx.head_for(task);
   MultiHeadModelImpl* taped = count > 0 ? per_sample_model(ctx, data, path, "fisher_diagonal") : nullptr;
 
   // log p(y_i | x_i) per sample, y_i drawn from the model's prediction with a
@@ -422,7 +439,8 @@ NamedTensors fisher_diagonal(StageContext& ctx, int task, int64_t samples, bool 
   torch::Tensor total = sum_chunks_in_order(
       ctx.comm, ceil_div(count, kPerSampleChunk), layout.numel, layout.options(), [&](int64_t c, torch::Tensor& out) {
         const torch::Tensor positions = position_range(c * kPerSampleChunk, std::min((c + 1) * kPerSampleChunk, count));
-        add_per_sample_gradient_powers(ctx, taped, data, head, positions, log_likelihood, 2, layout, layout.slots(out));
+        add_per_sample_gradient_powers(ctx, taped, data, task, ImportanceOutput::Logits, positions, log_likelihood, 2,
+                                       layout, layout.slots(out));
       });
   total.div_(static_cast<double>(std::max<int64_t>(count, 1)));
   return layout.named(total);

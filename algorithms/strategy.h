@@ -22,8 +22,10 @@ struct StrategyInfo {
   std::function<std::unique_ptr<Strategy>(const boost::program_options::variables_map&)> make;
   // Whether it trains a generator (model.arch=vae) as well as a classifier:
   // true for the strategies that read nothing but the objective's loss and
-  // its gradients; those whose importance or penalty reads class logits
-  // (EWC, MAS, LwF, ANPyC, HAT, CLNP) train classifiers only.
+  // its gradients, and for those whose importance passes read
+  // StageContext::generated_logits / generated_output on a generator (EWC,
+  // MAS, ANPyC); LwF, HAT and CLNP read class logits or hidden units of a
+  // classifier and train classifiers only.
   bool trains_generators = false;
 };
 

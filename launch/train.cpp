@@ -292,6 +292,15 @@ int run(TrainOptions& options, Communicator& control) {
       if (!strategy_trains_generators(options.algorithm))
         throw Error("train.algorithm: " + options.algorithm + " needs a classifier; a generation run (model.arch=vae) "
                     "takes " + generation_strategy_names());
+      // Pruning frees the weights a task does not use, and at task 1 every weight of importance 0: on a
+      // generator that is the whole encoder (the passes differentiate what the decoder generates).
+      if (options.algorithm == "anpyc" && options.values["anpyc.prune"].as<bool>())
+        throw Error("anpyc.prune: pruning is not defined for a generator (model.arch=vae): use anpyc.prune=false "
+                    "(consolidation only)");
+      // True labels name real images; a generator's Fisher is taken on generated ones.
+      if (options.algorithm == "ewc" && options.values["ewc.labels"].as<std::string>() != "sampled")
+        throw Error("ewc.labels: a generator's Fisher draws its labels from the feature classifier's prediction on "
+                    "the generated images: use ewc.labels=sampled");
       VaeObjectiveConfig generation;
       generation.fid_features = options.values["generation.fid_features"].as<std::string>();
       generation.fid_checksum = options.values["generation.fid_checksum"].as<std::string>();

@@ -18,6 +18,7 @@ namespace {
 
 constexpr uint64_t kEpochNoiseTag = 0x7ae0;
 constexpr uint64_t kFidSampleTag = 0xf1d5;
+constexpr uint64_t kImportanceNoiseTag = 0x1a9c;
 
 TaskVaeImpl& vae_of(ContinualNet& model) {
   auto* net = dynamic_cast<VaeNetImpl*>(&model);
@@ -99,6 +100,36 @@ torch::Tensor VaeObjective::epoch_noise(uint64_t epoch_seed, int64_t samples, in
   // One draw per training sample of the stage: sample p's noise is row p on any rank.
   at::Generator generator = at::detail::createCPUGenerator(mix_seed({epoch_seed, kEpochNoiseTag}));
   return torch::randn({samples, latent}, generator, torch::kFloat32);
+}
+
+torch::Tensor VaeObjective::importance_noise(uint64_t seed, int task, const torch::Tensor& positions, int64_t latent) {
+  const torch::Tensor rows = positions.to(torch::kCPU).contiguous();
+  torch::Tensor noise = torch::empty({rows.size(0), latent}, torch::kFloat32);
+  for (int64_t k = 0; k < rows.size(0); ++k) {
+    at::Generator generator = at::detail::createCPUGenerator(
+        mix_seed({seed, kImportanceNoiseTag, static_cast<uint64_t>(task), static_cast<uint64_t>(rows.data_ptr<int64_t>()[k])}));
+    noise[k].copy_(torch::randn({latent}, generator, torch::kFloat32));
+  }
+  return noise;
+}
+
+Objective::GeneratedForward VaeObjective::generated_output(ContinualNet& model, uint64_t seed) {
+  return [&model, seed](int task, const torch::Tensor& positions) {
+    TaskVaeImpl& vae = vae_of(model);
+    const torch::Tensor z = importance_noise(seed, task, positions, vae.config().latent);
+    return vae.decode(z.to(vae.parameters().front().options()), task).flatten(1);
+  };
+}
+
+Objective::GeneratedForward VaeObjective::generated_logits(ContinualNet& model, uint64_t seed) {
+  const GeneratedForward images = generated_output(model, seed);
+  return [this, images](int task, const torch::Tensor& positions) {
+    const torch::Tensor flat = images(task, positions);
+    if (features_.device() != flat.device()) features_.to(flat.device());
+    features_.model()->eval();  // the classifier is a fixed function here: gradients flow through it, not into it
+    const std::vector<int64_t>& shape = features_.info.image_shape;
+    return features_.model()->logits(flat.view({flat.size(0), shape[0], shape[1], shape[2]}), 0);
+  };
 }
 
 torch::Tensor VaeObjective::fid_images(ContinualNet& model, int task, uint64_t seed) {

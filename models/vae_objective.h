@@ -55,6 +55,15 @@ class VaeObjective : public Objective {
                        const std::function<int64_t(int)>& head_for) override;
   std::vector<double> evaluate(const EvaluationContext& context) override;
 
+  // Importance passes (DESIGN.md §4.4): position p of task t is the latent
+  // draw importance_noise(seed, t, p) decoded by task t's latent layers;
+  // generated_logits gives the feature classifier's logits (all its classes)
+  // on those images, generated_output the images flattened [n, C*S*S].
+  GeneratedForward generated_logits(ContinualNet& model, uint64_t seed) override;
+  GeneratedForward generated_output(ContinualNet& model, uint64_t seed) override;
+  // [n, latent] float32 on the CPU: row k from a generator seeded by (seed, task, positions[k]).
+  static torch::Tensor importance_noise(uint64_t seed, int task, const torch::Tensor& positions, int64_t latent);
+
   // The epoch's reparameterisation noise: row p for stage sample p, [samples, latent] float32 on the CPU.
   static torch::Tensor epoch_noise(uint64_t epoch_seed, int64_t samples, int64_t latent);
   // The images task `task`'s FID is computed on after each stage (the same

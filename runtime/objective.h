@@ -93,6 +93,16 @@ class Objective {
   // The score of every task (future ones included). A collective: every rank
   // calls it and gets the same row, whatever the number of ranks.
   virtual std::vector<double> evaluate(const EvaluationContext& context) = 0;
+
+  // What importance passes differentiate on a generator (DESIGN.md §4.4),
+  // given to strategies as StageContext::generated_logits / generated_output:
+  // for `task` and positions p, a classifier's logits on the images generated
+  // from noise draw p, and those images flattened. The draws are a function
+  // of (train.seed, task, p) only. Empty for classification: passes use the
+  // model's logits on the task's training samples.
+  using GeneratedForward = std::function<torch::Tensor(int task, const torch::Tensor& positions)>;
+  virtual GeneratedForward generated_logits(ContinualNet& model, uint64_t seed) { return {}; }
+  virtual GeneratedForward generated_output(ContinualNet& model, uint64_t seed) { return {}; }
 };
 
 // Cross-entropy on each group's head; the statistic is the number of correct

@@ -72,6 +72,14 @@ struct StageContext {
   // (through before_evaluate/after_evaluate). A collective: every rank calls it.
   std::function<std::vector<double>()> evaluate;
 
+  // Set by a generation objective (DESIGN.md §4.4), empty for classifiers:
+  // importance passes then differentiate, for `task` and positions p of its
+  // training data, what the generator makes from noise draw p instead of the
+  // model's logits on sample p: generated_logits gives a classifier's logits
+  // on the generated images (ANPyC's entropy, EWC's log-likelihood),
+  // generated_output the images themselves, flattened (MAS's output).
+  std::function<torch::Tensor(int task, const torch::Tensor& positions)> generated_logits, generated_output;
+
   // The head that answers for `task` in this layout.
   int64_t head_for(int task) const { return heads == HeadLayout::Multi ? task : 0; }
   // Inputs of `data` at `positions`, on the compute device (data decoded on

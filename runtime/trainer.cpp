@@ -180,6 +180,8 @@ StageRecord Trainer::train_stage(int stage, const std::vector<int>& tasks) {
   context.seed = config_.seed;
   context.device = config_.device;
   context.lr = config_.lr;
+  context.generated_logits = objective_.generated_logits(*model_, config_.seed);
+  context.generated_output = objective_.generated_output(*model_, config_.seed);
 
   // A resumed stage continues where its checkpoint was taken: the strategy's
   // before_task already ran (its results are in the restored state).

@@ -1,7 +1,8 @@
 # Continual generation as a user runs it (model.arch=vae, docs/generation.md),
 # on real Fashion-MNIST: a feature file made by fid-features, a VAE trained on
 # two one-class tasks with fine-tuning on 1 and on 2 ranks (the same FID matrix),
-# results.json, fid_matrix.csv and the sample grids, and the refusals: a classification-only
+# results.json, fid_matrix.csv and the sample grids, EWC, MAS and ANPyC (no pruning) on
+# the generator, and the refusals: a classification-only
 # algorithm, a missing feature file, another checksum than the file's.
 # Also a tiny generation sweep (SI strength chosen on validation FID) and its report.
 # Needs TRAIN, SWEEP, FID_FEATURES, MPIRUN, SOURCE_DIR.
@@ -67,9 +68,21 @@ grep -q "^| method | runs | FWT (paper) | FWT (GEM) | BWT (fid, positive: forget
   && grep -q "^| si | 1 | " "$WORK/sweep/report.md" && grep -q "^| joint | 1 | " "$WORK/sweep/report.md" \
   && pass "the sweep's report: an FID table with finetune, si and joint rows" || { fail "sweep report"; cat "$WORK/sweep/report.md"; }
 
+# EWC, MAS and ANPyC (consolidation only) on the generator: importance passes on generated images.
+for algorithm in "ewc --ewc.fisher_samples 50" "mas" "anpyc --anpyc.prune false"; do
+  name=${algorithm%% *}
+  if timeout 300 "${MPI[@]}" -np 2 "$TRAIN" "${VAE[@]}" "${FEATURES[@]}" --train.algorithm $algorithm \
+       --output "$WORK/$name" > "$WORK/$name.out" 2>&1 && [ -s "$WORK/$name/fid_matrix.csv" ]; then
+    pass "$name on the VAE, 2 ranks"; else fail "$name on the VAE"; tail -20 "$WORK/$name.out"; fi
+done
+
 expect_failure "a classification-only algorithm on the VAE" \
-  "train.algorithm: ewc needs a classifier; a generation run (model.arch=vae) takes sgd, sgdf, finetune, joint, si" \
-  "${MPI[@]}" -np 2 "$TRAIN" "${VAE[@]}" "${FEATURES[@]}" --train.algorithm ewc --output "$WORK/bad1"
+  "train.algorithm: lwf needs a classifier; a generation run (model.arch=vae) takes sgd, sgdf, finetune, joint, ewc, si, mas, anpyc" \
+  "${MPI[@]}" -np 2 "$TRAIN" "${VAE[@]}" "${FEATURES[@]}" --train.algorithm lwf --output "$WORK/bad1"
+expect_failure "ANPyC's pruning on a generator" "anpyc.prune: pruning is not defined for a generator" \
+  "${MPI[@]}" -np 2 "$TRAIN" "${VAE[@]}" "${FEATURES[@]}" --train.algorithm anpyc --output "$WORK/bad4"
+expect_failure "EWC's true labels on a generator" "ewc.labels: a generator's Fisher draws its labels" \
+  "${MPI[@]}" -np 2 "$TRAIN" "${VAE[@]}" "${FEATURES[@]}" --train.algorithm ewc --ewc.labels true --output "$WORK/bad5"
 expect_failure "no feature file" "FID feature file $WORK/none.h5 does not exist" \
   "${MPI[@]}" -np 2 "$TRAIN" "${VAE[@]}" --generation.fid_features "$WORK/none.h5" --output "$WORK/bad2"
 expect_failure "another checksum pinned" "checksum $checksum, the run expects 0123456789abcdef" \

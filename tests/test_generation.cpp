@@ -12,6 +12,7 @@
 #endif
 
 #include "algorithms/finetune.h"
+#include "algorithms/importance.h"
 #include "algorithms/joint.h"
 #include "models/model_factory.h"
 #include "models/vae_objective.h"
@@ -340,4 +341,75 @@ TEST(ImageGrid, PlacesCellsRowMajorWithWhiteGaps) {
   EXPECT_EQ(at(3, 3), 255);
   EXPECT_EQ(at(1, 3), 255);  // the gap between cells
   expect_error<clx::Error>([&] { clx::image_grid(images, 1, 2); }, {"image_grid: 3 images do not fit 1 x 2 cells"});
+}
+
+// ANPyC's importance on a generator (DESIGN.md §4.4), by hand: for the one
+// importance batch of task 1 (20 positions < 100), H = sum over draws p of the
+// entropy of the feature classifier's softmax on decode(z_p, task 1), g = dH/dtheta,
+// Omega = max(0, g theta + g^2 theta^2 / 2). The encoder generates nothing: Omega 0.
+TEST_F(Generation, EntropyTaylorImportanceDifferentiatesTheGeneratedImages) {
+  const clx::TaskStream stream = two_class_task_stream(40, 20);
+  clx::SingleCommunicator single;
+  clx::Logger quiet(1, "");
+  clx::VaeObjective objective(objective_config());
+  clx::VaeNet model = small_vae(2);
+  clx::StageContext context{*model, single, stream, quiet, clx::HeadLayout::Multi, 0, {0}};
+  context.seed = 5;
+  context.generated_logits = objective.generated_logits(*model, 5);
+  context.generated_output = objective.generated_output(*model, 5);
+  const clx::NamedTensors omega = clx::entropy_taylor_importance(context, 0, clx::EntropyTaylorSettings{});
+
+  clx::FidFeatureNet features = clx::load_fid_features(feature_file());
+  features.model()->eval();
+  const torch::Tensor z = clx::VaeObjective::importance_noise(5, 0, torch::arange(20), 4);
+  const torch::Tensor entropy =
+      clx::softmax_entropy(features.model()->logits(model->vae->decode(z, 0), 0)).sum();
+  const auto shared = model->named_shared_parameters();
+  std::vector<torch::Tensor> parameters;
+  for (const auto& item : shared) parameters.push_back(item.second);
+  const auto grads = torch::autograd::grad({entropy}, parameters, {}, false, false, true);
+  ASSERT_EQ(omega.size(), shared.size());
+  bool decoder_positive = false;
+  for (size_t k = 0; k < shared.size(); ++k) {
+    const torch::Tensor& got = omega[k].second;
+    if (shared[k].first.rfind("vae.encoder.", 0) == 0) {
+      EXPECT_FALSE(grads[k].defined()) << shared[k].first;
+      EXPECT_EQ(got.abs().max().item<float>(), 0.0f) << shared[k].first;
+      continue;
+    }
+    const torch::Tensor theta = shared[k].second.detach(), g = grads[k];
+    const torch::Tensor expected = (g * theta + 0.5 * g * g * theta * theta).clamp_min(0.0);
+    EXPECT_TRUE(got.view_as(expected).allclose(expected, 1e-4, 1e-9)) << shared[k].first;
+    decoder_positive = decoder_positive || got.max().item<float>() > 0;
+  }
+  EXPECT_TRUE(decoder_positive);
+}
+
+// MAS on a generator: the mean over draws p of |d ||G(z_p)||^2 / dtheta|, each draw's gradient on its own.
+TEST_F(Generation, MasImportanceIsTheGeneratedImagesSensitivity) {
+  const clx::TaskStream stream = two_class_task_stream(6, 4);  // 3 draws per task
+  clx::SingleCommunicator single;
+  clx::Logger quiet(1, "");
+  clx::VaeObjective objective(objective_config());
+  clx::VaeNet model = small_vae(2);
+  clx::StageContext context{*model, single, stream, quiet, clx::HeadLayout::Multi, 0, {1}};
+  context.seed = 2;
+  context.generated_logits = objective.generated_logits(*model, 2);
+  context.generated_output = objective.generated_output(*model, 2);
+  const clx::NamedTensors omega = clx::mas_importance(context, 1, clx::MasForm::PerSample);
+  std::vector<torch::Tensor> parameters;
+  for (const auto& item : model->named_shared_parameters()) parameters.push_back(item.second);
+  std::vector<torch::Tensor> expected;
+  for (const auto& p : parameters) expected.push_back(torch::zeros_like(p));
+  for (int64_t p = 0; p < 3; ++p) {
+    const torch::Tensor z = clx::VaeObjective::importance_noise(2, 1, torch::tensor({p}), 4);
+    const auto grads = torch::autograd::grad({model->vae->decode(z, 1).pow(2).sum()}, parameters, {}, false, false, true);
+    for (size_t k = 0; k < parameters.size(); ++k)
+      if (grads[k].defined()) expected[k] += grads[k].abs() / 3.0;
+  }
+  for (size_t k = 0; k < parameters.size(); ++k)
+    EXPECT_TRUE(omega[k].second.view_as(expected[k]).allclose(expected[k], 1e-4, 1e-9)) << omega[k].first;
+  // Each draw is seeded by (seed, task, position): the same rows whatever chunk asks for them.
+  EXPECT_TRUE(clx::VaeObjective::importance_noise(2, 1, torch::tensor({2, 0}), 4)[1].equal(
+      clx::VaeObjective::importance_noise(2, 1, torch::tensor({0}), 4)[0]));
 }

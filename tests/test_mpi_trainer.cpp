@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "algorithms/clnp.h"
+#include "algorithms/ewc.h"
 #include "algorithms/finetune.h"
 #include "algorithms/hat.h"
 #include "models/multi_head_model.h"
@@ -182,6 +183,54 @@ TEST(DataParallelTrainer, ClnpMatchesOneProcess) {
 // The VAE objective on the job's ranks against one process: the same
 // trajectory (each sample's reparameterisation noise is its row of the
 // epoch's draw, wherever it is trained) and the same FID matrix on every rank.
+// EWC on the VAE (its Fisher taken on generated images, sample by sample in
+// chunks summed in order) on the job's ranks against one process: the same
+// Fisher (up to the rounding of task 1's weights) and the same trajectory.
+TEST(DataParallelTrainer, EwcOnVaeMatchesOneProcess) {
+  const clx::TaskStream stream = clx::testing_support::two_class_task_stream(40, 20);
+  const std::string features =
+      (std::filesystem::temp_directory_path() / ("clx_mpi_ewc_vae_fid_" + std::to_string(::getpid()) + ".h5")).string();
+  std::filesystem::remove(features);
+  clx::testing_support::write_feature_file(features);
+  clx::VaeObjectiveConfig objective_config;
+  objective_config.fid_features = features;
+  objective_config.fid_samples = 20;
+  clx::Logger quiet(1, "");
+  clx::TrainerConfig config = clx::testing_support::small_trainer_config(8);
+  config.lr = 0.001;
+  config.momentum = 0.0;
+  clx::EwcOptions options;
+  options.fisher_samples = 10;
+
+  clx::VaeObjective reference_objective(objective_config);
+  clx::EwcStrategy reference_strategy(options);
+  clx::VaeNet reference = clx::testing_support::small_vae(2);
+  clx::SingleCommunicator single;
+  clx::Trainer(config, single, stream, reference.ptr(), reference_strategy, quiet, &reference_objective).run();
+
+  clx::VaeObjective objective(objective_config);
+  clx::EwcStrategy strategy(options);
+  clx::VaeNet distributed = clx::testing_support::small_vae(2);
+  clx::Trainer(config, *world, stream, distributed.ptr(), strategy, quiet, &objective).run();
+  std::filesystem::remove(features);
+
+  ASSERT_EQ(strategy.fishers().size(), reference_strategy.fishers().size());
+  const auto& fisher = strategy.fishers()[0];
+  const auto& expected = reference_strategy.fishers()[0];
+  bool decoder_positive = false;
+  for (size_t k = 0; k < fisher.size(); ++k) {
+    // Task 1's training sums gradients in another order on 2 ranks: the Fisher is taken on weights equal to rounding.
+    EXPECT_TRUE(fisher[k].second.allclose(expected[k].second, 1e-3, 1e-7))
+        << fisher[k].first << " differs by " << (fisher[k].second - expected[k].second).abs().max().item<float>()
+        << " (largest entry " << expected[k].second.abs().max().item<float>() << ")";
+    if (fisher[k].first.rfind("vae.decoder.", 0) == 0) decoder_positive = decoder_positive || fisher[k].second.max().item<float>() > 0;
+  }
+  EXPECT_TRUE(decoder_positive);
+  const auto pa = reference->named_parameters(), pb = distributed->named_parameters();
+  for (size_t k = 0; k < pa.size(); ++k)
+    EXPECT_TRUE(pa[k].value().allclose(pb[k].value(), 1e-4, 1e-5)) << pa[k].key();
+}
+
 TEST(DataParallelTrainer, VaeMatchesOneProcess) {
   const clx::TaskStream stream = clx::testing_support::two_class_task_stream(44, 20);
   // Every rank writes its own copy of the (seeded, identical) feature file.
