@@ -2,6 +2,7 @@
 
 #include "algorithms/anpyc.h"
 #include "algorithms/clnp.h"
+#include "algorithms/dgr.h"
 #include "algorithms/ewc.h"
 #include "algorithms/finetune.h"
 #include "algorithms/hat.h"
@@ -46,6 +47,10 @@ const std::vector<StrategyInfo>& strategy_registry() {
       {"clnp", "node-importance pruning: units claimed per task, the rest freed, old units frozen (zero forgetting)",
        ClnpStrategy::add_options,
        [](const po::variables_map& v) { return std::make_unique<ClnpStrategy>(ClnpStrategy::read_options(v)); }},
+      {"dgr", "deep generative replay: a frozen copy of the generator replays the earlier tasks (model.arch=vae only)",
+       DgrStrategy::add_options,
+       [](const po::variables_map& v) { return std::make_unique<DgrStrategy>(DgrStrategy::read_options(v)); }, true,
+       true},
   };
   return registry;
 }
@@ -75,6 +80,12 @@ std::string generation_strategy_names() {
 bool strategy_trains_generators(const std::string& name) {
   for (const auto& info : strategy_registry())
     if (info.name == name) return info.trains_generators;
+  return false;
+}
+
+bool strategy_trains_generators_only(const std::string& name) {
+  for (const auto& info : strategy_registry())
+    if (info.name == name) return info.generators_only;
   return false;
 }
 

@@ -27,6 +27,8 @@ struct StrategyInfo {
   // MAS, ANPyC); LwF, HAT and CLNP read class logits or hidden units of a
   // classifier and train classifiers only.
   bool trains_generators = false;
+  // Whether it trains generators only (DGR's generation form).
+  bool generators_only = false;
 };
 
 const std::vector<StrategyInfo>& strategy_registry();
@@ -36,6 +38,7 @@ std::string strategy_names();  // "sgd, sgdf, finetune, ..."
 std::string generation_strategy_names();  // those with trains_generators
 // False for an unknown name (make_strategy reports those).
 bool strategy_trains_generators(const std::string& name);
+bool strategy_trains_generators_only(const std::string& name);
 // Every algorithm's own options ([anpyc], [ewc], [si], [mas], [lwf] sections),
 // and train.penalty_step, which every quadratic penalty reads.
 void add_strategy_options(boost::program_options::options_description& options);

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <iostream>
 #include <limits>
+#include <sstream>
 #include <thread>
 
 #include "algorithms/strategy.h"
@@ -286,6 +287,8 @@ int run(TrainOptions& options, Communicator& control) {
     model_config.vae_latent = options.values["model.vae_latent"].as<int64_t>();
     model_config.seed = options.trainer.seed;
     validate_model_config(model_config);
+    if (model_config.arch != "vae" && strategy_trains_generators_only(options.algorithm))
+      throw Error("train.algorithm: " + options.algorithm + " trains generators only and needs model.arch=vae");
     if (model_config.arch == "vae") {
       // The VAE has one set of latent layers per task whatever the algorithm's usual layout.
       if (options.heads == "auto") heads = options.trainer.heads = HeadLayout::Multi;
@@ -338,6 +341,15 @@ int run(TrainOptions& options, Communicator& control) {
            std::to_string(comm.size()) + " rank(s) over " + tensors_comm.backend() + " on " + placement.device.str() +
            (options.trainer.precision == Precision::Bf16 ? " (bf16 autocast)" : "") + ", " + std::to_string(threads) +
            " thread(s) per rank, output " + options.output_dir);
+
+  if (const auto* vae = dynamic_cast<const VaeObjective*>(objective.get())) {
+    const FidFeatureInfo& info = vae->feature_info();
+    std::ostringstream line;
+    line << "FID features: " << info.path << ", checksum " << info.checksum << " (" << info.dataset
+         << " LeNet, test accuracy " << info.test_accuracy << "); " << options.values["generation.fid_samples"].as<int64_t>()
+         << " generated images per task";
+    log.info(line.str());
+  }
 
   TaskStream stream;
   run_on_all_ranks(comm, [&] {

@@ -46,6 +46,8 @@ class VaeObjective : public Objective {
   explicit VaeObjective(VaeObjectiveConfig config);
 
   std::string name() const override { return "vae"; }
+  // What the feature file records (path, checksum, dataset, accuracies).
+  const FidFeatureInfo& feature_info() const { return features_.info; }
   ScoreKind score_kind() const override;
   // The model must be a VaeNet with one task layer set per task (multi-head
   // layout) and the stream's images the feature classifier's shape.

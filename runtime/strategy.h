@@ -121,6 +121,9 @@ class Strategy {
   virtual void before_task(StageContext& context) {}
   // Before each training step's forward pass (HAT sets its gates for the batch).
   virtual void before_forward(StageContext& context) {}
+  // The weight of the objective's own loss in this step (DGR's r in
+  // r L_new + (1 - r) L_replay, the replay term coming from penalty_loss); 1 for every other strategy.
+  virtual double task_loss_weight(const StageContext& context) const { return 1.0; }
   // An extra loss term for this step (undefined tensor: none). It must be the
   // same on every rank: the trainer adds it once per rank before averaging.
   virtual torch::Tensor penalty_loss(StageContext& context) { return {}; }

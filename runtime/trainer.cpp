@@ -359,6 +359,7 @@ Trainer::StepSums Trainer::train_step(StageRun& run, int64_t batch, const std::s
     context.batch_positions = local.positions;
     context.batch_features = features;
     loss = loss_sum * context.loss_scale;
+    if (const double weight = strategy_.task_loss_weight(context); weight != 1.0) loss = loss * weight;
     penalty = strategy_.penalty_loss(context);
     if (penalty.defined()) loss = loss + penalty;
   }

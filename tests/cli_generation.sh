@@ -1,8 +1,8 @@
 # Continual generation as a user runs it (model.arch=vae, docs/generation.md),
 # on real Fashion-MNIST: a feature file made by fid-features, a VAE trained on
 # two one-class tasks with fine-tuning on 1 and on 2 ranks (the same FID matrix),
-# results.json, fid_matrix.csv and the sample grids, EWC, MAS and ANPyC (no pruning) on
-# the generator, and the refusals: a classification-only
+# results.json, fid_matrix.csv and the sample grids, EWC, MAS, ANPyC (no pruning) and DGR
+# on the generator, and the refusals: a classification-only
 # algorithm, a missing feature file, another checksum than the file's.
 # Also a tiny generation sweep (SI strength chosen on validation FID) and its report.
 # Needs TRAIN, SWEEP, FID_FEATURES, MPIRUN, SOURCE_DIR.
@@ -24,7 +24,8 @@ for ranks in 1 2; do
 done
 grep -q "^\[.*\] after task 1: fid [0-9.]* [0-9.]* | mean over trained [0-9.]*" "$WORK/vae1.out" \
   && grep -q "task 1 epoch 2/2: loss [0-9.]*, kl [0-9.]*" "$WORK/vae1.out" \
-  && pass "the log shows the epoch's loss and KL and the FID row after each task" \
+  && grep -q "FID features: $WORK/fid.h5, checksum $checksum (fashion-mnist LeNet, test accuracy 0\.[0-9]*); 100 generated images per task" "$WORK/vae1.out" \
+  && pass "the log names the feature file and its checksum, shows the epoch's loss and KL and the FID row after each task" \
   || { fail "log lines"; grep -E "after task|epoch 2/2" "$WORK/vae1.out"; }
 [ "$(head -c 4 "$WORK/vae2/samples/after_task_1.png" | tail -c 3)" = "PNG" ] && [ -s "$WORK/vae2/samples/after_task_2.png" ] \
   && [ ! -e "$WORK/vae2/samples/after_task_0.png" ] && pass "a PNG sample grid after each task (samples/after_task_<j>.png)" \
@@ -69,7 +70,7 @@ grep -q "^| method | runs | FWT (paper) | FWT (GEM) | BWT (fid, positive: forget
   && pass "the sweep's report: an FID table with finetune, si and joint rows" || { fail "sweep report"; cat "$WORK/sweep/report.md"; }
 
 # EWC, MAS and ANPyC (consolidation only) on the generator: importance passes on generated images.
-for algorithm in "ewc --ewc.fisher_samples 50" "mas" "anpyc --anpyc.prune false"; do
+for algorithm in "ewc --ewc.fisher_samples 50" "mas" "anpyc --anpyc.prune false" "dgr"; do
   name=${algorithm%% *}
   if timeout 300 "${MPI[@]}" -np 2 "$TRAIN" "${VAE[@]}" "${FEATURES[@]}" --train.algorithm $algorithm \
        --output "$WORK/$name" > "$WORK/$name.out" 2>&1 && [ -s "$WORK/$name/fid_matrix.csv" ]; then
@@ -77,8 +78,10 @@ for algorithm in "ewc --ewc.fisher_samples 50" "mas" "anpyc --anpyc.prune false"
 done
 
 expect_failure "a classification-only algorithm on the VAE" \
-  "train.algorithm: lwf needs a classifier; a generation run (model.arch=vae) takes sgd, sgdf, finetune, joint, ewc, si, mas, anpyc" \
+  "train.algorithm: lwf needs a classifier; a generation run (model.arch=vae) takes sgd, sgdf, finetune, joint, ewc, si, mas, anpyc, dgr" \
   "${MPI[@]}" -np 2 "$TRAIN" "${VAE[@]}" "${FEATURES[@]}" --train.algorithm lwf --output "$WORK/bad1"
+expect_failure "DGR on a classifier" "train.algorithm: dgr trains generators only and needs model.arch=vae" \
+  "${MPI[@]}" -np 2 "$TRAIN" --data.root "$FMNIST" --train.algorithm dgr --output "$WORK/bad6"
 expect_failure "ANPyC's pruning on a generator" "anpyc.prune: pruning is not defined for a generator" \
   "${MPI[@]}" -np 2 "$TRAIN" "${VAE[@]}" "${FEATURES[@]}" --train.algorithm anpyc --output "$WORK/bad4"
 expect_failure "EWC's true labels on a generator" "ewc.labels: a generator's Fisher draws its labels" \

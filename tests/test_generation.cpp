@@ -11,6 +11,7 @@
 #include <opencv2/imgcodecs.hpp>
 #endif
 
+#include "algorithms/dgr.h"
 #include "algorithms/finetune.h"
 #include "algorithms/importance.h"
 #include "algorithms/joint.h"
@@ -412,4 +413,54 @@ TEST_F(Generation, MasImportanceIsTheGeneratedImagesSensitivity) {
   // Each draw is seeded by (seed, task, position): the same rows whatever chunk asks for them.
   EXPECT_TRUE(clx::VaeObjective::importance_noise(2, 1, torch::tensor({2, 0}), 4)[1].equal(
       clx::VaeObjective::importance_noise(2, 1, torch::tensor({0}), 4)[0]));
+}
+
+// DGR's replay term by hand, at task 2 (r = 1/2): each sample's replayed image
+// is the generator after task 1 decoding its seeded draw through task 1's
+// latent layers; the term is (1 - r) times the negative ELBO of those images
+// under the current VAE (with the draw's own noise), summed and scaled like
+// the task loss; the task's own loss is weighted by r. Task 1 replays nothing.
+TEST_F(Generation, DgrReplaysThePreviousGeneratorsImages) {
+  const clx::TaskStream stream = two_class_task_stream(40, 20);
+  clx::SingleCommunicator single;
+  clx::Logger quiet(1, "");
+  clx::VaeNet model = small_vae(2);
+  clx::DgrStrategy dgr(clx::DgrOptions{});
+  clx::StageContext first{*model, single, stream, quiet, clx::HeadLayout::Multi, 0, {0}};
+  dgr.before_task(first);
+  first.batch_positions = torch::tensor({1, 2}, torch::kInt64);
+  EXPECT_FALSE(dgr.penalty_loss(first).defined());
+  EXPECT_EQ(dgr.task_loss_weight(first), 1.0);
+
+  clx::StageContext second{*model, single, stream, quiet, clx::HeadLayout::Multi, 1, {1}};
+  second.seed = 9;
+  second.step = 4;
+  second.loss_scale = 0.5;
+  second.batch_positions = torch::tensor({3, 7, 11}, torch::kInt64);
+  dgr.before_task(second);  // the snapshot: the VAE after task 1
+  clx::VaeNet after_task_1 = small_vae(2);
+  {
+    torch::NoGradGuard no_grad;
+    const auto from = model->parameters();
+    const auto to = after_task_1->parameters();
+    for (size_t k = 0; k < from.size(); ++k) to[k].copy_(from[k]);
+    for (auto& p : model->parameters()) p.add_(0.01 * torch::randn_like(p));  // task 2's training moves the VAE on
+  }
+  const torch::Tensor penalty = dgr.penalty_loss(second);
+  const auto draw = clx::DgrStrategy::replay_draw(9, 1, 4, second.batch_positions, 1, 4);
+  EXPECT_TRUE(draw.tasks.eq(0).all().item<bool>());
+  torch::Tensor images;
+  {
+    torch::NoGradGuard no_grad;
+    images = after_task_1->vae->decode(draw.z, 0);
+  }
+  const double expected = 0.5 * 3 * model->vae->elbo_loss_with_noise(images, 0, draw.eps).loss.item<double>() * 0.5;
+  EXPECT_NEAR(penalty.item<double>(), expected, 1e-4 * std::abs(expected));
+  EXPECT_EQ(dgr.task_loss_weight(second), 0.5);
+  // The replay trains the current VAE: the term has a gradient.
+  EXPECT_TRUE(penalty.requires_grad());
+  // Another step, other draws; the same step and positions, the same draws.
+  EXPECT_FALSE(clx::DgrStrategy::replay_draw(9, 1, 5, second.batch_positions, 1, 4).z.equal(draw.z));
+  EXPECT_TRUE(clx::DgrStrategy::replay_draw(9, 1, 4, second.batch_positions, 1, 4).z.equal(draw.z));
+  expect_error<clx::Error>([] { clx::DgrStrategy(clx::DgrOptions{1.5}); }, {"dgr.ratio: must be in (0, 1]"});
 }

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "algorithms/clnp.h"
+#include "algorithms/dgr.h"
 #include "algorithms/ewc.h"
 #include "algorithms/finetune.h"
 #include "algorithms/hat.h"
@@ -229,6 +230,42 @@ TEST(DataParallelTrainer, EwcOnVaeMatchesOneProcess) {
   const auto pa = reference->named_parameters(), pb = distributed->named_parameters();
   for (size_t k = 0; k < pa.size(); ++k)
     EXPECT_TRUE(pa[k].value().allclose(pb[k].value(), 1e-4, 1e-5)) << pa[k].key();
+}
+
+// DGR on the VAE: the replayed draws depend on (seed, stage, step, position)
+// only, so 2 ranks replay what 1 rank replays and follow its trajectory.
+TEST(DataParallelTrainer, DgrOnVaeMatchesOneProcess) {
+  const clx::TaskStream stream = clx::testing_support::two_class_task_stream(40, 20);
+  const std::string features =
+      (std::filesystem::temp_directory_path() / ("clx_mpi_dgr_vae_fid_" + std::to_string(::getpid()) + ".h5")).string();
+  std::filesystem::remove(features);
+  clx::testing_support::write_feature_file(features);
+  clx::VaeObjectiveConfig objective_config;
+  objective_config.fid_features = features;
+  objective_config.fid_samples = 20;
+  clx::Logger quiet(1, "");
+  clx::TrainerConfig config = clx::testing_support::small_trainer_config(8);
+  config.lr = 0.001;
+  config.momentum = 0.0;
+
+  clx::VaeObjective reference_objective(objective_config);
+  clx::DgrStrategy reference_strategy(clx::DgrOptions{});
+  clx::VaeNet reference = clx::testing_support::small_vae(2);
+  clx::SingleCommunicator single;
+  const auto expected =
+      clx::Trainer(config, single, stream, reference.ptr(), reference_strategy, quiet, &reference_objective).run();
+
+  clx::VaeObjective objective(objective_config);
+  clx::DgrStrategy strategy(clx::DgrOptions{});
+  clx::VaeNet distributed = clx::testing_support::small_vae(2);
+  const auto got = clx::Trainer(config, *world, stream, distributed.ptr(), strategy, quiet, &objective).run();
+  std::filesystem::remove(features);
+  const auto pa = reference->named_parameters(), pb = distributed->named_parameters();
+  for (size_t k = 0; k < pa.size(); ++k)
+    EXPECT_TRUE(pa[k].value().allclose(pb[k].value(), 1e-4, 1e-5))
+        << pa[k].key() << " differs by " << (pa[k].value() - pb[k].value()).abs().max().item<float>();
+  for (size_t i = 0; i < 2; ++i)
+    EXPECT_NEAR(got.matrix.stages[1][i], expected.matrix.stages[1][i], 1e-3 * (1 + expected.matrix.stages[1][i]));
 }
 
 TEST(DataParallelTrainer, VaeMatchesOneProcess) {
