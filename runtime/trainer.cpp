@@ -43,6 +43,14 @@ std::string percent(double fraction) {
   return text.str();
 }
 
+// The epoch line's second figure: "train accuracy 97.25%" or "kl 6.8892".
+std::string statistic_text(const ScoreKind& kind, double value) {
+  if (kind.statistic_is_fraction) return kind.statistic + " " + percent(value);
+  std::ostringstream text;
+  text << kind.statistic << " " << std::fixed << std::setprecision(4) << value;
+  return text.str();
+}
+
 }  // namespace
 
 std::vector<int64_t> head_sizes_for(const TaskStream& stream, HeadLayout layout) {
@@ -278,14 +286,9 @@ void Trainer::train_epoch(StageRun& run, Position& position, int64_t count, cons
   run.context.last_epoch_loss = run.record.final_loss;
   run.record.final_train_accuracy = position.correct / position.seen;
   std::ostringstream line;
-  const ScoreKind kind = objective_.score_kind();
-  line << name << ": loss " << std::fixed << std::setprecision(4) << run.record.final_loss << ", " << kind.statistic << " "
-       << (kind.statistic_is_fraction ? percent(run.record.final_train_accuracy) : [&] {
-            std::ostringstream value;
-            value << std::fixed << std::setprecision(4) << run.record.final_train_accuracy;
-            return value.str();
-          }())
-       << ", " << format_duration(progress.elapsed_seconds());
+  line << name << ": loss " << std::fixed << std::setprecision(4) << run.record.final_loss << ", "
+       << statistic_text(objective_.score_kind(), run.record.final_train_accuracy) << ", "
+       << format_duration(progress.elapsed_seconds());
   if (config_.lr_decay != 1.0) line << ", lr " << std::defaultfloat << std::setprecision(4) << context.lr;
   if (run.phase == "training") clock_.epoch_done(position.epoch_in_call + 1, seconds_running());
   const std::string left = clock_.describe(seconds_running(), run.tasks.size() > 1 ? "stage" : "task");
