@@ -2,7 +2,10 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
+#include <sstream>
 
 #include "models/vae_net.h"
 #include "runtime/collectives.h"
@@ -140,6 +143,7 @@ torch::Tensor VaeObjective::fid_images(ContinualNet& model, int task, uint64_t s
 std::vector<double> VaeObjective::evaluate(const EvaluationContext& context) {
   const int T = static_cast<int>(context.stream.size());
   torch::Tensor row = torch::zeros({T}, torch::kFloat64);
+  torch::Tensor accuracy = torch::zeros({T}, torch::kFloat64);  // generated accuracy of each task
   // A failure on rank 0 (a task without images) reaches every rank as one error.
   run_on_all_ranks(context.comm, [&] {
   if (!context.comm.is_root()) return;
@@ -163,6 +167,9 @@ std::vector<double> VaeObjective::evaluate(const EvaluationContext& context) {
       const torch::Tensor generated = fid_images(model, task, context.seed);
       context.strategy.after_evaluate(model, task);
       row[task] = frechet_distance(features_.statistics(generated), *real_statistics_[task]);
+      const torch::Tensor classes =
+          torch::tensor(context.stream.tasks[task].classes, torch::kInt64).to(features_.device());
+      accuracy[task] = torch::isin(features_.predict(generated), classes).to(torch::kFloat64).mean().item<double>();
       if (task <= context.trained_up_to)
         grid_rows.push_back(generated.narrow(0, 0, std::min(config_.sample_columns, generated.size(0))));
     }
@@ -176,11 +183,56 @@ std::vector<double> VaeObjective::evaluate(const EvaluationContext& context) {
     if (was_training) model.train();
   }
   });
-  // Rank 0's row for every rank (on the communicator's device).
-  torch::Tensor shared = row.to(context.device);
+  // Rank 0's rows for every rank (on the communicator's device).
+  torch::Tensor shared = torch::stack({row, accuracy}).to(context.device);
   context.comm.broadcast(shared, 0);
-  shared = shared.to(torch::kCPU);
-  return std::vector<double>(shared.data_ptr<double>(), shared.data_ptr<double>() + T);
+  shared = shared.to(torch::kCPU).contiguous();
+  const double* values = shared.data_ptr<double>();
+  generated_accuracy_[context.trained_up_to] = std::vector<double>(values + T, values + 2 * T);
+  return std::vector<double>(values, values + T);
+}
+
+std::string VaeObjective::state_text() const {
+  // One line per evaluation point: the point, then each task's value as exact hexadecimal floats.
+  std::ostringstream text;
+  for (const auto& [point, values] : generated_accuracy_) {
+    text << point;
+    for (double value : values) {
+      char exact[64];
+      std::snprintf(exact, sizeof(exact), " %a", value);
+      text << exact;
+    }
+    text << "\n";
+  }
+  return text.str();
+}
+
+void VaeObjective::load_state_text(const std::string& text) {
+  generated_accuracy_.clear();
+  std::istringstream lines(text);
+  for (std::string line; std::getline(lines, line);) {
+    std::istringstream fields(line);
+    int point = 0;
+    fields >> point;
+    std::vector<double> values;
+    for (std::string field; fields >> field;) values.push_back(std::strtod(field.c_str(), nullptr));
+    generated_accuracy_[point] = values;
+  }
+}
+
+std::vector<ResultTable> VaeObjective::result_tables() const {
+  if (generated_accuracy_.empty()) return {};
+  ResultTable table;
+  table.name = "generated_accuracy";
+  table.columns = {"after"};
+  for (size_t t = 0; t < generated_accuracy_.begin()->second.size(); ++t)
+    table.columns.push_back("task_" + std::to_string(t + 1));
+  for (const auto& [point, values] : generated_accuracy_) {
+    std::vector<ResultTable::Cell> row{point < 0 ? std::string("initial") : "task_" + std::to_string(point + 1)};
+    for (double value : values) row.emplace_back(value);
+    table.rows.push_back(std::move(row));
+  }
+  return {table};
 }
 
 }  // namespace clx

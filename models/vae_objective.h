@@ -17,6 +17,7 @@
 // The FID is computed on rank 0 and broadcast (features of generated and real
 // images are not sharded): every rank gets rank 0's row.
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -56,6 +57,14 @@ class VaeObjective : public Objective {
   LocalLoss local_loss(ContinualNet& model, const TrainingBatch& batch,
                        const std::function<int64_t(int)>& head_for) override;
   std::vector<double> evaluate(const EvaluationContext& context) override;
+  // Generated accuracy: after each evaluation, for every task, the fraction of
+  // its FID images that the feature classifier assigns to one of the task's
+  // classes. Kept per evaluation point (-1: before training, else the last
+  // task trained) and reported as the table "generated_accuracy".
+  std::string state_text() const override;
+  void load_state_text(const std::string& text) override;
+  std::vector<ResultTable> result_tables() const override;
+  const std::map<int, std::vector<double>>& generated_accuracy() const { return generated_accuracy_; }
 
   // Importance passes (DESIGN.md §4.4): position p of task t is the latent
   // draw importance_noise(seed, t, p) decoded by task t's latent layers;
@@ -78,6 +87,7 @@ class VaeObjective : public Objective {
   uint64_t epoch_seed_ = 0;
   int64_t stage_samples_ = 0;
   torch::Tensor epoch_noise_;  // [stage_samples, latent], drawn on the first step of the epoch
+  std::map<int, std::vector<double>> generated_accuracy_;
   // Real statistics of each task's evaluation images, computed once.
   std::vector<std::optional<GaussianStatistics>> real_statistics_;
 };

@@ -22,6 +22,7 @@
 
 #include "runtime/data/task_stream.h"
 #include "runtime/device.h"
+#include "runtime/strategy.h"
 
 namespace clx {
 
@@ -100,6 +101,14 @@ class Objective {
   // from noise draw p, and those images flattened. The draws are a function
   // of (train.seed, task, p) only. Empty for classification: passes use the
   // model's logits on the task's training samples.
+  // What the objective records beside the score matrix (a generator's
+  // generated accuracy), as text the trainer keeps in every checkpoint, so a
+  // resumed run reports what an uninterrupted one does; and the tables it
+  // makes of it, added to the run's results (RunResult::tables).
+  virtual std::string state_text() const { return ""; }
+  virtual void load_state_text(const std::string& text) {}
+  virtual std::vector<ResultTable> result_tables() const { return {}; }
+
   using GeneratedForward = std::function<torch::Tensor(int task, const torch::Tensor& positions)>;
   virtual GeneratedForward generated_logits(ContinualNet& model, uint64_t seed) { return {}; }
   virtual GeneratedForward generated_output(ContinualNet& model, uint64_t seed) { return {}; }

@@ -505,6 +505,7 @@ void Trainer::save_checkpoint(int stage, const Position* position, torch::optim:
               << " " << exact(record.final_train_accuracy) << "\n";
     state.strategy_text.emplace_back("trainer.stage_records", records.str());
   }
+  state.strategy_text.emplace_back("trainer.objective", objective_.state_text());
   for (const auto& [name, tensor] : named_model_state(*model_)) state.model.emplace_back(name, tensor.detach());
   if (optimizer != nullptr) {
     torch::serialize::OutputArchive archive;
@@ -562,6 +563,9 @@ void Trainer::restore(const CheckpointState& checkpoint, const std::string& path
   }
   progress_.matrix.initial = checkpoint.accuracy_initial;
   progress_.matrix.stages = checkpoint.accuracy_stages;
+  // Checkpoints written before objectives kept state have no such field: nothing to restore.
+  for (const auto& [key, value] : checkpoint.strategy_text)
+    if (key == "trainer.objective") objective_.load_state_text(value);
   progress_.stages.clear();
   std::istringstream records(text_field(checkpoint, "trainer.stage_records"));
   const auto stages = strategy_.stages(static_cast<int>(stream_.size()));
@@ -673,6 +677,7 @@ RunResult Trainer::run(const CheckpointState* resume, const std::string& resume_
                            (checkpoints_ ? "; checkpoint written to " + config_.checkpoint_dir : ""));
   }
   progress_.tables = strategy_.result_tables(stages.empty() ? 0 : stages.back().back() + 1);
+  for (ResultTable& table : objective_.result_tables()) progress_.tables.push_back(std::move(table));
   progress_.total_seconds = seconds_since(start);
   return progress_;
 }

@@ -30,6 +30,9 @@ grep -q "^\[.*\] after task 1: fid [0-9.]* [0-9.]* | mean over trained [0-9.]*" 
 [ "$(head -c 4 "$WORK/vae2/samples/after_task_1.png" | tail -c 3)" = "PNG" ] && [ -s "$WORK/vae2/samples/after_task_2.png" ] \
   && [ ! -e "$WORK/vae2/samples/after_task_0.png" ] && pass "a PNG sample grid after each task (samples/after_task_<j>.png)" \
   || { fail "sample grids"; ls -l "$WORK/vae2/samples"; }
+head -1 "$WORK/vae1/generated_accuracy.csv" | grep -qx "after,task_1,task_2" \
+  && [ "$(sed -n 4p "$WORK/vae1/generated_accuracy.csv" | cut -d, -f1)" = "task_2" ] \
+  && pass "generated_accuracy.csv: initial and one row per task" || { fail "generated_accuracy.csv"; cat "$WORK/vae1/generated_accuracy.csv"; }
 head -1 "$WORK/vae1/fid_matrix.csv" | grep -qx "stage,task_1,task_2" && [ "$(wc -l < "$WORK/vae1/fid_matrix.csv")" -eq 4 ] \
   && pass "fid_matrix.csv: initial and one row per task" || { fail "fid_matrix.csv"; cat "$WORK/vae1/fid_matrix.csv"; }
 python3 - "$WORK/vae1/results.json" "$WORK/vae2/results.json" <<'PY' && pass "results.json: score fid, lower is better; training task 1 lowers its FID; 1 and 2 ranks agree" || fail "results.json"

@@ -145,6 +145,19 @@ TEST_F(Generation, FidMatrixIsTheFrechetDistanceOfGeneratedAndRealFeatures) {
   // Training task 1 moved its FID; the same draws: evaluating again gives the same row.
   EXPECT_NE(result.matrix.stages[0][0], result.matrix.initial[0]);
   EXPECT_EQ(trainer.evaluate_all(1), last);
+
+  // Generated accuracy: the share of each task's FID images the classifier puts in the task's class.
+  ASSERT_EQ(result.tables.size(), 1u);
+  const clx::ResultTable& table = result.tables[0];
+  EXPECT_EQ(table.name, "generated_accuracy");
+  EXPECT_EQ(table.columns, (std::vector<std::string>{"after", "task_1", "task_2"}));
+  ASSERT_EQ(table.rows.size(), 3u);  // initial, after task 1, after task 2
+  EXPECT_EQ(std::get<std::string>(table.rows[2][0]), "task_2");
+  for (int task = 0; task < 2; ++task) {
+    const torch::Tensor predicted = features.predict(objective.fid_images(*model, task, 1));
+    const double expected = predicted.eq(task).to(torch::kFloat64).mean().item<double>();  // task t holds class t
+    EXPECT_DOUBLE_EQ(std::get<double>(table.rows[2][1 + task]), expected) << "task " << task + 1;
+  }
 }
 
 // With a samples folder, each stage writes a grid: one row per task trained
@@ -207,6 +220,10 @@ TEST_F(Generation, ResumeMidEpochEqualsUninterrupted) {
                                      .run(&*middle, "middle");
   EXPECT_EQ(resumed.matrix.stages, uninterrupted.matrix.stages);
   expect_same_parameters(*model, *resumed_model);
+  // The generated accuracy of the stages before the checkpoint came back with it.
+  ASSERT_EQ(resumed.tables.size(), 1u);
+  ASSERT_EQ(uninterrupted.tables.size(), 1u);
+  EXPECT_EQ(resumed.tables[0].rows, uninterrupted.tables[0].rows);
 }
 
 // Joint training mixes both tasks in one batch, each sample through its own
