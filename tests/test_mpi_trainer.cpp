@@ -40,6 +40,33 @@ void expect_same_parameters(clx::MultiHeadModel& a, clx::MultiHeadModel& b) {
         << pa[k].key() << " differs by " << (pa[k].value() - pb[k].value()).abs().max().item<float>();
 }
 
+// A per-process copy of the seeded feature file the VAE tests score with
+// (every rank writes its own, identical one), removed at the end of the test.
+struct FeatureFile {
+  explicit FeatureFile(const std::string& tag)
+      : path((std::filesystem::temp_directory_path() / ("clx_mpi_" + tag + "_fid_" + std::to_string(::getpid()) + ".h5"))
+                 .string()) {
+    std::filesystem::remove(path);
+    clx::testing_support::write_feature_file(path);
+  }
+  ~FeatureFile() { std::filesystem::remove(path); }
+  clx::VaeObjectiveConfig objective(int64_t fid_samples) const {
+    clx::VaeObjectiveConfig config;
+    config.fid_features = path;
+    config.fid_samples = fid_samples;
+    return config;
+  }
+  std::string path;
+};
+
+// Plain SGD at a small rate (the ELBO sums over 784 pixels), global batch 8.
+clx::TrainerConfig vae_sgd_config() {
+  clx::TrainerConfig config = clx::testing_support::small_trainer_config(8);
+  config.lr = 0.001;
+  config.momentum = 0.0;
+  return config;
+}
+
 }  // namespace
 
 // 2 ranks with per-rank batch b follow the 1-rank trajectory with batch 2b,
@@ -181,25 +208,15 @@ TEST(DataParallelTrainer, ClnpMatchesOneProcess) {
   EXPECT_EQ(got.matrix.stages[1][0], got.matrix.stages[0][0]);  // zero forgetting on every rank count
 }
 
-// The VAE objective on the job's ranks against one process: the same
-// trajectory (each sample's reparameterisation noise is its row of the
-// epoch's draw, wherever it is trained) and the same FID matrix on every rank.
 // EWC on the VAE (its Fisher taken on generated images, sample by sample in
 // chunks summed in order) on the job's ranks against one process: the same
 // Fisher (up to the rounding of task 1's weights) and the same trajectory.
 TEST(DataParallelTrainer, EwcOnVaeMatchesOneProcess) {
   const clx::TaskStream stream = clx::testing_support::two_class_task_stream(40, 20);
-  const std::string features =
-      (std::filesystem::temp_directory_path() / ("clx_mpi_ewc_vae_fid_" + std::to_string(::getpid()) + ".h5")).string();
-  std::filesystem::remove(features);
-  clx::testing_support::write_feature_file(features);
-  clx::VaeObjectiveConfig objective_config;
-  objective_config.fid_features = features;
-  objective_config.fid_samples = 20;
+  const FeatureFile features("ewc_vae");
+  const clx::VaeObjectiveConfig objective_config = features.objective(20);
   clx::Logger quiet(1, "");
-  clx::TrainerConfig config = clx::testing_support::small_trainer_config(8);
-  config.lr = 0.001;
-  config.momentum = 0.0;
+  const clx::TrainerConfig config = vae_sgd_config();
   clx::EwcOptions options;
   options.fisher_samples = 10;
 
@@ -213,7 +230,6 @@ TEST(DataParallelTrainer, EwcOnVaeMatchesOneProcess) {
   clx::EwcStrategy strategy(options);
   clx::VaeNet distributed = clx::testing_support::small_vae(2);
   clx::Trainer(config, *world, stream, distributed.ptr(), strategy, quiet, &objective).run();
-  std::filesystem::remove(features);
 
   ASSERT_EQ(strategy.fishers().size(), reference_strategy.fishers().size());
   const auto& fisher = strategy.fishers()[0];
@@ -236,17 +252,10 @@ TEST(DataParallelTrainer, EwcOnVaeMatchesOneProcess) {
 // only, so 2 ranks replay what 1 rank replays and follow its trajectory.
 TEST(DataParallelTrainer, DgrOnVaeMatchesOneProcess) {
   const clx::TaskStream stream = clx::testing_support::two_class_task_stream(40, 20);
-  const std::string features =
-      (std::filesystem::temp_directory_path() / ("clx_mpi_dgr_vae_fid_" + std::to_string(::getpid()) + ".h5")).string();
-  std::filesystem::remove(features);
-  clx::testing_support::write_feature_file(features);
-  clx::VaeObjectiveConfig objective_config;
-  objective_config.fid_features = features;
-  objective_config.fid_samples = 20;
+  const FeatureFile features("dgr_vae");
+  const clx::VaeObjectiveConfig objective_config = features.objective(20);
   clx::Logger quiet(1, "");
-  clx::TrainerConfig config = clx::testing_support::small_trainer_config(8);
-  config.lr = 0.001;
-  config.momentum = 0.0;
+  const clx::TrainerConfig config = vae_sgd_config();
 
   clx::VaeObjective reference_objective(objective_config);
   clx::DgrStrategy reference_strategy(clx::DgrOptions{});
@@ -259,7 +268,6 @@ TEST(DataParallelTrainer, DgrOnVaeMatchesOneProcess) {
   clx::DgrStrategy strategy(clx::DgrOptions{});
   clx::VaeNet distributed = clx::testing_support::small_vae(2);
   const auto got = clx::Trainer(config, *world, stream, distributed.ptr(), strategy, quiet, &objective).run();
-  std::filesystem::remove(features);
   const auto pa = reference->named_parameters(), pb = distributed->named_parameters();
   for (size_t k = 0; k < pa.size(); ++k)
     EXPECT_TRUE(pa[k].value().allclose(pb[k].value(), 1e-4, 1e-5))
@@ -268,16 +276,13 @@ TEST(DataParallelTrainer, DgrOnVaeMatchesOneProcess) {
     EXPECT_NEAR(got.matrix.stages[1][i], expected.matrix.stages[1][i], 1e-3 * (1 + expected.matrix.stages[1][i]));
 }
 
+// The VAE objective on the job's ranks against one process: the same
+// trajectory (each sample's reparameterisation noise is its row of the
+// epoch's draw, wherever it is trained) and the same FID matrix on every rank.
 TEST(DataParallelTrainer, VaeMatchesOneProcess) {
   const clx::TaskStream stream = clx::testing_support::two_class_task_stream(44, 20);
-  // Every rank writes its own copy of the (seeded, identical) feature file.
-  const std::string features =
-      (std::filesystem::temp_directory_path() / ("clx_mpi_vae_fid_" + std::to_string(::getpid()) + ".h5")).string();
-  std::filesystem::remove(features);
-  clx::testing_support::write_feature_file(features);
-  clx::VaeObjectiveConfig objective_config;
-  objective_config.fid_features = features;
-  objective_config.fid_samples = 30;
+  const FeatureFile features("vae");
+  const clx::VaeObjectiveConfig objective_config = features.objective(30);
   clx::Logger quiet(1, "");
   clx::TrainerConfig config = clx::testing_support::small_trainer_config(8);
   config.lr = 0.02;
@@ -293,7 +298,6 @@ TEST(DataParallelTrainer, VaeMatchesOneProcess) {
   clx::FinetuneStrategy strategy;
   clx::VaeNet distributed = clx::testing_support::small_vae(2, world->rank() == 0 ? 7 : 8);  // weights from rank 0
   const auto got = clx::Trainer(config, *world, stream, distributed.ptr(), strategy, quiet, &objective).run();
-  std::filesystem::remove(features);
 
   const auto pa = reference->named_parameters(), pb = distributed->named_parameters();
   ASSERT_EQ(pa.size(), pb.size());
