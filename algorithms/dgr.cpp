@@ -14,11 +14,8 @@ namespace {
 constexpr uint64_t kReplayTag = 0xd64;
 
 VaeNetImpl& vae_net(ContinualNet& model) {
-  auto* net = dynamic_cast<VaeNetImpl*>(&model);
-  if (net == nullptr)
-    throw Error("train.algorithm: dgr replays a generator's own samples and needs model.arch=vae (DGR with a solver "
-                "for classifiers is not implemented)");
-  return *net;
+  return as_vae_net(model, "train.algorithm: dgr replays a generator's own samples and needs model.arch=vae (DGR with "
+                           "a solver for classifiers is not implemented)");
 }
 
 }  // namespace

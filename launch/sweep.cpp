@@ -70,14 +70,7 @@ std::string duration_text(double seconds) {
   return text.str();
 }
 
-// A grid point's score in the grid summary: "78.21%" (accuracy) or "123.45" (FID).
-std::string score_value_text(const clx::RunScore& score) {
-  std::ostringstream text;
-  text << std::fixed << std::setprecision(2);
-  if (score.name == "accuracy") text << 100 * score.value << "%";
-  else text << score.value;
-  return text.str();
-}
+
 
 std::string shell_quote(const std::string& word) {
   if (!word.empty() && word.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.,/=:+@%") ==

@@ -448,16 +448,21 @@ OptionList run_settings(const SweepConfig& config, const PlannedRun& run, const 
   return settings;
 }
 
-std::string score_text(const RunScore& score, bool validation) {
+std::string score_value_text(const RunScore& score) {
   std::ostringstream text;
-  text << (validation ? "validation " : "") << std::fixed << std::setprecision(2);
-  if (score.name == "accuracy") text << "ACC " << 100.0 * score.value << "%";
-  else {
-    std::string upper = score.name;
-    for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-    text << "mean " << upper << " " << score.value;
-  }
+  text << std::fixed << std::setprecision(2);
+  if (score.name == "accuracy") text << 100.0 * score.value << "%";
+  else text << score.value;
   return text.str();
+}
+
+std::string score_text(const RunScore& score, bool validation) {
+  std::string label = "ACC";
+  if (score.name != "accuracy") {
+    label = "mean ";
+    for (char c : score.name) label += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  }
+  return (validation ? "validation " : "") + label + " " + score_value_text(score);
 }
 
 std::optional<size_t> choose_best(const std::vector<GridOutcome>& outcomes) {

@@ -133,6 +133,8 @@ struct RunScore {
   std::string name = "accuracy";  // results.json's score: accuracy | fid
   bool higher_is_better = true;
 };
+// "78.21%" (accuracy) or "123.45" (FID): a score's value as tables show it.
+std::string score_value_text(const RunScore& score);
 // "ACC 78.21%" or "mean FID 123.45"; with `validation`, "validation ACC ...".
 std::string score_text(const RunScore& score, bool validation = false);
 

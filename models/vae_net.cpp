@@ -9,6 +9,12 @@ bool is_task_parameter(const std::string& name) { return name.rfind("tasks.", 0)
 
 }  // namespace
 
+VaeNetImpl& as_vae_net(ContinualNet& model, const std::string& refusal) {
+  auto* net = dynamic_cast<VaeNetImpl*>(&model);
+  if (net == nullptr) throw Error(refusal);
+  return *net;
+}
+
 VaeNetImpl::VaeNetImpl(const VaeConfig& config) { vae = register_module("vae", TaskVae(config)); }
 
 torch::Tensor VaeNetImpl::features(const torch::Tensor&) {

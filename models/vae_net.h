@@ -26,4 +26,7 @@ class VaeNetImpl : public ContinualNet {
 };
 TORCH_MODULE(VaeNet);
 
+// `model` as the VAE; otherwise throws clx::Error(`refusal`).
+VaeNetImpl& as_vae_net(ContinualNet& model, const std::string& refusal);
+
 }  // namespace clx

@@ -2,8 +2,6 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 
-#include <cstdio>
-#include <cstdlib>
 #include <filesystem>
 #include <sstream>
 
@@ -15,6 +13,7 @@
 #include "runtime/png.h"
 #include "runtime/data/sampler.h"
 #include "runtime/strategy.h"
+#include "runtime/text.h"
 
 namespace clx {
 namespace {
@@ -23,11 +22,7 @@ constexpr uint64_t kEpochNoiseTag = 0x7ae0;
 constexpr uint64_t kFidSampleTag = 0xf1d5;
 constexpr uint64_t kImportanceNoiseTag = 0x1a9c;
 
-TaskVaeImpl& vae_of(ContinualNet& model) {
-  auto* net = dynamic_cast<VaeNetImpl*>(&model);
-  if (net == nullptr) throw Error("the VAE objective needs model.arch=vae");
-  return *net->vae;
-}
+TaskVaeImpl& vae_of(ContinualNet& model) { return *as_vae_net(model, "the VAE objective trains model.arch=vae only").vae; }
 
 }  // namespace
 
@@ -146,8 +141,7 @@ std::vector<double> VaeObjective::evaluate(const EvaluationContext& context) {
   torch::Tensor accuracy = torch::zeros({T}, torch::kFloat64);  // generated accuracy of each task
   // A failure on rank 0 (a task without images) reaches every rank as one error.
   run_on_all_ranks(context.comm, [&] {
-  if (!context.comm.is_root()) return;
-  {
+    if (!context.comm.is_root()) return;
     torch::NoGradGuard no_grad;
     ContinualNet& model = context.model;
     const bool was_training = model.is_training();
@@ -181,7 +175,6 @@ std::vector<double> VaeObjective::evaluate(const EvaluationContext& context) {
                 image_grid(torch::cat(grid_rows), static_cast<int64_t>(grid_rows.size()), config_.sample_columns));
     }
     if (was_training) model.train();
-  }
   });
   // Rank 0's rows for every rank (on the communicator's device).
   torch::Tensor shared = torch::stack({row, accuracy}).to(context.device);
@@ -197,11 +190,7 @@ std::string VaeObjective::state_text() const {
   std::ostringstream text;
   for (const auto& [point, values] : generated_accuracy_) {
     text << point;
-    for (double value : values) {
-      char exact[64];
-      std::snprintf(exact, sizeof(exact), " %a", value);
-      text << exact;
-    }
+    for (double value : values) text << " " << exact_double_text(value);
     text << "\n";
   }
   return text.str();
@@ -215,7 +204,7 @@ void VaeObjective::load_state_text(const std::string& text) {
     int point = 0;
     fields >> point;
     std::vector<double> values;
-    for (std::string field; fields >> field;) values.push_back(std::strtod(field.c_str(), nullptr));
+    for (std::string field; fields >> field;) values.push_back(parse_exact_double(field));
     generated_accuracy_[point] = values;
   }
 }

@@ -1,6 +1,8 @@
 #include "runtime/text.h"
 
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <sstream>
 
 namespace clx {
@@ -66,5 +68,13 @@ std::vector<std::string> parse_name_list(const std::string& text) {
   }
   return names;
 }
+
+std::string exact_double_text(double value) {
+  char text[64];
+  std::snprintf(text, sizeof(text), "%a", value);
+  return text;
+}
+
+double parse_exact_double(const std::string& text) { return std::strtod(text.c_str(), nullptr); }
 
 }  // namespace clx

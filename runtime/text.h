@@ -23,6 +23,11 @@ bool is_valid_utf8(std::string_view text, size_t* bad_offset = nullptr);
 // {3, 32, 32} -> "3x32x32": how messages write an image's or an array's shape.
 std::string sizes_text(const std::vector<int64_t>& sizes);
 
+// A double as exact text (hexadecimal floating point, "%a") and back: what
+// checkpoints store where a resume must restore a value bit for bit.
+std::string exact_double_text(double value);
+double parse_exact_double(const std::string& text);
+
 // "a,b,c" -> {"a", "b", "c"}, spaces around names removed, empty items dropped.
 std::vector<std::string> parse_name_list(const std::string& text);
 

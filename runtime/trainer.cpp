@@ -13,6 +13,7 @@
 #include "runtime/data/sampler.h"
 #include "runtime/error.h"
 #include "runtime/fingerprint.h"
+#include "runtime/text.h"
 
 namespace clx {
 namespace {
@@ -454,14 +455,6 @@ bool Trainer::ranks_agree_to_stop() {
 
 namespace {
 
-// Doubles as exact text (hexadecimal floating point), so a resume restores them bit for bit.
-std::string exact(double value) {
-  char text[64];
-  std::snprintf(text, sizeof(text), "%a", value);
-  return text;
-}
-
-double from_exact(const std::string& text) { return std::strtod(text.c_str(), nullptr); }
 
 std::string text_field(const CheckpointState& state, const std::string& name) {
   for (const auto& [key, value] : state.strategy_text)
@@ -494,15 +487,15 @@ void Trainer::save_checkpoint(int stage, const Position* position, torch::optim:
     state.step = position->batch;
     state.global_step = position->step;
     state.strategy_text = {{"trainer.epoch_in_call", std::to_string(position->epoch_in_call)},
-                           {"trainer.epoch_loss", exact(position->loss)},
-                           {"trainer.epoch_correct", exact(position->correct)},
-                           {"trainer.epoch_seen", exact(position->seen)}};
+                           {"trainer.epoch_loss", exact_double_text(position->loss)},
+                           {"trainer.epoch_correct", exact_double_text(position->correct)},
+                           {"trainer.epoch_seen", exact_double_text(position->seen)}};
   }
   {
     std::ostringstream records;
     for (const StageRecord& record : progress_.stages)
-      records << exact(record.train_seconds) << " " << exact(record.eval_seconds) << " " << exact(record.final_loss)
-              << " " << exact(record.final_train_accuracy) << "\n";
+      records << exact_double_text(record.train_seconds) << " " << exact_double_text(record.eval_seconds) << " " << exact_double_text(record.final_loss)
+              << " " << exact_double_text(record.final_train_accuracy) << "\n";
     state.strategy_text.emplace_back("trainer.stage_records", records.str());
   }
   state.strategy_text.emplace_back("trainer.objective", objective_.state_text());
@@ -575,10 +568,10 @@ void Trainer::restore(const CheckpointState& checkpoint, const std::string& path
     fields >> train >> eval >> loss >> accuracy;
     StageRecord record;
     record.tasks = stages.at(progress_.stages.size());
-    record.train_seconds = from_exact(train);
-    record.eval_seconds = from_exact(eval);
-    record.final_loss = from_exact(loss);
-    record.final_train_accuracy = from_exact(accuracy);
+    record.train_seconds = parse_exact_double(train);
+    record.eval_seconds = parse_exact_double(eval);
+    record.final_loss = parse_exact_double(loss);
+    record.final_train_accuracy = parse_exact_double(accuracy);
     progress_.stages.push_back(record);
   }
   if (checkpoint.world_size == comm_.size()) {
@@ -600,9 +593,9 @@ void Trainer::restore(const CheckpointState& checkpoint, const std::string& path
     position.batch = checkpoint.step;
     position.step = checkpoint.global_step;
     position.epoch_in_call = std::stoll(text_field(checkpoint, "trainer.epoch_in_call"));
-    position.loss = from_exact(text_field(checkpoint, "trainer.epoch_loss"));
-    position.correct = from_exact(text_field(checkpoint, "trainer.epoch_correct"));
-    position.seen = from_exact(text_field(checkpoint, "trainer.epoch_seen"));
+    position.loss = parse_exact_double(text_field(checkpoint, "trainer.epoch_loss"));
+    position.correct = parse_exact_double(text_field(checkpoint, "trainer.epoch_correct"));
+    position.seen = parse_exact_double(text_field(checkpoint, "trainer.epoch_seen"));
     resume_position_ = position;
     for (const auto& [name, tensor] : checkpoint.optimizer)
       if (name == "archive") resume_optimizer_ = tensor.contiguous();
