@@ -431,7 +431,7 @@ resume() {
     note "SIGUSR1 once task 2 had started gave exit $rc, not 3 (3: checkpoint written, stopped)"
     return 1
   fi
-  note "$(grep -ho 'stopped by a signal at [^;,]*' "$dir/interrupted.out" "$dir/interrupted/train.log" | head -1)"
+  note "$(grep -ho 'stopped by a signal [a-z]* [^;,]*' "$dir/interrupted.out" "$dir/interrupted/train.log" | head -1)"
   tmo "$BUILD/train" --resume "$dir/interrupted" --run.progress=lines
   note "$(grep -o 'resumed from a checkpoint: stage [^,]*, [a-z_]*' "$dir/interrupted/train.log" | head -1)"
   if cmp "$dir/reference/accuracy_matrix.csv" "$dir/interrupted/accuracy_matrix.csv"; then
