@@ -35,6 +35,7 @@
 #include "algorithms/importance.h"
 #include "models/model_factory.h"
 #include "models/vae_net.h"
+#include "models/gan_objective.h"
 #include "models/vae_objective.h"
 #include "runtime/fid.h"
 #include "runtime/checkpoint.h"
@@ -462,14 +463,16 @@ clx::VaeNet bench_vae(const BenchOptions& options, uint64_t seed) {
 }
 
 // The VAE trained by the trainer (VAE objective, Adam 1e-3) against the same
-// steps written by hand (ELBO, backward, Adam step) on one rank; and the FID
+// steps written by hand (ELBO, backward, Adam step) on one rank; the same for
+// the conditional GAN (GAN objective: WGAN-GP critic step, generator step,
+// both Adam 2e-4) against the two steps written out; and the FID
 // of 10,000 generated images (generation, features, statistics, distance,
 // against real statistics computed beforehand, as a run does) against one
 // training epoch of a one-class task (6,000 images) at the framework's speed.
 std::vector<Table> generation_suite(Communicator& comm, const Data& data, const BenchOptions& options) {
   const int64_t batch = options.batch, steps = options.conv_steps * 4;
   const std::string setting = device_text(options) + ", batch " + std::to_string(batch);
-  Table speed{"VAE training steps: one rank, " + setting + ", Adam, steps/s (median of " +
+  Table speed{"Generator training steps: one rank, " + setting + ", Adam, steps/s (median of " +
                   std::to_string(options.repeats) + ")",
               "framework", "bare LibTorch loop", {}};
   Table fid{"FID of 10,000 generated images vs one VAE training epoch on 6,000 images (" + setting + "), seconds",
@@ -484,7 +487,7 @@ std::vector<Table> generation_suite(Communicator& comm, const Data& data, const 
     clx::FidFeatureNet features({1, 28, 28}, 10);
     clx::save_fid_features(feature_file, features);
     features.to(options.device);
-    clx::VaeObjectiveConfig objective_config;
+    clx::GenerationConfig objective_config;
     objective_config.fid_features = feature_file;
     const clx::TaskStream stream = one_task_stream(data, steps * batch);
     clx::TrainerConfig config = trainer_config(options, batch);
@@ -526,16 +529,84 @@ std::vector<Table> generation_suite(Communicator& comm, const Data& data, const 
       if (!std::isfinite(value)) throw clx::Error("bench: the FID of the untrained VAE is not finite");
       return seconds_since(start);
     };
+    // The conditional GAN: the GAN objective's step (critic WGAN-GP step, then
+    // the generator's) by the trainer against the same two steps written out.
+    clx::TrainerConfig gan_config = config;
+    gan_config.heads = clx::HeadLayout::Single;
+    gan_config.lr = 2e-4;
+    const torch::Tensor labels = train.labels(torch::arange(train.size(), torch::kInt64), clx::HeadLayout::Single)
+                                     .to(options.device);
+    auto bench_gan = [&] {
+      torch::manual_seed(7);
+      clx::GanConfig gan;
+      gan.classes = stream.num_classes;
+      gan.batch_norm = false;
+      clx::GanNet net(gan);
+      net->to(options.device);
+      return net;
+    };
+    auto gan_bare_seconds = [&] {
+      clx::GanNet net = bench_gan();
+      clx::ConditionalCritic critic(net->config());
+      critic->to(options.device);
+      torch::optim::Adam generator_adam(net->parameters(), torch::optim::AdamOptions(2e-4));
+      torch::optim::Adam critic_adam(critic->parameters(), torch::optim::AdamOptions(2e-4).betas({0.5, 0.9}));
+      const auto on_device = torch::TensorOptions().device(options.device);
+      const torch::Tensor order = torch::randperm(train.size(), on_device.dtype(torch::kInt64));
+      synchronize(options.device);
+      const auto start = Clock::now();
+      for (int64_t step = 0; step < steps; ++step) {
+        const torch::Tensor rows = order.narrow(0, step * batch, batch);
+        const torch::Tensor real = images.index_select(0, rows) * 2 - 1, classes = labels.index_select(0, rows);
+        critic_adam.zero_grad();
+        torch::Tensor fake;
+        {
+          torch::NoGradGuard no_grad;
+          fake = net->generator->forward(torch::randn({batch, net->config().noise_dim}, on_device), classes);
+        }
+        const torch::Tensor e = torch::rand({batch, 1, 1, 1}, on_device);
+        const torch::Tensor mixed = (e * real + (1 - e) * fake).requires_grad_(true);
+        const torch::Tensor slope =
+            torch::autograd::grad({critic->forward(mixed, classes).score.sum()}, {mixed}, {}, true, true)[0];
+        const auto on_real = critic->forward(real, classes), on_fake = critic->forward(fake, classes);
+        ((on_fake.score - on_real.score).mean() + 10 * (slope.flatten(1).norm(2, 1) - 1).pow(2).mean() +
+         torch::nn::functional::cross_entropy(on_real.aux_logits, classes))
+            .backward();
+        critic_adam.step();
+        generator_adam.zero_grad();
+        const auto judged =
+            critic->forward(net->generator->forward(torch::randn({batch, net->config().noise_dim}, on_device), classes), classes);
+        (-judged.score.mean() + torch::nn::functional::cross_entropy(judged.aux_logits, classes)).backward();
+        generator_adam.step();
+      }
+      synchronize(options.device);
+      return seconds_since(start);
+    };
+    auto gan_framework_seconds = [&] {
+      clx::GanNet net = bench_gan();
+      clx::GanObjectiveConfig gan_objective;
+      gan_objective.generation = objective_config;
+      clx::GanObjective objective(gan_objective);
+      clx::FinetuneStrategy strategy;
+      clx::Trainer trainer(gan_config, single, stream, net.ptr(), strategy, silent, &objective);
+      synchronize(options.device);
+      return trainer.train_stage(0, {0}).train_seconds;
+    };
     bare_seconds();  // warm-up
-    std::vector<double> ours, bare, fid_times, epochs;
+    gan_bare_seconds();
+    std::vector<double> ours, bare, fid_times, epochs, gan_ours, gan_bare;
     for (int r = 0; r < options.repeats; ++r) {
       bare.push_back(steps / bare_seconds());
       ours.push_back(steps / framework_seconds());
+      gan_bare.push_back(steps / gan_bare_seconds());
+      gan_ours.push_back(steps / gan_framework_seconds());
       fid_times.push_back(fid_seconds());
       epochs.push_back(static_cast<double>((6000 + batch - 1) / batch) / ours.back());
     }
     std::filesystem::remove(feature_file);
     speed.rows.push_back({"vae", median(ours), median(bare), "steps/s", ">= 0.95", 0.95, true});
+    speed.rows.push_back({"gan (WGAN-GP critic step + generator step)", median(gan_ours), median(gan_bare), "steps/s",
+                          ">= 0.95", 0.95, true});
     fid.rows.push_back({"vae", median(fid_times), median(epochs), "s", "<= 0.25", 0.25, false});
   });
   return {speed, fid};

@@ -149,7 +149,7 @@ TrainOptions parse_train_options(int argc, const char* const* argv) {
       ("model.dropout", po::value<double>(&options.dropout)->default_value(0.0),
        "dropout after each hidden layer (mlp) or fully connected layer (vgg9), in [0, 1)")
       ("model.width", po::value<double>()->default_value(1.0),
-       "vgg9, resnet18: channel multiplier (0.25: a quarter of every layer's channels)")
+       "vgg9, resnet18, gan: channel multiplier (0.25: a quarter of every layer's channels)")
       ("model.stem", po::value<std::string>()->default_value("auto"),
        "resnet18 input stem: small (3x3 conv, for 28-32 px) | imagenet (7x7/2 conv + max-pool, for 224 px) | "
        "auto (imagenet when both sides are at least 128 px)")
@@ -159,9 +159,10 @@ TrainOptions parse_train_options(int argc, const char* const* argv) {
       ("model.heads", po::value<std::string>(&options.heads)->default_value("auto"),
        "auto (the algorithm's choice) | multi (one head per task) | single (one head over all classes)")
       ("model.vae_hidden", po::value<int64_t>()->default_value(256), "vae: width of the encoder's and decoder's fc layer")
-      ("model.vae_latent", po::value<int64_t>()->default_value(32), "vae: latent dimensions of each task's latent layers");
+      ("model.vae_latent", po::value<int64_t>()->default_value(32), "vae: latent dimensions of each task's latent layers")
+      ("model.gan_noise", po::value<int64_t>()->default_value(100), "gan: the generator's noise dimensions");
 
-  po::options_description generation("Generation [generation] (model.arch=vae: docs/generation.md)");
+  po::options_description generation("Generation [generation] (model.arch=vae or gan: docs/generation.md)");
   generation.add_options()
       ("generation.fid_features", po::value<std::string>()->default_value(""),
        "the FID feature classifier file (made by fid-features); required by a generation run")
@@ -170,7 +171,13 @@ TrainOptions parse_train_options(int argc, const char* const* argv) {
       ("generation.fid_samples", po::value<int64_t>()->default_value(1000),
        "images generated per task for its FID after every stage (the same latent draws every time)")
       ("generation.sample_columns", po::value<int64_t>()->default_value(10),
-       "samples per task in the grid written after every stage (<output>/samples/after_task_<j>.png)");
+       "samples per task in the grid written after every stage (<output>/samples/after_task_<j>.png)")
+      ("generation.gradient_penalty", po::value<double>()->default_value(10.0),
+       "gan: the WGAN-GP critic's gradient-penalty weight")
+      ("generation.aux_weight", po::value<double>()->default_value(1.0),
+       "gan: weight of the auxiliary classifier's class loss in the critic's and generator's losses")
+      ("generation.critic_lr", po::value<double>()->default_value(2e-4),
+       "gan: the critic's Adam learning rate (betas 0.5, 0.9; the generator follows train.optimizer and train.lr)");
 
   po::options_description train("Training [train]");
   train.add_options()

@@ -15,6 +15,7 @@
 #include "algorithms/strategy.h"
 #include "launch/options.h"
 #include "models/model_factory.h"
+#include "models/gan_objective.h"
 #include "models/vae_objective.h"
 #include "runtime/collectives.h"
 #include "runtime/communicator.h"
@@ -209,8 +210,9 @@ FolderLock lock_run_folder(const TrainOptions& options, int world_size) {
 // configuration refuses the resume.
 std::optional<CheckpointState> load_resume_checkpoint(const TrainOptions& options, const std::string& checkpoint_dir,
                                                       Communicator& comm, Logger& log, const ContinualNet& model,
-                                                      int64_t stages, int64_t tasks, std::string* path) {
-  const NamedTensors live = parameters_and_buffers(model);
+                                                      Objective* objective, int64_t stages, int64_t tasks,
+                                                      std::string* path) {
+  const NamedTensors live = checkpointed_model_state(model, objective);
   auto check = [&](const std::string& file, const CheckpointState& state) {
     if (const auto difference = first_differing_line(state.config_text, options.experiment_config))
       throw Error("--resume: " + file + ": /config: the checkpoint was written with a different configuration "
@@ -265,6 +267,40 @@ void accept_start(const TrainOptions& options, const std::string& checkpoint_dir
   });
 }
 
+// The objective of a generation run (model.arch = vae or gan), after the
+// checks of what the algorithm can do on a generator.
+std::unique_ptr<Objective> make_generation_objective(const TrainOptions& options, const std::string& arch) {
+  if (!strategy_trains_generators(options.algorithm))
+    throw Error("train.algorithm: " + options.algorithm + " needs a classifier; a generation run (model.arch=" + arch +
+                ") takes " + generation_strategy_names());
+  // DGR's replay copies the VAE; a GAN's replay would have to train the critic on it too.
+  if (arch == "gan" && options.algorithm == "dgr")
+    throw Error("train.algorithm: dgr replays with the VAE only (model.arch=vae); the GAN takes sgd, sgdf, finetune, "
+                "joint, si, ewc, mas and anpyc");
+  // Pruning frees the weights a task does not use, and at task 1 every weight of importance 0: on a
+  // generator that is much of the network (the passes differentiate what it generates).
+  if (options.algorithm == "anpyc" && options.values["anpyc.prune"].as<bool>())
+    throw Error("anpyc.prune: pruning is not defined for a generator (model.arch=" + arch +
+                "): use anpyc.prune=false (consolidation only)");
+  // True labels name real images; a generator's Fisher is taken on generated ones.
+  if (options.algorithm == "ewc" && options.values["ewc.labels"].as<std::string>() != "sampled")
+    throw Error("ewc.labels: a generator's Fisher draws its labels from a classifier's prediction on the generated "
+                "images: use ewc.labels=sampled");
+  GenerationConfig generation;
+  generation.fid_features = options.values["generation.fid_features"].as<std::string>();
+  generation.fid_checksum = options.values["generation.fid_checksum"].as<std::string>();
+  generation.fid_samples = options.values["generation.fid_samples"].as<int64_t>();
+  generation.samples_dir = (std::filesystem::path(options.output_dir) / "samples").string();
+  generation.sample_columns = options.values["generation.sample_columns"].as<int64_t>();
+  if (arch == "vae") return std::make_unique<VaeObjective>(generation);
+  GanObjectiveConfig gan;
+  gan.generation = generation;
+  gan.gradient_penalty = options.values["generation.gradient_penalty"].as<double>();
+  gan.aux_weight = options.values["generation.aux_weight"].as<double>();
+  gan.critic_lr = options.values["generation.critic_lr"].as<double>();
+  return std::make_unique<GanObjective>(gan);
+}
+
 int run(TrainOptions& options, Communicator& control) {
   Communicator& comm = control;  // until the tensors' communicator is chosen
   std::unique_ptr<Strategy> strategy;
@@ -286,31 +322,17 @@ int run(TrainOptions& options, Communicator& control) {
     model_config.vae_hidden = options.values["model.vae_hidden"].as<int64_t>();
     model_config.vae_latent = options.values["model.vae_latent"].as<int64_t>();
     model_config.seed = options.trainer.seed;
+    model_config.gan_noise = options.values["model.gan_noise"].as<int64_t>();
     validate_model_config(model_config);
-    if (model_config.arch != "vae" && strategy_trains_generators_only(options.algorithm))
+    const bool generator = model_config.arch == "vae" || model_config.arch == "gan";
+    if (!generator && strategy_trains_generators_only(options.algorithm))
       throw Error("train.algorithm: " + options.algorithm + " trains generators only and needs model.arch=vae");
-    if (model_config.arch == "vae") {
-      // The VAE has one set of latent layers per task whatever the algorithm's usual layout.
-      if (options.heads == "auto") heads = options.trainer.heads = HeadLayout::Multi;
-      if (!strategy_trains_generators(options.algorithm))
-        throw Error("train.algorithm: " + options.algorithm + " needs a classifier; a generation run (model.arch=vae) "
-                    "takes " + generation_strategy_names());
-      // Pruning frees the weights a task does not use, and at task 1 every weight of importance 0: on a
-      // generator that is the whole encoder (the passes differentiate what the decoder generates).
-      if (options.algorithm == "anpyc" && options.values["anpyc.prune"].as<bool>())
-        throw Error("anpyc.prune: pruning is not defined for a generator (model.arch=vae): use anpyc.prune=false "
-                    "(consolidation only)");
-      // True labels name real images; a generator's Fisher is taken on generated ones.
-      if (options.algorithm == "ewc" && options.values["ewc.labels"].as<std::string>() != "sampled")
-        throw Error("ewc.labels: a generator's Fisher draws its labels from the feature classifier's prediction on "
-                    "the generated images: use ewc.labels=sampled");
-      VaeObjectiveConfig generation;
-      generation.fid_features = options.values["generation.fid_features"].as<std::string>();
-      generation.fid_checksum = options.values["generation.fid_checksum"].as<std::string>();
-      generation.fid_samples = options.values["generation.fid_samples"].as<int64_t>();
-      generation.samples_dir = (std::filesystem::path(options.output_dir) / "samples").string();
-      generation.sample_columns = options.values["generation.sample_columns"].as<int64_t>();
-      objective = std::make_unique<VaeObjective>(generation);
+    if (generator) {
+      // The VAE has one set of latent layers per task, the GAN one class slot per class of the stream,
+      // whatever the algorithm's usual layout.
+      if (options.heads == "auto")
+        heads = options.trainer.heads = model_config.arch == "vae" ? HeadLayout::Multi : HeadLayout::Single;
+      objective = make_generation_objective(options, model_config.arch);
     }
     validate_stream_options(options.stream);
     check_run_options(options, comm.size());
@@ -342,8 +364,8 @@ int run(TrainOptions& options, Communicator& control) {
            (options.trainer.precision == Precision::Bf16 ? " (bf16 autocast)" : "") + ", " + std::to_string(threads) +
            " thread(s) per rank, output " + options.output_dir);
 
-  if (const auto* vae = dynamic_cast<const VaeObjective*>(objective.get())) {
-    const FidFeatureInfo& info = vae->feature_info();
+  if (const auto* generation = dynamic_cast<const GenerationObjective*>(objective.get())) {
+    const FidFeatureInfo& info = generation->feature_info();
     std::ostringstream line;
     line << "FID features: " << info.path << ", checksum " << info.checksum << " (" << info.dataset
          << " LeNet, test accuracy " << info.test_accuracy << "); " << options.values["generation.fid_samples"].as<int64_t>()
@@ -374,7 +396,10 @@ int run(TrainOptions& options, Communicator& control) {
   run_on_all_ranks(comm, [&] {
     model = make_continual_net(model_config, stream.input_shape, head_sizes_for(stream, heads));
     model->to(placement.device);
-    if (objective) objective->check(*model, stream, heads);
+    if (objective) {
+      objective->check(*model, stream, heads);
+      objective->prepare(*model, stream);
+    }
   });
   // Dropout masks differ per rank, as in any data-parallel run.
   torch::manual_seed(mix_seed({options.trainer.seed, 0xd0, static_cast<uint64_t>(comm.rank())}));
@@ -390,7 +415,7 @@ int run(TrainOptions& options, Communicator& control) {
   std::optional<CheckpointState> resume_from;
   std::string resume_path;
   if (!options.resume_dir.empty())
-    resume_from = load_resume_checkpoint(options, checkpoint_dir, comm, log, *model,
+    resume_from = load_resume_checkpoint(options, checkpoint_dir, comm, log, *model, objective.get(),
                                          static_cast<int64_t>(strategy->stages(static_cast<int>(stream.size())).size()),
                                          stream.size(), &resume_path);
   stop_if_requested(comm, "while loading the data");

@@ -150,9 +150,9 @@ ConditionalGeneratorImpl::ConditionalGeneratorImpl(const GanConfig& config) : co
   side_ = config.image_size / 4;
   const int64_t middle = scaled(64, config.width);
   input_ = register_module("input", nn::Linear(config.noise_dim + classes_, base_channels_ * side_ * side_));
-  bn0_ = register_module("bn0", nn::BatchNorm2d(base_channels_));
+  if (config.batch_norm) bn0_ = register_module("bn0", nn::BatchNorm2d(base_channels_));
   deconv1_ = register_module("deconv1", up(base_channels_, middle));
-  bn1_ = register_module("bn1", nn::BatchNorm2d(middle));
+  if (config.batch_norm) bn1_ = register_module("bn1", nn::BatchNorm2d(middle));
   deconv2_ = register_module("deconv2", up(middle, config.channels));
 }
 
@@ -166,16 +166,18 @@ torch::Tensor ConditionalGeneratorImpl::input_features(const torch::Tensor& z, c
 
 torch::Tensor ConditionalGeneratorImpl::forward(const torch::Tensor& z, const torch::Tensor& classes) {
   torch::Tensor x = input_->forward(input_features(z, classes)).view({-1, base_channels_, side_, side_});
-  x = torch::relu(bn0_->forward(x));
-  x = torch::relu(bn1_->forward(deconv1_->forward(x)));
+  x = torch::relu(bn0_ ? bn0_->forward(x) : x);
+  x = deconv1_->forward(x);
+  x = torch::relu(bn1_ ? bn1_->forward(x) : x);
   return torch::tanh(deconv2_->forward(x));
 }
 
 torch::Tensor ConditionalGeneratorImpl::forward_recorded(const torch::Tensor& z, const torch::Tensor& classes,
                                                          LayerTape& tape) {
   torch::Tensor x = tape.linear(input_.ptr(), input_features(z, classes)).view({-1, base_channels_, side_, side_});
-  x = torch::relu(tape.batch_norm2d(bn0_.ptr(), x));
-  x = torch::relu(tape.batch_norm2d(bn1_.ptr(), tape.conv_transpose2d(deconv1_.ptr(), x)));
+  x = torch::relu(bn0_ ? tape.batch_norm2d(bn0_.ptr(), x) : x);
+  x = tape.conv_transpose2d(deconv1_.ptr(), x);
+  x = torch::relu(bn1_ ? tape.batch_norm2d(bn1_.ptr(), x) : x);
   return torch::tanh(tape.conv_transpose2d(deconv2_.ptr(), x));
 }
 

@@ -10,6 +10,7 @@
 // rounded, at least 1):
 //   [z (noise_dim) | one-hot class (slots)] -> input: fc to 128w*s*s, as 128w x s x s
 //   -> bn0, ReLU -> deconv1: 4x4/2 transposed conv to 64w x 2s x 2s -> bn1, ReLU
+//   (bn0 and bn1 only with GanConfig::batch_norm)
 //   -> deconv2: 4x4/2 transposed conv to C x S x S -> tanh (images in [-1, 1]).
 // ConditionalCritic (no BatchNorm, so a WGAN-GP gradient penalty per sample is valid):
 //   image -> conv1: 4x4/2 conv to 64w x 2s x 2s, LeakyReLU 0.2 -> conv2: 4x4/2
@@ -83,6 +84,11 @@ struct GanConfig {
   double width = 1.0;       // multiplies the 64 and 128 channel counts
   int64_t classes = 0;      // class slots at construction (add_class_slot() adds more)
   uint64_t seed = 0;        // seeds the entries growth adds
+  // The generator's bn0 and bn1. Off, each sample's image depends on its own
+  // noise and class only, so data-parallel training is the same on any rank
+  // count (batch statistics would be per rank); WGAN-GP trains without them
+  // (Gulrajani et al. 2017, section 5). The GAN objective turns them off.
+  bool batch_norm = true;
 };
 
 struct VaeConfig {

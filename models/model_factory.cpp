@@ -1,5 +1,6 @@
 #include "models/model_factory.h"
 
+#include "models/gan_net.h"
 #include "models/vae_net.h"
 
 #include <cmath>
@@ -10,11 +11,14 @@ namespace clx {
 
 void validate_model_config(const ModelConfig& config) {
   if (config.arch != "mlp" && config.arch != "lenet" && config.arch != "vgg9" && config.arch != "resnet18" &&
-      config.arch != "vae")
-    throw Error("model.arch: '" + config.arch + "' is not one of mlp, lenet, vgg9, resnet18, vae");
-  if (config.arch == "vae" && config.dropout != 0.0) throw Error("model.dropout: the vae has no dropout layers; leave it at 0");
-  if (config.arch == "vae" && config.init != "default")
-    throw Error("model.init: the vae takes LibTorch's default initialisation only; leave it at default");
+      config.arch != "vae" && config.arch != "gan")
+    throw Error("model.arch: '" + config.arch + "' is not one of mlp, lenet, vgg9, resnet18, vae, gan");
+  const bool generator = config.arch == "vae" || config.arch == "gan";
+  if (generator && config.dropout != 0.0)
+    throw Error("model.dropout: the " + config.arch + " has no dropout layers; leave it at 0");
+  if (generator && config.init != "default")
+    throw Error("model.init: the " + config.arch + " takes LibTorch's default initialisation only; leave it at default");
+  if (config.gan_noise < 1) throw Error("model.gan_noise: must be at least 1, got " + std::to_string(config.gan_noise));
   if (config.vae_hidden < 1) throw Error("model.vae_hidden: must be at least 1, got " + std::to_string(config.vae_hidden));
   if (config.vae_latent < 1) throw Error("model.vae_latent: must be at least 1, got " + std::to_string(config.vae_latent));
   if (!(config.dropout >= 0.0 && config.dropout < 1.0))
@@ -91,11 +95,22 @@ namespace clx {
 
 std::shared_ptr<ContinualNet> make_continual_net(const ModelConfig& config, const std::vector<int64_t>& input_shape,
                                                  const std::vector<int64_t>& head_sizes) {
-  if (config.arch != "vae") return make_model(config, input_shape, head_sizes).ptr();
+  if (config.arch != "vae" && config.arch != "gan") return make_model(config, input_shape, head_sizes).ptr();
   validate_model_config(config);
   if (input_shape.size() != 3 || input_shape[1] != input_shape[2] || (input_shape[1] != 28 && input_shape[1] != 32))
-    throw Error("model.arch=vae: takes C x 28 x 28 or C x 32 x 32 images, the data's are " +
+    throw Error("model.arch=" + config.arch + ": takes C x 28 x 28 or C x 32 x 32 images, the data's are " +
                 c10::str(c10::IntArrayRef(input_shape)) + "");
+  if (config.arch == "gan") {
+    GanConfig gan;
+    gan.channels = input_shape[0];
+    gan.image_size = input_shape[1];
+    gan.noise_dim = config.gan_noise;
+    gan.width = config.width;
+    for (int64_t size : head_sizes) gan.classes += size;
+    gan.seed = config.seed;
+    gan.batch_norm = false;  // each image a function of its own noise and class: the same on any rank count
+    return GanNet(gan).ptr();
+  }
   VaeConfig vae;
   vae.channels = input_shape[0];
   vae.image_size = input_shape[1];

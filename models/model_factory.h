@@ -22,6 +22,8 @@ struct ModelConfig {
   // vae (continual generation, models/vae_net.h): the fc width and latent size;
   // the seed draws each task's latent layers (train.seed).
   int64_t vae_hidden = 256, vae_latent = 32;
+  // gan (models/gan_net.h): the generator's noise dimensions (width: model.width).
+  int64_t gan_noise = 100;
   uint64_t seed = 1;
 };
 
@@ -34,9 +36,11 @@ void validate_model_config(const ModelConfig& config);
 MultiHeadModel make_model(const ModelConfig& config, const std::vector<int64_t>& input_shape,
                           const std::vector<int64_t>& head_sizes);
 
-// Any architecture, the VAE included, as the trainer's network: the
+// Any architecture, the generators included, as the trainer's network: the
 // classifiers as make_model builds them; vae: a VaeNet for C x S x S images
-// (S = 28 or 32) with one set of latent layers per head (task).
+// (S = 28 or 32) with one set of latent layers per head (task); gan: a GanNet
+// (its generator, without BatchNorm) with one class slot per output of the
+// single head.
 std::shared_ptr<ContinualNet> make_continual_net(const ModelConfig& config, const std::vector<int64_t>& input_shape,
                                                  const std::vector<int64_t>& head_sizes);
 

@@ -14,58 +14,27 @@
 //    sample p uses row p wherever it is trained;
 //  - task i's FID images come from the same latent draws after every stage
 //    (seeded by train.seed and i), so a row of the matrix follows one set of z.
-// The FID is computed on rank 0 and broadcast (features of generated and real
-// images are not sharded): every rank gets rank 0's row.
+// Scoring (FID, generated accuracy, sample grids) is GenerationObjective's.
 #include <cstdint>
-#include <map>
-#include <optional>
 #include <string>
-#include <vector>
 
-#include "models/fid_features.h"
-#include "runtime/objective.h"
+#include "models/generation_objective.h"
 
 namespace clx {
 
-struct VaeObjectiveConfig {
-  std::string fid_features;         // the feature file (generation.fid_features)
-  std::string fid_checksum;         // the checksum the run pins ("" pins nothing)
-  int64_t fid_samples = 1000;       // generated images per task for its FID
-  // When set, rank 0 writes <samples_dir>/after_task_<j>.png after each stage
-  // j (1-based): one row per task trained so far, the first sample_columns of
-  // that task's FID images (so every grid shows the same latent draws).
-  std::string samples_dir;
-  int64_t sample_columns = 10;
-};
-
-// Throws clx::Error naming the option when a value is impossible.
-void validate_vae_objective_config(const VaeObjectiveConfig& config);
-
-class VaeObjective : public Objective {
+class VaeObjective : public GenerationObjective {
  public:
   // Loads and verifies the feature file (FidFeatureError naming it).
-  explicit VaeObjective(VaeObjectiveConfig config);
+  explicit VaeObjective(GenerationConfig config) : GenerationObjective(std::move(config)) {}
 
   std::string name() const override { return "vae"; }
-  // What the feature file records (path, checksum, dataset, accuracies).
-  const FidFeatureInfo& feature_info() const { return features_.info; }
-  ScoreKind score_kind() const override;
+  ScoreKind score_kind() const override { return fid_score_kind("kl"); }
   // The model must be a VaeNet with one task layer set per task (multi-head
   // layout) and the stream's images the feature classifier's shape.
   void check(const ContinualNet& model, const TaskStream& stream, HeadLayout heads) const override;
   void begin_epoch(uint64_t epoch_seed, int64_t stage_samples) override;
   LocalLoss local_loss(ContinualNet& model, const TrainingBatch& batch,
                        const std::function<int64_t(int)>& head_for) override;
-  std::vector<double> evaluate(const EvaluationContext& context) override;
-  // Generated accuracy: after each evaluation, for every task, the fraction of
-  // its FID images that the feature classifier assigns to one of the task's
-  // classes. Kept per evaluation point (-1: before training, else the last
-  // task trained) and reported as the table "generated_accuracy".
-  std::string state_text() const override;
-  void load_state_text(const std::string& text) override;
-  std::vector<ResultTable> result_tables() const override;
-  const std::map<int, std::vector<double>>& generated_accuracy() const { return generated_accuracy_; }
-
   // Importance passes (DESIGN.md §4.4): position p of task t is the latent
   // draw importance_noise(seed, t, p) decoded by task t's latent layers;
   // generated_logits gives the feature classifier's logits (all its classes)
@@ -80,16 +49,14 @@ class VaeObjective : public Objective {
   // The images task `task`'s FID is computed on after each stage (the same
   // latent draws every time), in [0, 1].
   torch::Tensor fid_images(ContinualNet& model, int task, uint64_t seed);
+  torch::Tensor scoring_images(ContinualNet& model, const TaskStream&, int task, uint64_t seed) override {
+    return fid_images(model, task, seed);
+  }
 
  private:
-  VaeObjectiveConfig config_;
-  FidFeatureNet features_;
   uint64_t epoch_seed_ = 0;
   int64_t stage_samples_ = 0;
   torch::Tensor epoch_noise_;  // [stage_samples, latent], drawn on the first step of the epoch
-  std::map<int, std::vector<double>> generated_accuracy_;
-  // Real statistics of each task's evaluation images, computed once.
-  std::vector<std::optional<GaussianStatistics>> real_statistics_;
 };
 
 }  // namespace clx

@@ -1,5 +1,8 @@
 #include "runtime/named_tensors.h"
 
+#include <cstring>
+#include <sstream>
+
 #include "runtime/error.h"
 
 namespace clx {
@@ -23,6 +26,25 @@ const torch::Tensor& named(const NamedTensors& all, const std::string& name) {
   for (const auto& item : all)
     if (item.first == name) return item.second;
   throw Error("state tensor '" + name + "' is missing");
+}
+
+torch::Tensor optimizer_state_bytes(torch::optim::Optimizer& optimizer) {
+  torch::serialize::OutputArchive archive;
+  optimizer.save(archive);
+  std::ostringstream bytes;
+  archive.save_to(bytes);
+  const std::string data = bytes.str();
+  torch::Tensor blob = torch::empty({static_cast<int64_t>(data.size())}, torch::kUInt8);
+  std::memcpy(blob.data_ptr(), data.data(), data.size());
+  return blob;
+}
+
+void load_optimizer_state_bytes(torch::optim::Optimizer& optimizer, const torch::Tensor& bytes, torch::Device device) {
+  const torch::Tensor blob = bytes.to(torch::kCPU).contiguous();
+  torch::serialize::InputArchive archive;
+  std::istringstream stream(std::string(static_cast<const char*>(blob.data_ptr()), blob.numel()));
+  archive.load_from(stream, device);
+  optimizer.load(archive);
 }
 
 }  // namespace clx

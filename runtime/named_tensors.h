@@ -19,4 +19,10 @@ NamedTensors parameters_and_buffers(const torch::nn::Module& module);
 // The tensor named `name`; throws clx::Error naming it when absent.
 const torch::Tensor& named(const NamedTensors& all, const std::string& name);
 
+// An optimizer's state as LibTorch serialises it (its archive's bytes), in a
+// uint8 CPU tensor a checkpoint stores; and loaded back into an optimizer over
+// the same parameters, its state onto `device` whichever device wrote it.
+torch::Tensor optimizer_state_bytes(torch::optim::Optimizer& optimizer);
+void load_optimizer_state_bytes(torch::optim::Optimizer& optimizer, const torch::Tensor& bytes, torch::Device device);
+
 }  // namespace clx

@@ -9,6 +9,13 @@
 
 namespace clx {
 
+NamedTensors checkpointed_model_state(const ContinualNet& model, Objective* objective) {
+  NamedTensors state = parameters_and_buffers(model);
+  if (objective != nullptr)
+    for (auto& [name, tensor] : objective->trained_state()) state.emplace_back("objective." + name, tensor);
+  return state;
+}
+
 LocalLoss ClassificationObjective::local_loss(ContinualNet& model, const TrainingBatch& batch,
                                               const std::function<int64_t(int)>& head_for) {
   const auto options = torch::TensorOptions().dtype(torch::kFloat32).device(batch.device);

@@ -22,6 +22,7 @@
 
 #include "runtime/data/task_stream.h"
 #include "runtime/device.h"
+#include "runtime/named_tensors.h"
 #include "runtime/strategy.h"
 
 namespace clx {
@@ -39,6 +40,17 @@ struct TrainingBatch {
   std::vector<torch::Tensor> labels;  // per group [n_g] int64, in the head's label space
   std::vector<int64_t> group_tasks, group_counts;
   torch::Device device = torch::kCPU;  // the compute device (also when this rank has no samples)
+  int64_t global_count = 0;  // samples in the global batch, every rank's together
+};
+
+// What a stage gives an objective that trains networks of its own (a GAN's
+// critic): the communicator to all-reduce their gradients over, the device
+// and the gradient bucket size.
+struct ObjectiveStage {
+  Communicator* comm = nullptr;
+  torch::Device device = torch::kCPU;
+  int64_t bucket_bytes = 0;
+  int stage = 0;
 };
 
 struct LocalLoss {
@@ -84,6 +96,10 @@ class Objective {
   // Throws clx::Error naming the option when the objective cannot train this
   // model on this stream in this head layout (the launcher calls it on every rank).
   virtual void check(const ContinualNet& model, const TaskStream& stream, HeadLayout heads) const {}
+  // Builds what the objective trains itself (a GAN's critic) for this model
+  // and stream: after check, on every rank, before a checkpoint is read (the
+  // launcher calls it then; the trainer calls it again, which must change nothing).
+  virtual void prepare(const ContinualNet& model, const TaskStream& stream) {}
   // At the start of every epoch: `epoch_seed` is a function of (train.seed,
   // stage, epoch) only, `stage_samples` the size of the stage's training data,
   // so per-sample randomness indexed by position is the same on any rank count.
@@ -109,10 +125,28 @@ class Objective {
   virtual void load_state_text(const std::string& text) {}
   virtual std::vector<ResultTable> result_tables() const { return {}; }
 
+  // Networks the objective trains besides the model (a GAN's critic), each
+  // with its own optimizer; local_loss steps them. begin_stage starts a
+  // stage (a fresh optimizer, as the trainer's); trained_state gives their
+  // parameters and buffers as live tensors, which checkpoints store beside
+  // the model's (checkpointed_model_state), restores copy into and the
+  // cross-rank fingerprints cover; optimizer_archive is their optimizer state
+  // within a stage (serialised bytes, uint8), which a mid-stage checkpoint
+  // stores and resume_optimizer hands back before the resumed stage begins.
+  virtual void begin_stage(const ObjectiveStage& stage) {}
+  virtual NamedTensors trained_state() { return {}; }
+  virtual torch::Tensor optimizer_archive() const { return {}; }
+  virtual void resume_optimizer(const torch::Tensor& archive) {}
+
   using GeneratedForward = std::function<torch::Tensor(int task, const torch::Tensor& positions)>;
   virtual GeneratedForward generated_logits(ContinualNet& model, uint64_t seed) { return {}; }
   virtual GeneratedForward generated_output(ContinualNet& model, uint64_t seed) { return {}; }
 };
+
+// The tensors a checkpoint stores under /model: the model's parameters and
+// buffers, then the objective's trained networks' (names prefixed "objective.").
+// Live tensors: a restore copies into them.
+NamedTensors checkpointed_model_state(const ContinualNet& model, Objective* objective);
 
 // Cross-entropy on each group's head; the statistic is the number of correct
 // answers; the score is accuracy (fraction) on each task's evaluation split,

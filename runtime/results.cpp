@@ -14,6 +14,13 @@
 namespace clx {
 namespace {
 
+// "wasserstein estimate" -> "wasserstein_estimate": a JSON key without spaces.
+std::string snake_case(std::string text) {
+  for (char& c : text)
+    if (c == ' ') c = '_';
+  return text;
+}
+
 nlohmann::json optional_json(const std::optional<double>& value) {
   return value ? nlohmann::json(*value) : nlohmann::json(nullptr);
 }
@@ -90,7 +97,7 @@ void write_results(const std::string& directory, const RunDescription& run, cons
                       {"train_seconds", stage.train_seconds},
                       {"eval_seconds", stage.eval_seconds},
                       {"final_loss", stage.final_loss},
-                      {result.score.statistic_is_fraction ? "final_train_accuracy" : "final_" + result.score.statistic,
+                      {result.score.statistic_is_fraction ? "final_train_accuracy" : "final_" + snake_case(result.score.statistic),
                        stage.final_train_accuracy}});
   json["stages"] = stages;
   json["total_seconds"] = result.total_seconds;

@@ -92,6 +92,7 @@ Trainer::Trainer(TrainerConfig config, Communicator& comm, const TaskStream& str
       log_(log), objective_(objective != nullptr ? *objective : classification_) {
   validate_trainer_config(config_, comm_.size());
   objective_.check(*model_, stream_, config_.heads);
+  objective_.prepare(*model_, stream_);  // once: a launcher that prepared it already keeps its networks
   if (model_->num_heads() != static_cast<int64_t>(head_sizes_for(stream_, config_.heads).size()))
     throw Error("model has " + std::to_string(model_->num_heads()) + " heads, the " + to_string(config_.heads) +
                 "-head layout of this stream needs " + std::to_string(head_sizes_for(stream_, config_.heads).size()));
@@ -198,15 +199,11 @@ StageRecord Trainer::train_stage(int stage, const std::vector<int>& tasks) {
   if (resumed_phase.empty()) strategy_.before_task(context);
   run.optimizer = make_optimizer(config_, trainable);
   if (resume_optimizer_.defined()) {
-    torch::serialize::InputArchive archive;
-    const std::string bytes(static_cast<const char*>(resume_optimizer_.data_ptr()), resume_optimizer_.numel());
-    std::istringstream stream(bytes);
-    // Onto this run's device, whichever device the checkpoint's run used.
-    archive.load_from(stream, config_.device);
-    run.optimizer->load(archive);
+    load_optimizer_state_bytes(*run.optimizer, resume_optimizer_, config_.device);
     resume_optimizer_ = torch::Tensor();
   }
   run.reducer = std::make_unique<GradientReducer>(comm_, trainable, config_.bucket_bytes, config_.overlap_allreduce);
+  objective_.begin_stage(ObjectiveStage{&comm_, config_.device, config_.bucket_bytes, stage});
   for (int task : tasks) run.offsets.push_back(run.offsets.back() + stream_.tasks[task].train.size());
   run.sampler =
       std::make_unique<ShardedSampler>(run.offsets.back(), config_.batch_size, comm_.rank(), comm_.size(), config_.seed);
@@ -342,9 +339,10 @@ Trainer::LocalBatch Trainer::take_batch(StageRun& run, int64_t batch) {
 Trainer::StepSums Trainer::train_step(StageRun& run, int64_t batch, const std::string& epoch_name) {
   StageContext& context = run.context;
   for (auto& parameter : context.trainable) parameter.mutable_grad() = torch::Tensor();
-  const LocalBatch local = take_batch(run, batch);
+  LocalBatch local = take_batch(run, batch);
+  local.global_count = run.sampler->global_batch_size(batch);
   const double world = static_cast<double>(comm_.size());
-  const double global_count = static_cast<double>(run.sampler->global_batch_size(batch));
+  const double global_count = static_cast<double>(local.global_count);
   const auto on_device = torch::TensorOptions().dtype(torch::kFloat32).device(config_.device);
 
   torch::Tensor loss, penalty;
@@ -439,8 +437,8 @@ void Trainer::log_what_is_trained(const std::vector<std::vector<int>>& stages) c
 
 std::string Trainer::state_fingerprints() const {
   std::ostringstream lines;
-  for (const auto& item : model_->named_parameters()) lines << item.key() << " " << Fingerprint().add(item.value()).hex() << "\n";
-  for (const auto& item : model_->named_buffers()) lines << item.key() << " " << Fingerprint().add(item.value()).hex() << "\n";
+  for (const auto& [name, tensor] : checkpointed_model_state(*model_, &objective_))
+    lines << name << " " << Fingerprint().add(tensor).hex() << "\n";
   for (const auto& item : strategy_.state())
     lines << strategy_.name() << "." << item.first << " " << Fingerprint().add(item.second).hex() << "\n";
   return lines.str();
@@ -462,12 +460,6 @@ std::string text_field(const CheckpointState& state, const std::string& name) {
   throw Error("checkpoint lacks the trainer field '" + name + "'");
 }
 
-NamedTensors named_model_state(const ContinualNet& model) {
-  NamedTensors state;
-  for (const auto& item : model.named_parameters()) state.emplace_back(item.key(), item.value());
-  for (const auto& item : model.named_buffers()) state.emplace_back(item.key(), item.value());
-  return state;
-}
 
 }  // namespace
 
@@ -499,16 +491,12 @@ void Trainer::save_checkpoint(int stage, const Position* position, torch::optim:
     state.strategy_text.emplace_back("trainer.stage_records", records.str());
   }
   state.strategy_text.emplace_back("trainer.objective", objective_.state_text());
-  for (const auto& [name, tensor] : named_model_state(*model_)) state.model.emplace_back(name, tensor.detach());
+  for (const auto& [name, tensor] : checkpointed_model_state(*model_, &objective_))
+    state.model.emplace_back(name, tensor.detach());
   if (optimizer != nullptr) {
-    torch::serialize::OutputArchive archive;
-    optimizer->save(archive);
-    std::ostringstream bytes;
-    archive.save_to(bytes);
-    const std::string data = bytes.str();
-    torch::Tensor blob = torch::empty({static_cast<int64_t>(data.size())}, torch::kUInt8);
-    std::memcpy(blob.data_ptr(), data.data(), data.size());
-    state.optimizer.emplace_back("archive", blob);
+    if (const torch::Tensor archive = objective_.optimizer_archive(); archive.defined())
+      state.optimizer.emplace_back("objective.archive", archive);
+    state.optimizer.emplace_back("archive", optimizer_state_bytes(*optimizer));
   }
   state.strategy = strategy_.state();
   state.accuracy_initial = progress_.matrix.initial;
@@ -544,7 +532,7 @@ void Trainer::restore(const CheckpointState& checkpoint, const std::string& path
                           }() + ")");
   {
     torch::NoGradGuard no_grad;
-    const NamedTensors live = named_model_state(*model_);
+    const NamedTensors live = checkpointed_model_state(*model_, &objective_);
     check_tensors_match(path, "/model", checkpoint.model, live);
     for (size_t k = 0; k < live.size(); ++k) live[k].second.copy_(checkpoint.model[k].second);
   }
@@ -597,8 +585,10 @@ void Trainer::restore(const CheckpointState& checkpoint, const std::string& path
     position.correct = parse_exact_double(text_field(checkpoint, "trainer.epoch_correct"));
     position.seen = parse_exact_double(text_field(checkpoint, "trainer.epoch_seen"));
     resume_position_ = position;
-    for (const auto& [name, tensor] : checkpoint.optimizer)
+    for (const auto& [name, tensor] : checkpoint.optimizer) {
       if (name == "archive") resume_optimizer_ = tensor.contiguous();
+      if (name == "objective.archive") objective_.resume_optimizer(tensor.contiguous());
+    }
   }
 }
 

@@ -57,17 +57,18 @@ then
 else
   fail "loader suite"; tail -20 "$WORK/loader.txt"
 fi
-# The generation suite: the VAE's steps by the trainer and by hand, and FID against an epoch;
+# The generation suite: the VAE's and the GAN's steps by the trainer and by hand, and FID against an epoch;
 # its feature file goes to --scratch and is removed afterwards.
 if timeout 300 "$BENCH" --suite generation --batch 16 --conv-steps 1 --repeats 1 --scratch "$WORK" \
      --json "$WORK/generation.json" >"$WORK/generation.txt" 2>&1 && python3 - "$WORK/generation.json" <<'PY'
 import json, sys
 speed, fid = json.load(open(sys.argv[1]))["tables"]
-assert speed["title"].startswith("VAE training steps: one rank"), speed["title"]
+assert speed["title"].startswith("Generator training steps: one rank"), speed["title"]
 assert fid["title"].startswith("FID of 10,000 generated images vs one VAE training epoch"), fid["title"]
-for table in (speed, fid):
-    (row,) = table["rows"]
-    assert row["measure"] == "vae" and row["ours"] > 0 and row["reference"] > 0, row
+assert [row["measure"] for row in speed["rows"]] == ["vae", "gan (WGAN-GP critic step + generator step)"], speed["rows"]
+assert [row["measure"] for row in fid["rows"]] == ["vae"], fid["rows"]
+for row in speed["rows"] + fid["rows"]:
+    assert row["ours"] > 0 and row["reference"] > 0, row
 PY
 then
   [ -z "$(ls "$WORK" | grep clx_bench_fid)" ] && pass "generation suite: 2 tables, feature file removed" \

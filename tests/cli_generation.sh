@@ -4,7 +4,8 @@
 # results.json, fid_matrix.csv and the sample grids, EWC, MAS, ANPyC (no pruning) and DGR
 # on the generator, and the refusals: a classification-only
 # algorithm, a missing feature file, another checksum than the file's.
-# Also a tiny generation sweep (SI strength chosen on validation FID) and its report.
+# Also a tiny generation sweep (SI strength chosen on validation FID) and its report,
+# and the conditional GAN (model.arch=gan): 1 and 2 ranks agree, ANPyC on it, and its refusals.
 # Needs TRAIN, SWEEP, FID_FEATURES, MPIRUN, SOURCE_DIR.
 source "$(dirname "$0")/cli_lib.sh"
 
@@ -79,6 +80,34 @@ for algorithm in "ewc --ewc.fisher_samples 50" "mas" "anpyc --anpyc.prune false"
        --output "$WORK/$name" > "$WORK/$name.out" 2>&1 && [ -s "$WORK/$name/fid_matrix.csv" ]; then
     pass "$name on the VAE, 2 ranks"; else fail "$name on the VAE"; tail -20 "$WORK/$name.out"; fi
 done
+
+# The conditional GAN (a WGAN-GP critic with an auxiliary classifier, trained by the GAN objective).
+GAN=(--data.root "$FMNIST" --data.stream split --data.tasks 2 --data.classes_per_task 1
+     --data.train_samples_per_task 200 --data.test_samples_per_task 100 --model.arch gan --model.width 0.25
+     --model.gan_noise 16 --train.epochs 1 --train.batch_size 20 --train.optimizer adam --train.lr 0.001
+     --generation.fid_samples 100 --run.threads 1)
+for ranks in 1 2; do
+  if timeout 300 "${MPI[@]}" -np $ranks "$TRAIN" "${GAN[@]}" "${FEATURES[@]}" --output "$WORK/gan$ranks" > "$WORK/gan$ranks.out" 2>&1; then
+    pass "GAN with fine-tuning on $ranks rank(s)"; else fail "GAN on $ranks rank(s)"; tail -20 "$WORK/gan$ranks.out"; fi
+done
+grep -q "task 1 epoch 1/1: loss -\?[0-9.]*, wasserstein estimate -\?[0-9.]*" "$WORK/gan1.out" \
+  && [ -s "$WORK/gan2/samples/after_task_2.png" ] && pass "the GAN's epoch line shows the critic's Wasserstein estimate; sample grids" \
+  || { fail "GAN log line or grids"; grep "epoch 1/1" "$WORK/gan1.out"; ls "$WORK/gan2/samples"; }
+python3 - "$WORK/gan1/results.json" "$WORK/gan2/results.json" <<'PY' && pass "GAN: 1 and 2 ranks give the same FID matrix" || fail "GAN FID matrices"
+import json, sys
+one, two = (json.load(open(p))["fid_matrix"] for p in sys.argv[1:3])
+for r1, r2 in zip([one["initial"]] + one["stages"], [two["initial"]] + two["stages"]):
+    for a, b in zip(r1, r2):
+        assert abs(a - b) <= 1e-3 * (1 + a), (r1, r2)
+PY
+if timeout 300 "${MPI[@]}" -np 2 "$TRAIN" "${GAN[@]}" "${FEATURES[@]}" --train.algorithm anpyc --anpyc.prune false \
+     --output "$WORK/gan_anpyc" > "$WORK/gan_anpyc.out" 2>&1 && [ -s "$WORK/gan_anpyc/fid_matrix.csv" ]; then
+  pass "ANPyC on the GAN (importance through the critic's auxiliary classifier), 2 ranks"
+else fail "ANPyC on the GAN"; tail -20 "$WORK/gan_anpyc.out"; fi
+expect_failure "DGR on the GAN" "train.algorithm: dgr replays with the VAE only (model.arch=vae)" \
+  "${MPI[@]}" -np 2 "$TRAIN" "${GAN[@]}" "${FEATURES[@]}" --train.algorithm dgr --output "$WORK/bad7"
+expect_failure "the GAN with one head per task" "model.heads: the conditional GAN is conditioned on the stream's classes (single)" \
+  "${MPI[@]}" -np 2 "$TRAIN" "${GAN[@]}" "${FEATURES[@]}" --model.heads multi --output "$WORK/bad8"
 
 expect_failure "a classification-only algorithm on the VAE" \
   "train.algorithm: lwf needs a classifier; a generation run (model.arch=vae) takes sgd, sgdf, finetune, joint, ewc, si, mas, anpyc, dgr" \

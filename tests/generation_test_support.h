@@ -7,6 +7,7 @@
 #include <string>
 
 #include "models/fid_features.h"
+#include "models/gan_net.h"
 #include "models/vae_net.h"
 #include "runtime/data/task_stream.h"
 #include "tests/trainer_test_support.h"
@@ -38,6 +39,19 @@ inline VaeNet small_vae(int64_t tasks, uint64_t seed = 7) {
   config.tasks = tasks;
   config.seed = seed;
   return VaeNet(config);
+}
+
+// A narrow GAN generator for 1x28x28 images with `classes` class slots, as
+// the model factory builds it (no BatchNorm).
+inline GanNet small_gan(int64_t classes, uint64_t seed = 7) {
+  torch::manual_seed(seed);
+  GanConfig config;
+  config.noise_dim = 8;
+  config.width = 0.125;
+  config.classes = classes;
+  config.seed = seed;
+  config.batch_norm = false;
+  return GanNet(config);
 }
 
 // Writes a seeded, untrained feature classifier for 1x28x28 images to `path`.

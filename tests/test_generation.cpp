@@ -41,8 +41,8 @@ class Generation : public TempDirTest {
     if (!std::filesystem::exists(file)) write_feature_file(file);
     return file;
   }
-  clx::VaeObjectiveConfig objective_config(int64_t samples = 50) {
-    clx::VaeObjectiveConfig config;
+  clx::GenerationConfig objective_config(int64_t samples = 50) {
+    clx::GenerationConfig config;
     config.fid_features = feature_file();
     config.fid_samples = samples;
     return config;
@@ -166,7 +166,7 @@ TEST_F(Generation, WritesASampleGridAfterEachStage) {
   const clx::TaskStream stream = two_class_task_stream(40, 30);
   clx::SingleCommunicator single;
   clx::Logger quiet(1, "");
-  clx::VaeObjectiveConfig config = objective_config(20);
+  clx::GenerationConfig config = objective_config(20);
   config.samples_dir = path("samples").string();
   config.sample_columns = 4;
   clx::VaeObjective objective(config);
@@ -245,11 +245,11 @@ TEST_F(Generation, JointTrainsEveryTasksLatentLayers) {
 TEST_F(Generation, RefusesWhatItCannotTrainOrScore) {
   const clx::TaskStream stream = two_class_task_stream(20, 10);
   expect_error<clx::FidFeatureError>([&] {
-    clx::VaeObjectiveConfig config;
+    clx::GenerationConfig config;
     config.fid_features = path("missing.h5").string();
     clx::VaeObjective objective(config);
   }, {path("missing.h5").string() + " does not exist"});
-  expect_error<clx::Error>([&] { clx::VaeObjective objective(clx::VaeObjectiveConfig{}); }, {"generation.fid_features: a generation run needs the FID feature file"});
+  expect_error<clx::Error>([&] { clx::VaeObjective objective(clx::GenerationConfig{}); }, {"generation.fid_features: a generation run needs the FID feature file"});
   expect_error<clx::Error>([&] { clx::VaeObjective objective(objective_config(1)); }, {"generation.fid_samples: must be at least 2"});
 
   clx::VaeObjective objective(objective_config());
@@ -265,7 +265,7 @@ TEST_F(Generation, RefusesWhatItCannotTrainOrScore) {
   torch::manual_seed(3);
   clx::FidFeatureNet other({1, 32, 32}, 2);
   clx::save_fid_features(path("fid32.h5").string(), other);
-  clx::VaeObjectiveConfig config32 = objective_config();
+  clx::GenerationConfig config32 = objective_config();
   config32.fid_features = path("fid32.h5").string();
   clx::VaeObjective objective32(config32);
   expect_error<clx::Error>([&] { objective32.check(*vae, stream, clx::HeadLayout::Multi); }, {"generation.fid_features: " + config32.fid_features + " scores images of shape [1, 32, 32]"});

@@ -1,0 +1,236 @@
+#include "models/gan_objective.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <algorithm>
+#include <cmath>
+#include <sstream>
+
+#include "runtime/collectives.h"
+#include "runtime/communicator.h"
+#include "runtime/error.h"
+#include "runtime/data/sampler.h"
+
+namespace clx {
+namespace {
+
+constexpr uint64_t kEpochDrawTag = 0x6a40;
+constexpr uint64_t kFidSampleTag = 0x6f1d;
+constexpr uint64_t kImportanceNoiseTag = 0x61a9;
+
+namespace F = torch::nn::functional;
+
+GanNetImpl& gan_of(ContinualNet& model) { return as_gan_net(model, "the GAN objective trains model.arch=gan only"); }
+
+torch::Tensor cross_entropy_per_sample(const torch::Tensor& logits, const torch::Tensor& classes) {
+  return F::cross_entropy(logits, classes, F::CrossEntropyFuncOptions().reduction(torch::kNone));
+}
+
+// Turns a module's parameters' requires_grad off for the scope: the
+// generator's loss goes through the critic without filling its gradients.
+class FrozenParameters {
+ public:
+  explicit FrozenParameters(torch::nn::Module& module) : parameters_(module.parameters()) {
+    for (auto& parameter : parameters_) parameter.requires_grad_(false);
+  }
+  ~FrozenParameters() {
+    for (auto& parameter : parameters_) parameter.requires_grad_(true);
+  }
+
+ private:
+  std::vector<torch::Tensor> parameters_;
+};
+
+}  // namespace
+
+void validate_gan_objective_config(const GanObjectiveConfig& config) {
+  validate_generation_config(config.generation);
+  if (!(config.gradient_penalty >= 0.0) || !std::isfinite(config.gradient_penalty))
+    throw Error("generation.gradient_penalty: must be a finite value >= 0, got " + std::to_string(config.gradient_penalty));
+  if (!(config.aux_weight >= 0.0) || !std::isfinite(config.aux_weight))
+    throw Error("generation.aux_weight: must be a finite value >= 0, got " + std::to_string(config.aux_weight));
+  if (!(config.critic_lr > 0.0) || !std::isfinite(config.critic_lr))
+    throw Error("generation.critic_lr: must be a finite value > 0, got " + std::to_string(config.critic_lr));
+}
+
+GanObjective::GanObjective(GanObjectiveConfig config)
+    : GenerationObjective((validate_gan_objective_config(config), config.generation)), gan_config_(std::move(config)) {}
+
+void GanObjective::check(const ContinualNet& model, const TaskStream& stream, HeadLayout heads) const {
+  const auto* net = dynamic_cast<const GanNetImpl*>(&model);
+  if (net == nullptr) throw Error("model.arch: the GAN objective trains model.arch=gan only");
+  if (heads != HeadLayout::Single)
+    throw Error("model.heads: the conditional GAN is conditioned on the stream's classes (single); got " +
+                to_string(heads));
+  if (net->config().classes != stream.num_classes)
+    throw Error("model: the GAN has " + std::to_string(net->config().classes) + " class slots, the stream has " +
+                std::to_string(stream.num_classes) + " classes");
+  check_image_shape(stream);
+}
+
+void GanObjective::prepare(const ContinualNet& model, const TaskStream& stream) {
+  if (critic_) return;  // prepared already: keep the critic (and its weights)
+  const auto& net = dynamic_cast<const GanNetImpl&>(model);
+  critic_ = ConditionalCritic(net.config());
+  critic_->to(net.generator->parameters().front().device());
+  task_slots_.clear();
+  for (const Task& task : stream.tasks) {
+    const torch::Tensor labels = task.train.global_labels.to(torch::kCPU);
+    if (labels.numel() == 0)
+      throw Error("generation: task " + std::to_string(task.index + 1) + " (" + task.name +
+                  ") has no training images: a class-incremental stream needs images of every class");
+    const torch::Tensor slots = std::get<0>(torch::_unique(labels, /*sorted=*/true)).contiguous();
+    task_slots_.emplace_back(slots.data_ptr<int64_t>(), slots.data_ptr<int64_t>() + slots.numel());
+  }
+}
+
+void GanObjective::begin_stage(const ObjectiveStage& stage) {
+  stage_ = stage;
+  // Every rank starts the run from rank 0's critic (as the trainer does with the model).
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& parameter : critic_->parameters()) stage.comm->broadcast(parameter, 0);
+  }
+  critic_optimizer_ = std::make_unique<torch::optim::Adam>(
+      critic_->parameters(), torch::optim::AdamOptions(gan_config_.critic_lr).betas({0.5, 0.9}));
+  if (resume_archive_.defined()) {
+    load_optimizer_state_bytes(*critic_optimizer_, resume_archive_, stage.device);
+    resume_archive_ = torch::Tensor();
+  }
+  critic_reducer_ = std::make_unique<GradientReducer>(*stage.comm, critic_->parameters(), stage.bucket_bytes);
+}
+
+void GanObjective::begin_epoch(uint64_t epoch_seed, int64_t stage_samples) {
+  epoch_seed_ = epoch_seed;
+  stage_samples_ = stage_samples;
+  draws_ = EpochDraws{};
+}
+
+GanObjective::EpochDraws GanObjective::epoch_draws(uint64_t epoch_seed, int64_t samples, int64_t noise_dim) {
+  at::Generator generator = at::detail::createCPUGenerator(mix_seed({epoch_seed, kEpochDrawTag}));
+  EpochDraws draws;
+  draws.critic_noise = torch::randn({samples, noise_dim}, generator, torch::kFloat32);
+  draws.generator_noise = torch::randn({samples, noise_dim}, generator, torch::kFloat32);
+  draws.mixing = torch::rand({samples}, generator, torch::kFloat32);
+  return draws;
+}
+
+torch::Tensor GanObjective::critic_step(ConditionalGeneratorImpl& generator, const torch::Tensor& real,
+                                        const torch::Tensor& classes, const torch::Tensor& positions,
+                                        const TrainingBatch& batch) {
+  critic_->train();
+  for (auto& parameter : critic_->parameters()) parameter.mutable_grad() = torch::Tensor();
+  const auto options = torch::TensorOptions().dtype(torch::kFloat32).device(batch.device);
+  torch::Tensor loss_sum = torch::zeros({}, options), wasserstein_sum = torch::zeros({}, options);
+  if (real.defined()) {
+    torch::Tensor fake;
+    {
+      torch::NoGradGuard no_grad;
+      fake = generator.forward(draws_.critic_noise.index_select(0, positions), classes);
+    }
+    const CriticOutput on_real = critic_->forward(real, classes);
+    const CriticOutput on_fake = critic_->forward(fake, classes);
+    const torch::Tensor e = draws_.mixing.index_select(0, positions).view({-1, 1, 1, 1});
+    const torch::Tensor mixed = (e * real + (1 - e) * fake).detach().requires_grad_(true);
+    const torch::Tensor mixed_score = critic_->forward(mixed, classes).score;
+    const torch::Tensor slope = torch::autograd::grad({mixed_score.sum()}, {mixed}, {}, /*retain_graph=*/true,
+                                                      /*create_graph=*/true)[0];
+    const torch::Tensor penalty = (slope.flatten(1).norm(2, 1) - 1).pow(2);
+    const torch::Tensor per_sample = on_fake.score - on_real.score + gan_config_.gradient_penalty * penalty +
+                                     gan_config_.aux_weight * cross_entropy_per_sample(on_real.aux_logits, classes);
+    loss_sum = per_sample.sum().to(torch::kFloat32);
+    wasserstein_sum = (on_real.score - on_fake.score).sum().detach().to(torch::kFloat32);
+    // Scaled so that the reducer's average over ranks is the global-batch mean.
+    (loss_sum * (static_cast<double>(stage_.comm->size()) / static_cast<double>(batch.global_count))).backward();
+  }
+  torch::Tensor side = loss_sum.detach().view({1}).clone();
+  critic_reducer_->reduce(side);
+  const double critic_loss = side.item<double>() / static_cast<double>(batch.global_count);
+  if (!std::isfinite(critic_loss)) {
+    std::ostringstream message;
+    message << "non-finite critic loss (" << critic_loss << "): the GAN's training diverged; lower generation.critic_lr "
+            << "or train.lr, or check the data";
+    throw CollectiveError(message.str());  // every rank sees the same all-reduced value
+  }
+  critic_optimizer_->step();
+  return wasserstein_sum;
+}
+
+LocalLoss GanObjective::local_loss(ContinualNet& model, const TrainingBatch& batch, const std::function<int64_t(int)>&) {
+  ConditionalGeneratorImpl& generator = *gan_of(model).generator;
+  const auto options = torch::TensorOptions().dtype(torch::kFloat32).device(batch.device);
+  LocalLoss result{torch::zeros({}, options), torch::zeros({}, options), {}};
+  if (!draws_.critic_noise.defined()) {
+    draws_ = epoch_draws(epoch_seed_, stage_samples_, generator.config().noise_dim);
+    draws_.critic_noise = draws_.critic_noise.to(batch.device);
+    draws_.generator_noise = draws_.generator_noise.to(batch.device);
+    draws_.mixing = draws_.mixing.to(batch.device);
+  }
+  torch::Tensor real, classes, positions;
+  if (batch.inputs.defined()) {
+    real = batch.inputs * 2 - 1;  // the generator's tanh range
+    classes = batch.labels.size() == 1 ? batch.labels[0] : torch::cat(batch.labels);
+    positions = batch.input_positions.to(batch.device);
+  }
+  // Every rank steps the critic, with samples or not: its all-reduce is a collective.
+  const torch::Tensor wasserstein_sum = critic_step(generator, real, classes, positions, batch);
+  if (!real.defined()) return result;
+  FrozenParameters frozen(*critic_);
+  const torch::Tensor fake = generator.forward(draws_.generator_noise.index_select(0, positions), classes);
+  const CriticOutput on_fake = critic_->forward(fake, classes);
+  const torch::Tensor per_sample =
+      -on_fake.score + gan_config_.aux_weight * cross_entropy_per_sample(on_fake.aux_logits, classes);
+  result.loss_sum = per_sample.sum().to(torch::kFloat32);
+  result.statistic_sum = wasserstein_sum;
+  return result;
+}
+
+NamedTensors GanObjective::trained_state() {
+  if (!critic_) return {};
+  NamedTensors state;
+  for (auto& [name, tensor] : parameters_and_buffers(*critic_)) state.emplace_back("critic." + name, tensor);
+  return state;
+}
+
+torch::Tensor GanObjective::optimizer_archive() const {
+  return critic_optimizer_ ? optimizer_state_bytes(*critic_optimizer_) : torch::Tensor();
+}
+
+torch::Tensor GanObjective::position_classes(int task, const torch::Tensor& positions) const {
+  const std::vector<int64_t>& slots = task_slots(task);
+  const torch::Tensor table = torch::tensor(slots, torch::kInt64);
+  return table.index_select(0, positions.to(torch::kCPU).remainder(static_cast<int64_t>(slots.size())));
+}
+
+torch::Tensor GanObjective::scoring_images(ContinualNet& model, const TaskStream&, int task, uint64_t seed) {
+  ConditionalGeneratorImpl& generator = *gan_of(model).generator;
+  const int64_t n = config_.fid_samples;
+  at::Generator draw = at::detail::createCPUGenerator(mix_seed({seed, kFidSampleTag, static_cast<uint64_t>(task)}));
+  const torch::Tensor z = torch::randn({n, generator.config().noise_dim}, draw, torch::kFloat32);
+  const torch::Tensor classes = position_classes(task, torch::arange(n, torch::kInt64));
+  const auto options = generator.parameters().front().options();
+  return (generator.forward(z.to(options), classes.to(options.device())).to(torch::kFloat32) + 1) / 2;
+}
+
+Objective::GeneratedForward GanObjective::generated_output(ContinualNet& model, uint64_t seed) {
+  return [this, &model, seed](int task, const torch::Tensor& positions) {
+    ConditionalGeneratorImpl& generator = *gan_of(model).generator;
+    const auto options = generator.parameters().front().options();
+    const torch::Tensor z =
+        per_position_noise(seed, kImportanceNoiseTag, task, positions, generator.config().noise_dim).to(options);
+    return generator.forward(z, position_classes(task, positions).to(options.device())).flatten(1);
+  };
+}
+
+Objective::GeneratedForward GanObjective::generated_logits(ContinualNet& model, uint64_t seed) {
+  const GeneratedForward images = generated_output(model, seed);
+  return [this, images, &model](int task, const torch::Tensor& positions) {
+    const GanConfig& config = gan_of(model).config();
+    const torch::Tensor flat = images(task, positions);
+    // The critic's auxiliary classifier is a fixed function here: gradients flow through it, not into it.
+    FrozenParameters frozen(*critic_);
+    return critic_->classify(flat.view({flat.size(0), config.channels, config.image_size, config.image_size}));
+  };
+}
+
+}  // namespace clx

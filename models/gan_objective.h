@@ -1,0 +1,103 @@
+#pragma once
+// The conditional GAN objective of continual generation (DESIGN.md §3, §4.4):
+// the model is the generator (GanNet, models/gan_net.h); the objective owns the
+// critic (ConditionalCritic: a WGAN-GP critic with an auxiliary classifier
+// head, AC-GAN style), its Adam optimizer and its gradient reducer, and steps
+// it once per training step before it returns the generator's loss, which
+// the trainer then reduces and steps like any model's.
+//
+// Per training step, for this rank's samples x with classes c (the stream's
+// global class indices: the generator's class slots), sample p drawing its
+// noise from row p of the epoch's draws (so 1 and 2 ranks follow the same
+// trajectory and a resume is bit-identical):
+//   critic:    x' = G(z1_p, c) (no gradient into G), real in [-1, 1] (2x - 1),
+//              x^ = e_p x + (1 - e_p) x', e_p in U(0, 1),
+//              L_D = D(x', c) - D(x, c) + gp (||dD(x^, c)/dx^||_2 - 1)^2
+//                    + aux CE(A(x), c)
+//              summed over the rank's samples, its gradient all-reduced to the
+//              global-batch mean (the critic's reducer), one Adam step
+//              (generation.critic_lr, betas 0.5 and 0.9: WGAN-GP's);
+//   generator: L_G = -D(G(z2_p, c), c) + aux CE(A(G(z2_p, c)), c) with the
+//              critic just stepped (the critic's parameters take no gradient).
+// The epoch line's statistic is the critic's Wasserstein estimate D(x) - D(x').
+// A non-finite critic loss stops every rank with one message.
+//
+// Scoring (GenerationObjective): task i's images are fid_samples draws, image
+// k of class slots[k mod m] over the task's m classes, from noise seeded by
+// (train.seed, i), mapped to [0, 1]. Importance passes (§4.4): position p of
+// task t is class slots[p mod m] with noise seeded by (seed, t, p);
+// generated_logits are the critic's auxiliary classifier's logits on the
+// generated image (every class slot), generated_output the image flattened.
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "models/gan_net.h"
+#include "models/generation_objective.h"
+#include "runtime/gradient_reducer.h"
+
+namespace clx {
+
+struct GanObjectiveConfig {
+  GenerationConfig generation;
+  double gradient_penalty = 10.0;  // generation.gradient_penalty: WGAN-GP's lambda
+  double aux_weight = 1.0;         // generation.aux_weight: the class loss's weight in L_D and L_G
+  double critic_lr = 2e-4;         // generation.critic_lr: the critic's Adam learning rate
+};
+
+// Throws clx::Error naming the option when a value is impossible.
+void validate_gan_objective_config(const GanObjectiveConfig& config);
+
+class GanObjective : public GenerationObjective {
+ public:
+  explicit GanObjective(GanObjectiveConfig config);
+
+  std::string name() const override { return "gan"; }
+  ScoreKind score_kind() const override { return fid_score_kind("wasserstein estimate"); }
+  // The model must be a GanNet with a class slot per class of the stream, in
+  // the single-head layout, and the stream's images the feature classifier's shape.
+  void check(const ContinualNet& model, const TaskStream& stream, HeadLayout heads) const override;
+  void prepare(const ContinualNet& model, const TaskStream& stream) override;
+  void begin_stage(const ObjectiveStage& stage) override;
+  void begin_epoch(uint64_t epoch_seed, int64_t stage_samples) override;
+  LocalLoss local_loss(ContinualNet& model, const TrainingBatch& batch,
+                       const std::function<int64_t(int)>& head_for) override;
+  NamedTensors trained_state() override;
+  torch::Tensor optimizer_archive() const override;
+  void resume_optimizer(const torch::Tensor& archive) override { resume_archive_ = archive; }
+
+  torch::Tensor scoring_images(ContinualNet& model, const TaskStream& stream, int task, uint64_t seed) override;
+  GeneratedForward generated_logits(ContinualNet& model, uint64_t seed) override;
+  GeneratedForward generated_output(ContinualNet& model, uint64_t seed) override;
+
+  ConditionalCritic& critic() { return critic_; }
+  // The generator's class slot of each of task `task`'s classes, ascending.
+  const std::vector<int64_t>& task_slots(int task) const { return task_slots_.at(task); }
+  // The epoch's draws, row p for stage sample p: [samples, noise] (critic's fakes,
+  // generator's fakes) and [samples] (the gradient penalty's mixing weights).
+  struct EpochDraws {
+    torch::Tensor critic_noise, generator_noise, mixing;
+  };
+  static EpochDraws epoch_draws(uint64_t epoch_seed, int64_t samples, int64_t noise_dim);
+
+ private:
+  // The critic's step on this rank's samples (a collective); returns this
+  // rank's summed Wasserstein estimate.
+  torch::Tensor critic_step(ConditionalGeneratorImpl& generator, const torch::Tensor& real,
+                            const torch::Tensor& classes, const torch::Tensor& positions, const TrainingBatch& batch);
+  // Task `task`'s class slots for positions p: slots[p mod m].
+  torch::Tensor position_classes(int task, const torch::Tensor& positions) const;
+
+  GanObjectiveConfig gan_config_;
+  ConditionalCritic critic_{nullptr};
+  std::vector<std::vector<int64_t>> task_slots_;
+  ObjectiveStage stage_;
+  std::unique_ptr<torch::optim::Adam> critic_optimizer_;
+  std::unique_ptr<GradientReducer> critic_reducer_;
+  torch::Tensor resume_archive_;
+  uint64_t epoch_seed_ = 0;
+  int64_t stage_samples_ = 0;
+  EpochDraws draws_;  // drawn on the first step of the epoch
+};
+
+}  // namespace clx
