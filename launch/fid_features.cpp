@@ -216,6 +216,13 @@ int train_command(const Options& options) {
   if (std::filesystem::exists(std::filesystem::symlink_status(options.output, ignored)))
     throw clx::Error(options.output + " exists; fid-features does not overwrite a feature file (runs pin its "
                      "checksum): remove it first or choose another --output");
+  // The folder first, before minutes of training: one that cannot be made is an error now, naming it.
+  const std::filesystem::path folder = std::filesystem::path(options.output).parent_path();
+  if (!folder.empty()) {
+    std::error_code error;
+    std::filesystem::create_directories(folder, error);
+    if (error) throw clx::Error("--output: cannot create the folder " + folder.string() + ": " + error.message());
+  }
   const torch::Device device = choose_device(options);
   const LabelledImages all_train = load_split(options, clx::OfficialSplit::Train);
   LabelledImages test = load_split(options, clx::OfficialSplit::Test);

@@ -172,6 +172,9 @@ TrainOptions parse_train_options(int argc, const char* const* argv) {
        "images generated per task for its FID after every stage (the same latent draws every time)")
       ("generation.sample_columns", po::value<int64_t>()->default_value(10),
        "samples per task in the grid written after every stage (<output>/samples/after_task_<j>.png)")
+      ("generation.save_images", po::value<bool>()->default_value(false),
+       "also write every task's FID images of the latest evaluation to <output>/samples/fid_images/task_<i>.npy "
+       "(float32, fid_samples x C x H x W each; scripts/recompute_fid.py recomputes the last FID row from them)")
       ("generation.gradient_penalty", po::value<double>()->default_value(10.0),
        "gan: the WGAN-GP critic's gradient-penalty weight")
       ("generation.aux_weight", po::value<double>()->default_value(1.0),

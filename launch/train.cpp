@@ -292,6 +292,7 @@ std::unique_ptr<Objective> make_generation_objective(const TrainOptions& options
   generation.fid_samples = options.values["generation.fid_samples"].as<int64_t>();
   generation.samples_dir = (std::filesystem::path(options.output_dir) / "samples").string();
   generation.sample_columns = options.values["generation.sample_columns"].as<int64_t>();
+  generation.save_images = options.values["generation.save_images"].as<bool>();
   if (arch == "vae") return std::make_unique<VaeObjective>(generation);
   GanObjectiveConfig gan;
   gan.generation = generation;

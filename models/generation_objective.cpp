@@ -10,6 +10,7 @@
 #include "runtime/continual_net.h"
 #include "runtime/error.h"
 #include "runtime/fid.h"
+#include "runtime/file_io.h"
 #include "runtime/png.h"
 #include "runtime/data/sampler.h"
 #include "runtime/strategy.h"
@@ -81,6 +82,7 @@ std::vector<double> GenerationObjective::evaluate(const EvaluationContext& conte
     features_.to(context.device);
     real_statistics_.resize(T);
     std::vector<torch::Tensor> grid_rows;  // the sample grid: one row per task trained so far
+    const std::filesystem::path images_dir = std::filesystem::path(config_.samples_dir) / "fid_images";
     for (int task = 0; task < T; ++task) {
       if (!real_statistics_[task]) {
         const TaskData& data = context.eval_data(task);
@@ -93,12 +95,18 @@ std::vector<double> GenerationObjective::evaluate(const EvaluationContext& conte
       const torch::Tensor generated = scoring_images(model, context.stream, task, context.seed);
       context.strategy.after_evaluate(model, task);
       row[task] = frechet_distance(features_.statistics(generated), *real_statistics_[task]);
+      if (config_.save_images && !config_.samples_dir.empty()) {
+        std::filesystem::create_directories(images_dir);
+        write_npy((images_dir / ("task_" + std::to_string(task + 1) + ".npy")).string(), generated);
+      }
       const torch::Tensor classes =
           torch::tensor(context.stream.tasks[task].classes, torch::kInt64).to(features_.device());
       accuracy[task] = torch::isin(features_.predict(generated), classes).to(torch::kFloat64).mean().item<double>();
       if (task <= context.trained_up_to)
         grid_rows.push_back(generated.narrow(0, 0, std::min(config_.sample_columns, generated.size(0))));
     }
+    if (config_.save_images && !config_.samples_dir.empty())
+      write_file_atomically((images_dir / "after_task.txt").string(), std::to_string(context.trained_up_to + 1) + "\n");
     if (!config_.samples_dir.empty() && !grid_rows.empty()) {
       std::filesystem::create_directories(config_.samples_dir);
       write_png((std::filesystem::path(config_.samples_dir) /

@@ -31,6 +31,13 @@ struct GenerationConfig {
   // that task's FID images (so every grid shows the same latent draws).
   std::string samples_dir;
   int64_t sample_columns = 10;
+  // With samples_dir: rank 0 also writes every task's FID images of the
+  // latest evaluation, <samples_dir>/fid_images/task_<i>.npy (float32
+  // [fid_samples, C, H, W] in [0, 1], i 1-based), and after_task.txt naming
+  // that evaluation (0: before training, j: after task j), so the last row
+  // of the FID matrix can be recomputed without the framework
+  // (scripts/recompute_fid.py).
+  bool save_images = false;
 };
 
 // Throws clx::Error naming the option when a value is impossible.

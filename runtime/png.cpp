@@ -60,6 +60,29 @@ std::string encode_png(const torch::Tensor& image) {
 
 void write_png(const std::string& path, const torch::Tensor& image) { write_file_atomically(path, encode_png(image)); }
 
+std::string encode_npy(const torch::Tensor& array) {
+  static_assert(sizeof(float) == 4, "float32 expected");
+  const torch::Tensor values = array.detach().to(torch::kCPU, torch::kFloat32).contiguous();
+  // Python's tuple syntax: "(n, 1, 28, 28)", "(n,)", "()".
+  std::string shape;
+  for (int64_t d = 0; d < values.dim(); ++d) shape += (d ? ", " : "") + std::to_string(values.size(d));
+  if (values.dim() == 1) shape += ",";
+  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + shape + "), }";
+  // Magic, version, header length, header: a multiple of 64 bytes, padded with spaces, ending in a newline.
+  const size_t unpadded = 10 + header.size() + 1;
+  header.append((64 - unpadded % 64) % 64, ' ');
+  header.push_back('\n');
+  std::string out("\x93NUMPY\x01\x00", 8);
+  out.push_back(static_cast<char>(header.size() & 0xff));
+  out.push_back(static_cast<char>((header.size() >> 8) & 0xff));
+  out += header;
+  // Element bytes as the CPU holds them: little-endian on every machine this project builds for.
+  out.append(static_cast<const char*>(values.data_ptr()), static_cast<size_t>(values.numel()) * sizeof(float));
+  return out;
+}
+
+void write_npy(const std::string& path, const torch::Tensor& array) { write_file_atomically(path, encode_npy(array)); }
+
 torch::Tensor image_grid(const torch::Tensor& images, int64_t rows, int64_t columns, int64_t gap) {
   if (images.dim() != 4 || (images.size(1) != 1 && images.size(1) != 3))
     throw Error("image_grid: needs images [n, C, H, W] with C = 1 or 3, got " + c10::str(images.sizes()));

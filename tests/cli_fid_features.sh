@@ -31,10 +31,10 @@ checksum=$(sed -n 's/^checksum \([0-9a-f]\{16\}\)$/\1/p' "$WORK/a.out")
 
 # Deterministic: twice the same (smaller) run, the same checksum; another seed, another one.
 run_ok "a 300-image run" b "$FID" "${TINY[@]}" --output "$WORK/b.h5"
-run_ok "the same run again" c "$FID" "${TINY[@]}" --output "$WORK/c.h5"
+run_ok "the same run again, into a folder that does not exist yet" c "$FID" "${TINY[@]}" --output "$WORK/new/c.h5"
 run_ok "the same run, seed 2" d "$FID" "${TINY[@]}" --seed 2 --output "$WORK/d.h5"
 tiny=$(sed -n 's/^checksum //p' "$WORK/b.out")
-[ -n "$tiny" ] && grep -qx "checksum $tiny" "$WORK/c.out" && ! grep -qx "checksum $tiny" "$WORK/d.out" \
+[ -n "$tiny" ] && grep -qx "checksum $tiny" "$WORK/c.out" && [ -s "$WORK/new/c.h5" ] && ! grep -qx "checksum $tiny" "$WORK/d.out" \
   && pass "the same seed gives the same checksum ($tiny), seed 2 another" \
   || { fail "checksums of seeds 1, 1, 2"; grep -h checksum "$WORK/b.out" "$WORK/c.out" "$WORK/d.out"; }
 

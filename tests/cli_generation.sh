@@ -5,7 +5,8 @@
 # on the generator, and the refusals: a classification-only
 # algorithm, a missing feature file, another checksum than the file's.
 # Also a tiny generation sweep (SI strength chosen on validation FID) and its report,
-# and the conditional GAN (model.arch=gan): 1 and 2 ranks agree, ANPyC on it, and its refusals.
+# the conditional GAN (model.arch=gan): 1 and 2 ranks agree, ANPyC on it, and its refusals,
+# and the last FID row recomputed by scripts/recompute_fid.py from the images a run saved.
 # Needs TRAIN, SWEEP, FID_FEATURES, MPIRUN, SOURCE_DIR.
 source "$(dirname "$0")/cli_lib.sh"
 
@@ -47,6 +48,27 @@ for r1, r2 in zip([m1["initial"]] + m1["stages"], [m2["initial"]] + m2["stages"]
         assert abs(a - b) <= 1e-3 * (1 + a), (r1, r2)
 assert "final_kl" in one["stages"][0], one["stages"][0]
 PY
+
+# The last FID row recomputed without the framework from the saved images (h5py, PyTorch, NumPy:
+# Debian's python3-h5py, python3-torch, python3-numpy, which another python3 on PATH may lack).
+PYTHON=python3
+for candidate in /usr/bin/python3 python3; do
+  "$candidate" -c 'import h5py, numpy, torch' 2>/dev/null && { PYTHON=$candidate; break; }
+done
+SAVED=(--data.root "$FMNIST" --data.stream split --data.tasks 2 --data.classes_per_task 1
+       --data.train_samples_per_task 300 --data.test_samples_per_task 0 --model.arch vae --model.vae_hidden 64
+       --model.vae_latent 8 --train.epochs 1 --train.batch_size 20 --train.optimizer adam --train.lr 0.005
+       --generation.fid_samples 100 --run.threads 1 --generation.save_images true)
+if timeout 300 "$TRAIN" "${SAVED[@]}" "${FEATURES[@]}" --output "$WORK/saved" > "$WORK/saved.out" 2>&1 \
+   && [ "$(cat "$WORK/saved/samples/fid_images/after_task.txt")" = 2 ] \
+   && "$PYTHON" -c "import numpy, sys; a = numpy.load(sys.argv[1]); assert a.shape == (100, 1, 28, 28) and a.dtype == numpy.float32 and 0 <= a.min() and a.max() <= 1, (a.shape, a.dtype)" \
+        "$WORK/saved/samples/fid_images/task_2.npy"; then
+  pass "generation.save_images: every task's FID images of the last evaluation as .npy"
+else fail "saved FID images"; tail -20 "$WORK/saved.out"; ls -R "$WORK/saved/samples"; fi
+if "$PYTHON" "$SOURCE_DIR/scripts/recompute_fid.py" "$WORK/saved" > "$WORK/recompute.out" 2>&1 \
+   && grep -q "^| 2 | 1 | [0-9.]* | [0-9.]* | " "$WORK/recompute.out"; then
+  pass "recompute_fid.py: the run's last FID row recomputed from the saved images ($(tail -1 "$WORK/recompute.out"))"
+else fail "recompute_fid.py"; cat "$WORK/recompute.out"; fi
 
 # A generation sweep: the SI strength chosen on validation FID (lower is better), then the report's FID table.
 cat > "$WORK/sweep.ini" <<EOF

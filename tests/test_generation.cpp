@@ -342,6 +342,23 @@ TEST(Png, EncodesAHandCase) {
   expect_error<clx::Error>([] { clx::encode_png(torch::zeros({2, 2})); }, {"encode_png: needs uint8 [H, W] or [H, W, 3]"});
 }
 
+// NumPy's format 1.0 for float32 [2, 1] {1, -2.5}: magic, version, header
+// length 118 (10 + 118 = 128 bytes, a multiple of 64, space-padded, newline
+// last), then the little-endian floats; a 1-D shape keeps its comma.
+TEST(Npy, EncodesAHandCase) {
+  const std::string npy = clx::encode_npy(torch::tensor({1.0f, -2.5f}).view({2, 1}));
+  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 1), }";
+  header.append(117 - header.size(), ' ');
+  header += "\n";
+  const std::string expected = std::string("\x93NUMPY\x01\x00\x76\x00", 10) + header +
+                               std::string("\x00\x00\x80\x3f\x00\x00\x20\xc0", 8);
+  EXPECT_EQ(npy, expected);
+  const std::string vector = clx::encode_npy(torch::zeros({3}, torch::kFloat64));
+  EXPECT_NE(vector.find("'shape': (3,), }"), std::string::npos);
+  EXPECT_EQ(vector.size(), 128u + 3 * 4);  // 10 + 58 + the newline, padded to 128; then three floats
+  EXPECT_EQ(vector[127], '\n');
+}
+
 // Three 2x2 images (0, 0.5, 1) in a 2x2 grid with 1-pixel gaps: row-major
 // cells, white gaps, the missing fourth cell white.
 TEST(ImageGrid, PlacesCellsRowMajorWithWhiteGaps) {
