@@ -209,7 +209,15 @@ torch::Tensor GanObjective::scoring_images(ContinualNet& model, const TaskStream
   const torch::Tensor z = torch::randn({n, generator.config().noise_dim}, draw, torch::kFloat32);
   const torch::Tensor classes = position_classes(task, torch::arange(n, torch::kInt64));
   const auto options = generator.parameters().front().options();
-  return (generator.forward(z.to(options), classes.to(options.device())).to(torch::kFloat32) + 1) / 2;
+  // In chunks: a batch's activations, not all n images', exist at a time.
+  constexpr int64_t kChunk = 500;
+  std::vector<torch::Tensor> images;
+  for (int64_t start = 0; start < n; start += kChunk) {
+    const int64_t count = std::min(kChunk, n - start);
+    images.push_back(generator.forward(z.narrow(0, start, count).to(options),
+                                       classes.narrow(0, start, count).to(options.device())));
+  }
+  return (torch::cat(images).to(torch::kFloat32) + 1) / 2;
 }
 
 Objective::GeneratedForward GanObjective::generated_output(ContinualNet& model, uint64_t seed) {
