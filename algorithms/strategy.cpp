@@ -47,10 +47,10 @@ const std::vector<StrategyInfo>& strategy_registry() {
       {"clnp", "node-importance pruning: units claimed per task, the rest freed, old units frozen (zero forgetting)",
        ClnpStrategy::add_options,
        [](const po::variables_map& v) { return std::make_unique<ClnpStrategy>(ClnpStrategy::read_options(v)); }},
-      {"dgr", "deep generative replay: a frozen copy of the generator replays the earlier tasks (model.arch=vae only)",
+      {"dgr", "deep generative replay: a generator trained beside the classifier (or the VAE itself) replays the "
+              "earlier tasks, labelled by the previous solver",
        DgrStrategy::add_options,
-       [](const po::variables_map& v) { return std::make_unique<DgrStrategy>(DgrStrategy::read_options(v)); }, true,
-       true},
+       [](const po::variables_map& v) { return std::make_unique<DgrStrategy>(DgrStrategy::read_options(v)); }, true},
   };
   return registry;
 }

@@ -328,6 +328,10 @@ int run(TrainOptions& options, Communicator& control) {
     const bool generator = model_config.arch == "vae" || model_config.arch == "gan";
     if (!generator && strategy_trains_generators_only(options.algorithm))
       throw Error("train.algorithm: " + options.algorithm + " trains generators only and needs model.arch=vae");
+    // Replayed images carry no task: a classifier answers them with one head over every class.
+    if (!generator && options.algorithm == "dgr" && heads != HeadLayout::Single)
+      throw Error("model.heads: dgr on a classifier replays images without a task, so it needs one head over every "
+                  "class (model.heads=single); got " + to_string(heads));
     if (generator) {
       // The VAE has one set of latent layers per task, the GAN one class slot per class of the stream,
       // whatever the algorithm's usual layout.

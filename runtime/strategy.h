@@ -51,11 +51,12 @@ struct StageContext {
   // or a train_epochs call); 0 before the first.
   double last_epoch_loss = 0.0;
 
-  // Valid during penalty_loss only: this rank's share of the current global
-  // batch (positions into the stage's training data, the concatenation of its
-  // tasks' training splits) and the trunk features computed for it (with
-  // graph). A data-dependent penalty sums over local samples and multiplies
-  // by loss_scale, so that averaging over ranks gives the global-batch mean.
+  // Valid from before_forward to penalty_loss: this rank's share of the
+  // current global batch (positions into the stage's training data, the
+  // concatenation of its tasks' training splits) and loss_scale; during
+  // penalty_loss only, the trunk features computed for it (with graph). A
+  // data-dependent penalty sums over local samples and multiplies by
+  // loss_scale, so that averaging over ranks gives the global-batch mean.
   torch::Tensor batch_positions;
   torch::Tensor batch_features;
   double loss_scale = 1.0;

@@ -347,6 +347,9 @@ Trainer::StepSums Trainer::train_step(StageRun& run, int64_t batch, const std::s
 
   torch::Tensor loss, penalty;
   context.batch = batch;
+  // Scaled so that averaging over ranks yields the mean over the global batch.
+  context.loss_scale = world / global_count;
+  context.batch_positions = local.positions;
   strategy_.before_forward(context);
   LocalLoss local_loss;
   {
@@ -356,9 +359,6 @@ Trainer::StepSums Trainer::train_step(StageRun& run, int64_t batch, const std::s
     local_loss = objective_.local_loss(*model_, local, [this](int task) { return head_for(task); });
     const torch::Tensor& loss_sum = local_loss.loss_sum;
     const torch::Tensor& features = local_loss.features;
-    // Scaled so that averaging over ranks yields the mean over the global batch.
-    context.loss_scale = world / global_count;
-    context.batch_positions = local.positions;
     context.batch_features = features;
     loss = loss_sum * context.loss_scale;
     if (const double weight = strategy_.task_loss_weight(context); weight != 1.0) loss = loss * weight;

@@ -134,8 +134,15 @@ expect_failure "the GAN with one head per task" "model.heads: the conditional GA
 expect_failure "a classification-only algorithm on the VAE" \
   "train.algorithm: lwf needs a classifier; a generation run (model.arch=vae) takes sgd, sgdf, finetune, joint, ewc, si, mas, anpyc, dgr" \
   "${MPI[@]}" -np 2 "$TRAIN" "${VAE[@]}" "${FEATURES[@]}" --train.algorithm lwf --output "$WORK/bad1"
-expect_failure "DGR on a classifier" "train.algorithm: dgr trains generators only and needs model.arch=vae" \
-  "${MPI[@]}" -np 2 "$TRAIN" --data.root "$FMNIST" --train.algorithm dgr --output "$WORK/bad6"
+# DGR on a classifier: a VAE trained beside the MLP replays the earlier classes, labelled by the previous MLP.
+if timeout 300 "${MPI[@]}" -np 2 "$TRAIN" --data.root "$FMNIST" --data.tasks 2 --data.train_samples_per_task 400 \
+     --data.test_samples_per_task 200 --train.algorithm dgr --train.epochs 1 --run.threads 1 --output "$WORK/dgr_mlp" \
+     > "$WORK/dgr_mlp.out" 2>&1 && grep -q "1 head(s) .*(single-head layout)" "$WORK/dgr_mlp.out" \
+   && [ "$(wc -l < "$WORK/dgr_mlp/accuracy_matrix.csv")" -eq 4 ]; then
+  pass "DGR on a classifier (single head, a generator beside it), 2 ranks"
+else fail "DGR on a classifier"; tail -20 "$WORK/dgr_mlp.out"; cat "$WORK/dgr_mlp/config.ini" 2>/dev/null | grep heads; fi
+expect_failure "DGR on a classifier with one head per task" "model.heads: dgr on a classifier replays images without a task" \
+  "${MPI[@]}" -np 2 "$TRAIN" --data.root "$FMNIST" --train.algorithm dgr --model.heads multi --output "$WORK/bad6"
 expect_failure "ANPyC's pruning on a generator" "anpyc.prune: pruning is not defined for a generator" \
   "${MPI[@]}" -np 2 "$TRAIN" "${VAE[@]}" "${FEATURES[@]}" --train.algorithm anpyc --output "$WORK/bad4"
 expect_failure "EWC's true labels on a generator" "ewc.labels: a generator's Fisher draws its labels" \

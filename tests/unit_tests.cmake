@@ -9,7 +9,7 @@ if(CLX_PCH)
   target_precompile_headers(test_unit REUSE_FROM clx_runtime)
 endif()
 # The networks of continual image generation (models/generative.h).
-target_sources(test_unit PRIVATE test_generative_models.cpp test_gan.cpp)
+target_sources(test_unit PRIVATE test_generative_models.cpp test_gan.cpp test_dgr.cpp)
 # The image-folder tests write their trees with OpenCV.
 if(OpenCV_FOUND)
   target_sources(test_unit PRIVATE test_image_folder.cpp)
