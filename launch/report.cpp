@@ -222,9 +222,21 @@ std::string write_importance_plot(const std::filesystem::path& dir, const std::v
 // sequential method (ACC over the tasks seen so far, BWT so far), and
 // importance_distribution.png when runs hold importance tensors. `written`
 // receives each PNG with a caption, in the order a reader wants them.
+// What the plots draw: accuracy (a fraction, shown in percent, higher is
+// better) or a generation run's FID (shown as is, lower is better: its
+// heatmap's palette runs the other way, bright for good).
+struct PlotScore {
+  explicit PlotScore(const std::string& score)
+      : accuracy(score == "accuracy"), scale(accuracy ? 100.0 : 1.0), name(accuracy ? "accuracy (%)" : score == "fid" ? "FID" : score),
+        file(accuracy ? "accuracy" : score) {}
+  bool accuracy;
+  double scale;
+  std::string name, file;
+};
+
 int write_plots(const std::string& directory, const std::vector<std::string>& order,
                 const std::map<std::string, Samples>& groups, const std::map<std::string, Importance>& importances,
-                std::vector<std::pair<std::string, std::string>>& written) {
+                const PlotScore& score, std::vector<std::pair<std::string, std::string>>& written) {
   std::vector<std::pair<std::string, std::string>> matrices;  // caption, png
   std::filesystem::create_directories(std::filesystem::path(directory) / "data");
   const std::filesystem::path dir(directory);
@@ -242,18 +254,30 @@ int write_plots(const std::string& directory, const std::vector<std::string>& or
     const std::string name = file_safe(key);
     const std::string data = (dir / "data" / (name + "_matrix.dat")).string();
     std::ostringstream out;
+    double largest = 0.0;
     for (const auto& row : matrix) {
-      for (size_t i = 0; i < row.size(); ++i) out << (i ? " " : "") << std::fixed << std::setprecision(2) << 100 * row[i];
+      for (size_t i = 0; i < row.size(); ++i) {
+        out << (i ? " " : "") << std::fixed << std::setprecision(2) << score.scale * row[i];
+        largest = std::max(largest, score.scale * row[i]);
+      }
       out << "\n";
     }
     write_file_atomically(data, out.str());
     const bool sequential = matrix.size() == tasks;
-    matrices.emplace_back(key + ": accuracy matrix", (dir / (name + "_accuracy_matrix.png")).string());
+    // Accuracy on [0, 100] with bright for high; FID on [0, largest] with bright for low.
+    const double top = score.accuracy ? 100.0 : std::max(largest, 1.0);
+    const std::string palette = score.accuracy ? "(0 '#440154', 50 '#21918c', 100 '#fde725')"
+                                               : "(0 '#fde725', 50 '#21918c', 100 '#440154')";
+    std::ostringstream bright;  // the values drawn on the palette's light end take black labels
+    bright << std::fixed << std::setprecision(4) << (score.accuracy ? "$3 >= 60" : "$3 <= ") ;
+    if (!score.accuracy) bright << 0.4 * top;
+    matrices.emplace_back(key + ": " + score.name + " matrix",
+                          (dir / (name + "_" + score.file + "_matrix.png")).string());
     script << "\nset output '" << matrices.back().second << "'\n"
-           << "set title '" << key << ": accuracy (%) on task i after training " << (sequential ? "task j" : "all tasks")
+           << "set title '" << key << ": " << score.name << " on task i after training " << (sequential ? "task j" : "all tasks")
            << " (mean of " << groups.at(key).matrices.size() << " run(s))'\n"
            << "unset key\nset xlabel 'task evaluated (i)'\nset ylabel '" << (sequential ? "after training task (j)" : "")
-           << "'\nset cbrange [0:100]\nset cblabel 'accuracy (%)'\nset palette defined (0 '#440154', 50 '#21918c', 100 '#fde725')\n"
+           << "'\nset cbrange [0:" << top << "]\nset cblabel '" << score.name << "'\nset palette defined " << palette << "\n"
            << "set xrange [-0.5:" << tasks - 0.5 << "]\nset yrange [" << matrix.size() - 0.5 << ":-0.5]\n"
            << "set xtics ('1' 0";
     for (size_t i = 1; i < tasks; ++i) script << ", '" << i + 1 << "' " << i;
@@ -262,19 +286,19 @@ int write_plots(const std::string& directory, const std::vector<std::string>& or
     // Boxes rather than `with image`, which draws nothing for a single row (a joint run's matrix).
     // Labels in black on the light end of the palette, white on the dark end.
     script << ")\nplot '" << data << "' matrix using 1:2:(0.5):(0.5):3 with boxxyerror fs solid 1.0 noborder fc palette, '"
-           << data << "' matrix using 1:2:($3 >= 60 ? sprintf('%.1f', $3) : '') with labels tc rgb 'black' font ',9', '"
-           << data << "' matrix using 1:2:($3 < 60 ? sprintf('%.1f', $3) : '') with labels tc rgb 'white' font ',9'\n"
+           << data << "' matrix using 1:2:(" << bright.str() << " ? sprintf('%.1f', $3) : '') with labels tc rgb 'black' font ',9', '"
+           << data << "' matrix using 1:2:(" << bright.str() << " ? '' : sprintf('%.1f', $3)) with labels tc rgb 'white' font ',9'\n"
            << "unset xrange\nunset yrange\nset xtics auto\nset ytics auto\n";
     if (!sequential || tasks < 2) continue;
     const std::string curve = (dir / "data" / (name + "_curves.dat")).string();
     std::ostringstream curve_out;
-    curve_out << "# task_j acc_so_far_percent bwt_so_far_percent\n";
+    curve_out << "# task_j mean_" << score.file << "_so_far bwt_so_far (" << (score.accuracy ? "percent" : "as is") << ")\n";
     for (size_t j = 0; j < tasks; ++j) {
       double acc = 0.0, bwt = 0.0;
       for (size_t i = 0; i <= j; ++i) acc += matrix[j][i];
       for (size_t i = 0; i < j; ++i) bwt += matrix[j][i] - matrix[i][i];
-      curve_out << j + 1 << " " << 100 * acc / static_cast<double>(j + 1) << " ";
-      if (j > 0) curve_out << 100 * bwt / static_cast<double>(j);
+      curve_out << j + 1 << " " << score.scale * acc / static_cast<double>(j + 1) << " ";
+      if (j > 0) curve_out << score.scale * bwt / static_cast<double>(j);
       else curve_out << "NaN";
       curve_out << "\n";
     }
@@ -282,9 +306,15 @@ int write_plots(const std::string& directory, const std::vector<std::string>& or
     curves.emplace_back(key, curve);
   }
   if (!curves.empty()) {
-    for (const auto& [column, what, file] :
-         {std::tuple<int, std::string, std::string>{2, "ACC over the tasks trained so far (%)", "acc_after_each_task.png"},
-          std::tuple<int, std::string, std::string>{3, "BWT so far (%)", "bwt_after_each_task.png"}}) {
+    const std::vector<std::tuple<int, std::string, std::string>> figures =
+        score.accuracy
+            ? std::vector<std::tuple<int, std::string, std::string>>{{2, "ACC over the tasks trained so far (%)",
+                                                                       "acc_after_each_task.png"},
+                                                                      {3, "BWT so far (%)", "bwt_after_each_task.png"}}
+            : std::vector<std::tuple<int, std::string, std::string>>{
+                  {2, "mean " + score.name + " over the tasks trained so far", score.file + "_after_each_task.png"},
+                  {3, "BWT so far (" + score.name + "; positive: forgetting)", "bwt_after_each_task.png"}};
+    for (const auto& [column, what, file] : figures) {
       script << "\nset output '" << (dir / file).string() << "'\nset title '" << what << ", after each task'\n"
              << "set key outside right\nset xlabel 'after training task'\nset ylabel '" << what << "'\nset grid\n"
              << "set xtics 1\nunset cbrange\nplot ";
@@ -404,13 +434,15 @@ int run_report(int argc, char** argv) {
       "Usage: report RUN_DIR... [--group-by strategy|folder] [--csv FILE] [--plots DIR] [--markdown FILE]\n\n"
       "Summarises runs of `train`: FWT (paper), FWT (GEM), BWT, ACC in percent and\n"
       "SMT (x1e-4) as mean ± sample standard deviation over the runs of each method,\n"
-      "with --plots, PNG plots of the accuracy matrices, of ACC and BWT after each task and of the\n"
-      "importance distribution (from the runs' newest checkpoints), and with --markdown a document\n"
+      "with --plots, PNG plots of the accuracy (or, for generation runs, FID) matrices, of ACC (mean FID)\n"
+      "and BWT after each task and of the importance distribution (classification runs, from their newest\n"
+      "checkpoints), and with --markdown a document\n"
       "with the table, the importance statistics and the plots.\n\nOptions");
   options.add_options()("help,h", "print this help and exit")(
       "csv", po::value<std::string>(&csv_path), "also write the table as CSV to FILE")(
       "plots", po::value<std::string>(&plots_dir),
-      "write PNG plots (gnuplot) into DIR: each method's mean accuracy matrix as a heatmap, ACC and BWT after each task")(
+      "write PNG plots (gnuplot) into DIR: each method's mean accuracy (or FID) matrix as a heatmap, ACC (or mean "
+      "FID) and BWT after each task")(
       "markdown", po::value<std::string>(&markdown_path),
       "write a Markdown report to FILE: the table, the importance statistics, the plots of --plots")(
       "title", po::value<std::string>(&title)->default_value("Continual-learning report"), "the Markdown report's title")(
@@ -516,13 +548,6 @@ int run_report(int argc, char** argv) {
   if (!csv_path.empty()) {
     write_file_atomically(csv_path, csv.str());
   }
-  if (generation && !plots_dir.empty()) {
-    // The plots read accuracy matrices; a generation run has its PNG sample grids in <run>/samples.
-    std::cerr << "report: --plots: the plots cover classification runs; generation runs have their sample grids in "
-                 "each run's samples/ folder"
-              << std::endl;
-    plots_dir.clear();
-  }
   // Importance: read only when a plot or a document will show it (checkpoints are large).
   std::map<std::string, Importance> importances;
   if (!generation && (!plots_dir.empty() || !markdown_path.empty()))
@@ -534,7 +559,7 @@ int run_report(int argc, char** argv) {
       }
     }
   std::vector<std::pair<std::string, std::string>> plots;
-  if (!plots_dir.empty() && write_plots(plots_dir, order, groups, importances, plots) != 0) return 1;
+  if (!plots_dir.empty() && write_plots(plots_dir, order, groups, importances, PlotScore(score), plots) != 0) return 1;
   if (!markdown_path.empty()) {
     std::string notes;
     if (!notes_path.empty()) {

@@ -70,6 +70,15 @@ if "$PYTHON" "$SOURCE_DIR/scripts/recompute_fid.py" "$WORK/saved" > "$WORK/recom
   pass "recompute_fid.py: the run's last FID row recomputed from the saved images ($(tail -1 "$WORK/recompute.out"))"
 else fail "recompute_fid.py"; cat "$WORK/recompute.out"; fi
 
+# report --plots on generation runs: FID heatmaps and the mean-FID and BWT curves.
+if "$REPORT" "$WORK/vae1" "$WORK/vae2" --plots "$WORK/fid_plots" > "$WORK/fid_plots.out" 2>&1 \
+   && [ "$(head -c 4 "$WORK/fid_plots/finetune_fid_matrix.png" | tail -c 3)" = PNG ] \
+   && [ "$(head -c 4 "$WORK/fid_plots/fid_after_each_task.png" | tail -c 3)" = PNG ] \
+   && [ "$(head -c 4 "$WORK/fid_plots/bwt_after_each_task.png" | tail -c 3)" = PNG ] \
+   && grep -q "cblabel 'FID'" "$WORK/fid_plots/plots.gp"; then
+  pass "report --plots on generation runs: the FID matrix heatmap, mean FID and BWT after each task"
+else fail "report --plots on generation runs"; cat "$WORK/fid_plots.out"; ls "$WORK/fid_plots"; fi
+
 # A generation sweep: the SI strength chosen on validation FID (lower is better), then the report's FID table.
 cat > "$WORK/sweep.ini" <<EOF
 [sweep]
