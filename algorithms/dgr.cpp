@@ -6,6 +6,7 @@
 #include <cmath>
 #include <limits>
 
+#include "models/gan_net.h"
 #include "runtime/collectives.h"
 #include "runtime/communicator.h"
 #include "runtime/data/sampler.h"
@@ -79,10 +80,13 @@ double DgrStrategy::new_data_weight(int task) const {
 }
 
 bool DgrStrategy::classifier_form(const StageContext& ctx) const {
-  return dynamic_cast<VaeNetImpl*>(&ctx.model) == nullptr;
+  return dynamic_cast<VaeNetImpl*>(&ctx.model) == nullptr && !gan_form(ctx);
 }
 
+bool DgrStrategy::gan_form(const StageContext& ctx) const { return dynamic_cast<GanNetImpl*>(&ctx.model) != nullptr; }
+
 void DgrStrategy::before_task(StageContext& ctx) {
+  if (gan_form(ctx)) return;  // the GAN objective replays (GanObjectiveConfig::replay)
   if (!classifier_form(ctx)) {
     VaeNetImpl& net = vae_net(ctx.model);
     if (ctx.tasks.front() == 0) return;
@@ -258,12 +262,13 @@ DgrStrategy::ReplayDraw DgrStrategy::replay_draw(uint64_t seed, int stage, int64
 }
 
 double DgrStrategy::task_loss_weight(const StageContext& ctx) const {
+  if (gan_form(ctx)) return 1.0;  // the GAN objective weighs its new and replayed rows itself
   return ctx.tasks.front() == 0 ? 1.0 : new_data_weight(ctx.tasks.front());
 }
 
 torch::Tensor DgrStrategy::penalty_loss(StageContext& ctx) {
   const int task = ctx.tasks.front();
-  if (task == 0 || !ctx.batch_positions.defined() || ctx.batch_positions.numel() == 0) return {};
+  if (task == 0 || gan_form(ctx) || !ctx.batch_positions.defined() || ctx.batch_positions.numel() == 0) return {};
   if (classifier_form(ctx)) {
     // The solver on the replayed images, labelled by the previous solver; summed and scaled like the task loss.
     const torch::Tensor logits = ctx.model.logits(replay_images_, 0).to(torch::kFloat32);

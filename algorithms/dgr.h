@@ -11,6 +11,10 @@
 // replay does not depend on the number of ranks. The replayed image is the
 // frozen copy's decode(z, k).
 //
+// On the conditional GAN (model.arch=gan) the GAN objective replays, since
+// the critic must see the replayed images too (GanObjectiveConfig::replay);
+// this strategy then only names the run.
+//
 // The classifier form (Shin et al.'s "scholar", DESIGN.md §4.3): the model is
 // the solver, and the strategy trains a generator beside it, an unconditional
 // VAE (models/generative.h TaskVae with one set of latent layers: hidden 256,
@@ -85,6 +89,8 @@ class DgrStrategy final : public Strategy {
 
  private:
   bool classifier_form(const StageContext& ctx) const;
+  // On the GAN the objective replays (models/gan_objective.h); the strategy only names the run.
+  bool gan_form(const StageContext& ctx) const;
   void ensure_generator(const StageContext& ctx);
   void generator_step(StageContext& ctx, const ReplayDraw& draw);
   void label_replay(StageContext& ctx);

@@ -47,8 +47,8 @@ const std::vector<StrategyInfo>& strategy_registry() {
       {"clnp", "node-importance pruning: units claimed per task, the rest freed, old units frozen (zero forgetting)",
        ClnpStrategy::add_options,
        [](const po::variables_map& v) { return std::make_unique<ClnpStrategy>(ClnpStrategy::read_options(v)); }},
-      {"dgr", "deep generative replay: a generator trained beside the classifier (or the VAE itself) replays the "
-              "earlier tasks, labelled by the previous solver",
+      {"dgr", "deep generative replay: the previous generator (a VAE trained beside a classifier, or the VAE or GAN "
+              "itself) replays the earlier tasks; a classifier's replay is labelled by the previous classifier",
        DgrStrategy::add_options,
        [](const po::variables_map& v) { return std::make_unique<DgrStrategy>(DgrStrategy::read_options(v)); }, true},
   };

@@ -273,10 +273,6 @@ std::unique_ptr<Objective> make_generation_objective(const TrainOptions& options
   if (!strategy_trains_generators(options.algorithm))
     throw Error("train.algorithm: " + options.algorithm + " needs a classifier; a generation run (model.arch=" + arch +
                 ") takes " + generation_strategy_names());
-  // DGR's replay copies the VAE; a GAN's replay would have to train the critic on it too.
-  if (arch == "gan" && options.algorithm == "dgr")
-    throw Error("train.algorithm: dgr replays with the VAE only (model.arch=vae); the GAN takes sgd, sgdf, finetune, "
-                "joint, si, ewc, mas and anpyc");
   // Pruning frees the weights a task does not use, and at task 1 every weight of importance 0: on a
   // generator that is much of the network (the passes differentiate what it generates).
   if (options.algorithm == "anpyc" && options.values["anpyc.prune"].as<bool>())
@@ -299,6 +295,9 @@ std::unique_ptr<Objective> make_generation_objective(const TrainOptions& options
   gan.gradient_penalty = options.values["generation.gradient_penalty"].as<double>();
   gan.aux_weight = options.values["generation.aux_weight"].as<double>();
   gan.critic_lr = options.values["generation.critic_lr"].as<double>();
+  // DGR on the GAN: the objective replays (the critic trains on the replayed images too).
+  gan.replay = options.algorithm == "dgr";
+  gan.replay_ratio = options.values["dgr.ratio"].as<double>();
   return std::make_unique<GanObjective>(gan);
 }
 

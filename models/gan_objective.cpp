@@ -22,6 +22,12 @@ namespace F = torch::nn::functional;
 
 GanNetImpl& gan_of(ContinualNet& model) { return as_gan_net(model, "the GAN objective trains model.arch=gan only"); }
 
+void copy_generator(const ConditionalGeneratorImpl& from, ConditionalGeneratorImpl& to) {
+  torch::NoGradGuard no_grad;
+  const auto source = from.parameters(), target = to.parameters();
+  for (size_t k = 0; k < source.size(); ++k) target[k].copy_(source[k]);
+}
+
 torch::Tensor cross_entropy_per_sample(const torch::Tensor& logits, const torch::Tensor& classes) {
   return F::cross_entropy(logits, classes, F::CrossEntropyFuncOptions().reduction(torch::kNone));
 }
@@ -51,6 +57,8 @@ void validate_gan_objective_config(const GanObjectiveConfig& config) {
     throw Error("generation.aux_weight: must be a finite value >= 0, got " + std::to_string(config.aux_weight));
   if (!(config.critic_lr > 0.0) || !std::isfinite(config.critic_lr))
     throw Error("generation.critic_lr: must be a finite value > 0, got " + std::to_string(config.critic_lr));
+  if (!(config.replay_ratio >= 0.0 && config.replay_ratio <= 1.0))
+    throw Error("dgr.ratio: must be in (0, 1] (0: 1/t), got " + std::to_string(config.replay_ratio));
 }
 
 GanObjective::GanObjective(GanObjectiveConfig config)
@@ -71,8 +79,15 @@ void GanObjective::check(const ContinualNet& model, const TaskStream& stream, He
 void GanObjective::prepare(const ContinualNet& model, const TaskStream& stream) {
   if (critic_) return;  // prepared already: keep the critic (and its weights)
   const auto& net = dynamic_cast<const GanNetImpl&>(model);
+  model_ = &net;
   critic_ = ConditionalCritic(net.config());
   critic_->to(net.generator->parameters().front().device());
+  if (gan_config_.replay) {
+    // Replaced by the generator's weights before task 2; a copy now, so the checkpoint's tensors exist from the start.
+    previous_generator_ = ConditionalGenerator(net.config());
+    previous_generator_->to(net.generator->parameters().front().device());
+    copy_generator(*net.generator, *previous_generator_);
+  }
   task_slots_.clear();
   for (const Task& task : stream.tasks) {
     const torch::Tensor labels = task.train.global_labels.to(torch::kCPU);
@@ -98,6 +113,27 @@ void GanObjective::begin_stage(const ObjectiveStage& stage) {
     resume_archive_ = torch::Tensor();
   }
   critic_reducer_ = std::make_unique<GradientReducer>(*stage.comm, critic_->parameters(), stage.bucket_bytes);
+  // Replay: the generator as the previous task left it (a resumed stage has it from its checkpoint).
+  if (gan_config_.replay && stage.stage > 0 && !stage.resumed) copy_generator(*model_->generator, *previous_generator_);
+}
+
+double GanObjective::new_data_weight(int stage) const {
+  return gan_config_.replay_ratio > 0.0 ? gan_config_.replay_ratio : 1.0 / static_cast<double>(stage + 1);
+}
+
+GanObjective::Replay GanObjective::replay_for(int stage, const torch::Tensor& positions) {
+  std::vector<int64_t> earlier;
+  for (int task = 0; task < stage; ++task) earlier.insert(earlier.end(), task_slots(task).begin(), task_slots(task).end());
+  const torch::Tensor slots = torch::tensor(earlier, torch::kInt64).to(positions.device());
+  const torch::Tensor pick = (draws_.replay_pick.index_select(0, positions) * static_cast<double>(earlier.size()))
+                                 .to(torch::kInt64)
+                                 .clamp_max(static_cast<int64_t>(earlier.size()) - 1);
+  Replay replay;
+  replay.classes = slots.index_select(0, pick);
+  torch::NoGradGuard no_grad;
+  previous_generator_->eval();
+  replay.images = previous_generator_->forward(draws_.replay_noise.index_select(0, positions), replay.classes);
+  return replay;
 }
 
 void GanObjective::begin_epoch(uint64_t epoch_seed, int64_t stage_samples) {
@@ -106,17 +142,26 @@ void GanObjective::begin_epoch(uint64_t epoch_seed, int64_t stage_samples) {
   draws_ = EpochDraws{};
 }
 
-GanObjective::EpochDraws GanObjective::epoch_draws(uint64_t epoch_seed, int64_t samples, int64_t noise_dim) {
+GanObjective::EpochDraws GanObjective::epoch_draws(uint64_t epoch_seed, int64_t samples, int64_t noise_dim,
+                                                   bool replay) {
   at::Generator generator = at::detail::createCPUGenerator(mix_seed({epoch_seed, kEpochDrawTag}));
   EpochDraws draws;
   draws.critic_noise = torch::randn({samples, noise_dim}, generator, torch::kFloat32);
   draws.generator_noise = torch::randn({samples, noise_dim}, generator, torch::kFloat32);
   draws.mixing = torch::rand({samples}, generator, torch::kFloat32);
+  if (replay) {  // after the others: a run without replay draws the same values
+    draws.replay_noise = torch::randn({samples, noise_dim}, generator, torch::kFloat32);
+    draws.replay_pick = torch::rand({samples}, generator, torch::kFloat32);
+    draws.replay_critic_noise = torch::randn({samples, noise_dim}, generator, torch::kFloat32);
+    draws.replay_generator_noise = torch::randn({samples, noise_dim}, generator, torch::kFloat32);
+    draws.replay_mixing = torch::rand({samples}, generator, torch::kFloat32);
+  }
   return draws;
 }
 
 torch::Tensor GanObjective::critic_step(ConditionalGeneratorImpl& generator, const torch::Tensor& real,
-                                        const torch::Tensor& classes, const torch::Tensor& positions,
+                                        const torch::Tensor& classes, const torch::Tensor& weights,
+                                        const torch::Tensor& critic_noise, const torch::Tensor& mixing,
                                         const TrainingBatch& batch) {
   critic_->train();
   for (auto& parameter : critic_->parameters()) parameter.mutable_grad() = torch::Tensor();
@@ -126,11 +171,11 @@ torch::Tensor GanObjective::critic_step(ConditionalGeneratorImpl& generator, con
     torch::Tensor fake;
     {
       torch::NoGradGuard no_grad;
-      fake = generator.forward(draws_.critic_noise.index_select(0, positions), classes);
+      fake = generator.forward(critic_noise, classes);
     }
     const CriticOutput on_real = critic_->forward(real, classes);
     const CriticOutput on_fake = critic_->forward(fake, classes);
-    const torch::Tensor e = draws_.mixing.index_select(0, positions).view({-1, 1, 1, 1});
+    const torch::Tensor e = mixing.view({-1, 1, 1, 1});
     const torch::Tensor mixed = (e * real + (1 - e) * fake).detach().requires_grad_(true);
     const torch::Tensor mixed_score = critic_->forward(mixed, classes).score;
     const torch::Tensor slope = torch::autograd::grad({mixed_score.sum()}, {mixed}, {}, /*retain_graph=*/true,
@@ -138,8 +183,10 @@ torch::Tensor GanObjective::critic_step(ConditionalGeneratorImpl& generator, con
     const torch::Tensor penalty = (slope.flatten(1).norm(2, 1) - 1).pow(2);
     const torch::Tensor per_sample = on_fake.score - on_real.score + gan_config_.gradient_penalty * penalty +
                                      gan_config_.aux_weight * cross_entropy_per_sample(on_real.aux_logits, classes);
-    loss_sum = per_sample.sum().to(torch::kFloat32);
-    wasserstein_sum = (on_real.score - on_fake.score).sum().detach().to(torch::kFloat32);
+    loss_sum = (per_sample * weights).sum().to(torch::kFloat32);
+    // The estimate over the new data's rows (the first ones; replayed rows follow).
+    const int64_t new_rows = batch.inputs.size(0);
+    wasserstein_sum = (on_real.score - on_fake.score).narrow(0, 0, new_rows).sum().detach().to(torch::kFloat32);
     // Scaled so that the reducer's average over ranks is the global-batch mean.
     (loss_sum * (static_cast<double>(stage_.comm->size()) / static_cast<double>(batch.global_count))).backward();
   }
@@ -161,26 +208,43 @@ LocalLoss GanObjective::local_loss(ContinualNet& model, const TrainingBatch& bat
   const auto options = torch::TensorOptions().dtype(torch::kFloat32).device(batch.device);
   LocalLoss result{torch::zeros({}, options), torch::zeros({}, options), {}};
   if (!draws_.critic_noise.defined()) {
-    draws_ = epoch_draws(epoch_seed_, stage_samples_, generator.config().noise_dim);
-    draws_.critic_noise = draws_.critic_noise.to(batch.device);
-    draws_.generator_noise = draws_.generator_noise.to(batch.device);
-    draws_.mixing = draws_.mixing.to(batch.device);
+    draws_ = epoch_draws(epoch_seed_, stage_samples_, generator.config().noise_dim, gan_config_.replay);
+    for (torch::Tensor* draw : {&draws_.critic_noise, &draws_.generator_noise, &draws_.mixing, &draws_.replay_noise,
+                                &draws_.replay_pick, &draws_.replay_critic_noise, &draws_.replay_generator_noise,
+                                &draws_.replay_mixing})
+      if (draw->defined()) *draw = draw->to(batch.device);
   }
-  torch::Tensor real, classes, positions;
+  // This rank's rows: its samples, then (replay, from task 2 on) each sample's replayed partner.
+  torch::Tensor real, classes, weights, critic_noise, generator_noise, mixing;
   if (batch.inputs.defined()) {
+    const torch::Tensor positions = batch.input_positions.to(batch.device);
     real = batch.inputs * 2 - 1;  // the generator's tanh range
     classes = batch.labels.size() == 1 ? batch.labels[0] : torch::cat(batch.labels);
-    positions = batch.input_positions.to(batch.device);
+    critic_noise = draws_.critic_noise.index_select(0, positions);
+    generator_noise = draws_.generator_noise.index_select(0, positions);
+    mixing = draws_.mixing.index_select(0, positions);
+    weights = torch::ones({real.size(0)}, real.options());
+    if (gan_config_.replay && stage_.stage > 0) {
+      const double r = new_data_weight(stage_.stage);
+      const Replay replay = replay_for(stage_.stage, positions);
+      real = torch::cat({real, replay.images.to(real.dtype())});
+      classes = torch::cat({classes, replay.classes});
+      weights = torch::cat({torch::full({positions.size(0)}, r, weights.options()),
+                            torch::full({positions.size(0)}, 1.0 - r, weights.options())});
+      critic_noise = torch::cat({critic_noise, draws_.replay_critic_noise.index_select(0, positions)});
+      generator_noise = torch::cat({generator_noise, draws_.replay_generator_noise.index_select(0, positions)});
+      mixing = torch::cat({mixing, draws_.replay_mixing.index_select(0, positions)});
+    }
   }
   // Every rank steps the critic, with samples or not: its all-reduce is a collective.
-  const torch::Tensor wasserstein_sum = critic_step(generator, real, classes, positions, batch);
+  const torch::Tensor wasserstein_sum = critic_step(generator, real, classes, weights, critic_noise, mixing, batch);
   if (!real.defined()) return result;
   FrozenParameters frozen(*critic_);
-  const torch::Tensor fake = generator.forward(draws_.generator_noise.index_select(0, positions), classes);
+  const torch::Tensor fake = generator.forward(generator_noise, classes);
   const CriticOutput on_fake = critic_->forward(fake, classes);
   const torch::Tensor per_sample =
       -on_fake.score + gan_config_.aux_weight * cross_entropy_per_sample(on_fake.aux_logits, classes);
-  result.loss_sum = per_sample.sum().to(torch::kFloat32);
+  result.loss_sum = (per_sample * weights).sum().to(torch::kFloat32);
   result.statistic_sum = wasserstein_sum;
   return result;
 }
@@ -189,6 +253,9 @@ NamedTensors GanObjective::trained_state() {
   if (!critic_) return {};
   NamedTensors state;
   for (auto& [name, tensor] : parameters_and_buffers(*critic_)) state.emplace_back("critic." + name, tensor);
+  if (previous_generator_)
+    for (auto& [name, tensor] : parameters_and_buffers(*previous_generator_))
+      state.emplace_back("previous_generator." + name, tensor);
   return state;
 }
 

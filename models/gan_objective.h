@@ -43,6 +43,12 @@ struct GanObjectiveConfig {
   double gradient_penalty = 10.0;  // generation.gradient_penalty: WGAN-GP's lambda
   double aux_weight = 1.0;         // generation.aux_weight: the class loss's weight in L_D and L_G
   double critic_lr = 2e-4;         // generation.critic_lr: the critic's Adam learning rate
+  // Deep generative replay (train.algorithm=dgr on the GAN): from task 2 on,
+  // the generator as it was after the previous task replays the earlier
+  // classes, one image per training sample, as real data for the critic and
+  // as classes for the generator, weighted 1 - r against the new data's r.
+  bool replay = false;
+  double replay_ratio = 0.0;  // r in (0, 1]; 0: 1/t at task t (dgr.ratio)
 };
 
 // Throws clx::Error naming the option when a value is impossible.
@@ -75,21 +81,38 @@ class GanObjective : public GenerationObjective {
   const std::vector<int64_t>& task_slots(int task) const { return task_slots_.at(task); }
   // The epoch's draws, row p for stage sample p: [samples, noise] (critic's fakes,
   // generator's fakes) and [samples] (the gradient penalty's mixing weights).
+  // With replay, the same again for each sample's replayed partner, plus the
+  // noise that the previous generator replays from and a uniform number that
+  // picks its class among the earlier tasks' slots.
   struct EpochDraws {
     torch::Tensor critic_noise, generator_noise, mixing;
+    torch::Tensor replay_noise, replay_pick, replay_critic_noise, replay_generator_noise, replay_mixing;
   };
-  static EpochDraws epoch_draws(uint64_t epoch_seed, int64_t samples, int64_t noise_dim);
+  static EpochDraws epoch_draws(uint64_t epoch_seed, int64_t samples, int64_t noise_dim, bool replay = false);
+  // Replay: the replayed images (in [-1, 1]) and classes of the samples at
+  // stage `positions` of stage `stage` (>= 1), from the generator as it was
+  // after the previous task and this epoch's draws.
+  struct Replay {
+    torch::Tensor images, classes;
+  };
+  Replay replay_for(int stage, const torch::Tensor& positions);
+  // The weight r of the new data in a stage (the replay has 1 - r).
+  double new_data_weight(int stage) const;
 
  private:
   // The critic's step on this rank's samples (a collective); returns this
   // rank's summed Wasserstein estimate.
+  // real, classes, weights (per sample), critic_noise [n, noise] and mixing [n]: this rank's rows.
   torch::Tensor critic_step(ConditionalGeneratorImpl& generator, const torch::Tensor& real,
-                            const torch::Tensor& classes, const torch::Tensor& positions, const TrainingBatch& batch);
+                            const torch::Tensor& classes, const torch::Tensor& weights,
+                            const torch::Tensor& critic_noise, const torch::Tensor& mixing, const TrainingBatch& batch);
   // Task `task`'s class slots for positions p: slots[p mod m].
   torch::Tensor position_classes(int task, const torch::Tensor& positions) const;
 
   GanObjectiveConfig gan_config_;
   ConditionalCritic critic_{nullptr};
+  const GanNetImpl* model_ = nullptr;                  // the generator trained (set by prepare)
+  ConditionalGenerator previous_generator_{nullptr};   // replay: the generator after the previous task
   std::vector<std::vector<int64_t>> task_slots_;
   ObjectiveStage stage_;
   std::unique_ptr<torch::optim::Adam> critic_optimizer_;

@@ -51,6 +51,7 @@ struct ObjectiveStage {
   torch::Device device = torch::kCPU;
   int64_t bucket_bytes = 0;
   int stage = 0;
+  bool resumed = false;  // the stage continues from a checkpoint taken inside it
 };
 
 struct LocalLoss {

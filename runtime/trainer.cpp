@@ -203,7 +203,7 @@ StageRecord Trainer::train_stage(int stage, const std::vector<int>& tasks) {
     resume_optimizer_ = torch::Tensor();
   }
   run.reducer = std::make_unique<GradientReducer>(comm_, trainable, config_.bucket_bytes, config_.overlap_allreduce);
-  objective_.begin_stage(ObjectiveStage{&comm_, config_.device, config_.bucket_bytes, stage});
+  objective_.begin_stage(ObjectiveStage{&comm_, config_.device, config_.bucket_bytes, stage, !resumed_phase.empty()});
   for (int task : tasks) run.offsets.push_back(run.offsets.back() + stream_.tasks[task].train.size());
   run.sampler =
       std::make_unique<ShardedSampler>(run.offsets.back(), config_.batch_size, comm_.rank(), comm_.size(), config_.seed);

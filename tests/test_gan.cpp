@@ -10,6 +10,7 @@
 #include <cmath>
 #include <limits>
 
+#include "algorithms/dgr.h"
 #include "algorithms/finetune.h"
 #include "models/gan_objective.h"
 #include "runtime/communicator.h"
@@ -266,4 +267,78 @@ TEST_F(Gan, RefusesWhatItCannotTrain) {
   bad = objective_config();
   bad.critic_lr = 0;
   expect_error([&] { clx::GanObjective refused(bad); }, {"generation.critic_lr: must be a finite value > 0"});
+}
+
+// DGR on the GAN (the objective replays): in task 2 each sample's replayed
+// partner is the generator as task 1 left it, drawing class slot 0 (task 1's
+// only class) from this epoch's replay noise; the new rows weigh r = 1/2.
+TEST_F(Gan, DgrReplaysTheGeneratorAsThePreviousTaskLeftIt) {
+  const clx::TaskStream stream = two_class_task_stream(40, 20);
+  clx::SingleCommunicator single;
+  clx::Logger quiet(1, "");
+  clx::GanObjectiveConfig config = objective_config();
+  config.replay = true;
+  clx::GanObjective objective(config);
+  clx::DgrStrategy strategy(clx::DgrOptions{});
+  clx::GanNet model = small_gan(2);
+  const clx::TrainerConfig trainer_config = gan_trainer_config();
+  clx::Trainer trainer(trainer_config, single, stream, model.ptr(), strategy, quiet, &objective);
+  trainer.train_stage(0, {0});
+  clx::GanNet after_task1 = small_gan(2, 99);
+  {
+    torch::NoGradGuard no_grad;
+    const auto from = model->parameters(), to = after_task1->parameters();
+    for (size_t k = 0; k < from.size(); ++k) to[k].copy_(from[k]);
+  }
+  trainer.train_stage(1, {1});
+  EXPECT_DOUBLE_EQ(objective.new_data_weight(1), 0.5);
+  EXPECT_FALSE(model->generator->parameters()[0].equal(after_task1->generator->parameters()[0]));  // task 2 trained it
+
+  // The last epoch's draws (sampler epoch 1 of stage 1) for positions 3 and 0.
+  const auto draws = clx::GanObjective::epoch_draws(clx::mix_seed({trainer_config.seed, 1, 1}), 20, 8, true);
+  const torch::Tensor positions = torch::tensor({3, 0});
+  const clx::GanObjective::Replay replay = objective.replay_for(1, positions);
+  EXPECT_TRUE(replay.classes.equal(torch::zeros({2}, torch::kInt64)));
+  torch::NoGradGuard no_grad;
+  const torch::Tensor expected =
+      after_task1->generator->forward(draws.replay_noise.index_select(0, positions), replay.classes);
+  EXPECT_TRUE(replay.images.allclose(expected, 1e-6, 1e-7));
+  // The previous generator is checkpointed with the critic.
+  bool stored = false;
+  for (const auto& [name, tensor] : objective.trained_state())
+    if (name == "previous_generator.input.weight")
+      stored = tensor.equal(after_task1->generator->named_parameters()["input.weight"]);
+  EXPECT_TRUE(stored);
+}
+
+// DGR on the GAN interrupted in task 2 and resumed: the previous generator
+// comes back from the checkpoint, and the run ends bit for bit as an
+// uninterrupted one.
+TEST_F(Gan, DgrResumeMidTaskEqualsUninterrupted) {
+  const clx::TaskStream stream = two_class_task_stream(40, 20);
+  clx::SingleCommunicator single;
+  clx::Logger quiet(1, "");
+  clx::TrainerConfig config = gan_trainer_config();
+  checkpoint_every_step(config, path("checkpoints").string());
+  clx::GanObjectiveConfig objective_settings = objective_config();
+  objective_settings.replay = true;
+  clx::GanObjective objective(objective_settings);
+  clx::DgrStrategy strategy(clx::DgrOptions{});
+  clx::GanNet model = small_gan(2);
+  const clx::RunResult uninterrupted = clx::Trainer(config, single, stream, model.ptr(), strategy, quiet, &objective).run();
+  const auto middle = find_checkpoint(config.checkpoint_dir, [](const clx::CheckpointState& state) {
+    return state.stage == 1 && state.phase == "training" && state.epoch == 0 && state.step == 2;
+  });
+  ASSERT_TRUE(middle.has_value());
+  clx::GanObjective resumed_objective(objective_settings);
+  clx::DgrStrategy resumed_strategy(clx::DgrOptions{});
+  clx::GanNet resumed_model = small_gan(2, 99);
+  torch::manual_seed(123);
+  config.checkpoint_dir = path("resumed").string();
+  const clx::RunResult resumed = clx::Trainer(config, single, stream, resumed_model.ptr(), resumed_strategy, quiet,
+                                              &resumed_objective)
+                                     .run(&*middle, "middle");
+  EXPECT_EQ(resumed.matrix.stages, uninterrupted.matrix.stages);
+  expect_same_parameters(*model, *resumed_model);
+  expect_same_parameters(*objective.critic(), *resumed_objective.critic());
 }

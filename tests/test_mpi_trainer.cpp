@@ -404,3 +404,36 @@ TEST(DataParallelTrainer, DgrOnClassifierMatchesOneProcess) {
   for (size_t j = 0; j < 2; ++j)
     for (size_t i = 0; i < 2; ++i) EXPECT_NEAR(got.matrix.stages[j][i], expected.matrix.stages[j][i], 1e-6);
 }
+
+// DGR on the GAN: each sample's replayed partner comes from this epoch's draws
+// at its position and the generator as task 1 left it, so 2 ranks follow 1.
+TEST(DataParallelTrainer, DgrOnGanMatchesOneProcess) {
+  const clx::TaskStream stream = clx::testing_support::two_class_task_stream(42, 20);
+  const FeatureFile features("dgr_gan");
+  clx::GanObjectiveConfig objective_config;
+  objective_config.generation = features.objective(30);
+  objective_config.replay = true;
+  clx::Logger quiet(1, "");
+  clx::TrainerConfig config = clx::testing_support::small_trainer_config(8);
+  config.heads = clx::HeadLayout::Single;
+  config.lr = 0.01;
+
+  clx::GanObjective reference_objective(objective_config);
+  clx::DgrStrategy reference_strategy(clx::DgrOptions{});
+  clx::GanNet reference = clx::testing_support::small_gan(2);
+  clx::SingleCommunicator single;
+  const auto expected =
+      clx::Trainer(config, single, stream, reference.ptr(), reference_strategy, quiet, &reference_objective).run();
+
+  clx::GanObjective objective(objective_config);
+  clx::DgrStrategy strategy(clx::DgrOptions{});
+  clx::GanNet distributed = clx::testing_support::small_gan(2);
+  const auto got = clx::Trainer(config, *world, stream, distributed.ptr(), strategy, quiet, &objective).run();
+  const auto pa = reference->named_parameters(), pb = distributed->named_parameters();
+  for (size_t k = 0; k < pa.size(); ++k)
+    EXPECT_TRUE(pa[k].value().allclose(pb[k].value(), 1e-4, 1e-5))
+        << pa[k].key() << " differs by " << (pa[k].value() - pb[k].value()).abs().max().item<float>();
+  for (size_t j = 0; j < 2; ++j)
+    for (size_t i = 0; i < 2; ++i)
+      EXPECT_NEAR(got.matrix.stages[j][i], expected.matrix.stages[j][i], 1e-3 * (1 + expected.matrix.stages[j][i]));
+}
