@@ -85,6 +85,23 @@ NamedTensors weights_to_free(const NamedTensors& omega, const NamedTensors& cand
   return free;
 }
 
+std::vector<UnreachableUnits> unreachable_units(const NamedTensors& masks) {
+  static const std::string kWeight = ".weight";
+  std::vector<UnreachableUnits> layers;
+  for (const auto& [name, mask] : masks) {
+    if (mask.dim() < 2 || name.size() <= kWeight.size() ||
+        name.compare(name.size() - kWeight.size(), kWeight.size(), kWeight) != 0)
+      continue;
+    const std::string layer = name.substr(0, name.size() - kWeight.size());
+    const int64_t units = mask.size(0);
+    torch::Tensor reached = mask.reshape({units, -1}).gt(0.5).any(1);
+    for (const auto& [bias_name, bias] : masks)
+      if (bias_name == layer + ".bias" && bias.numel() == units) reached = reached.logical_or(bias.reshape({-1}).gt(0.5));
+    layers.push_back({layer, units, units - reached.sum().item<int64_t>()});
+  }
+  return layers;
+}
+
 std::string describe_masks(const NamedTensors& masks) {
   std::ostringstream text;
   int64_t used_total = 0, free_total = 0;
@@ -96,6 +113,10 @@ std::string describe_masks(const NamedTensors& masks) {
     text << "  " << name << ": used " << used << ", free " << n - used << " (" << std::fixed << std::setprecision(1)
          << 100.0 * static_cast<double>(n - used) / static_cast<double>(std::max<int64_t>(n, 1)) << "% free)\n";
   }
+  for (const UnreachableUnits& layer : unreachable_units(masks))
+    if (layer.unreachable > 0)
+      text << "  " << layer.layer << ": " << layer.unreachable << " of " << layer.units
+           << " units with every incoming weight and bias free (zero: no later task can revive them through a ReLU)\n";
   text << "  network: used " << used_total << ", free " << free_total << " (" << std::fixed << std::setprecision(1)
        << 100.0 * static_cast<double>(free_total) / static_cast<double>(std::max<int64_t>(used_total + free_total, 1))
        << "% still free)";

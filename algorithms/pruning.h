@@ -37,7 +37,21 @@ double percentile(const torch::Tensor& values, double percent);
 NamedTensors weights_to_free(const NamedTensors& omega, const NamedTensors& candidates, double percent, bool first_task,
                              bool global);
 
-// One line per tensor: "name: used U, free F (x% free)", and a total line.
+// Output units of a layer with nothing used feeding them: every weight of
+// the unit's row of `<layer>.weight` (dim 0 = output units, at least 2-D)
+// free and, where `<layer>.bias` is among the masks, its bias free too.
+// Freed weights are zero, so such a unit's pre-activation is exactly 0 after
+// pruning, and a ReLU passes no gradient at 0: no later task can train it
+// back (the unit is lost for the rest of the sequence).
+struct UnreachableUnits {
+  std::string layer;  // "trunk.4" for trunk.4.weight
+  int64_t units = 0;  // output units of the layer
+  int64_t unreachable = 0;
+};
+std::vector<UnreachableUnits> unreachable_units(const NamedTensors& masks);
+
+// One line per tensor: "name: used U, free F (x% free)"; one line per layer
+// with units that unreachable_units counts; and a total line.
 std::string describe_masks(const NamedTensors& masks);
 
 // ---- compression pruning (anpyc.prune_schedule = compression)

@@ -943,6 +943,42 @@ TEST(Pruning, BudgetsAndStepsOverTenTasksFollowTheReleasedSequence) {
   EXPECT_THROW(pruning_steps_percent(1, 50, 0.8, 0), Error);
 }
 
+TEST(Pruning, UnitsWithEveryIncomingWeightAndBiasFreeAreCountedPerLayer) {
+  // Layer "l": unit 0 has nothing used (weights and bias free), unit 1 a used
+  // weight, unit 2 only a used bias. "conv" (no bias mask): channel 0 all free.
+  const NamedTensors masks = {
+      {"l.weight", torch::tensor({0.0f, 0.0f, 1.0f, 0.0f, 0.0f, 0.0f}).view({3, 2})},
+      {"l.bias", torch::tensor({0.0f, 0.0f, 1.0f})},
+      {"conv.weight", torch::cat({torch::zeros({1, 1, 2, 2}), torch::tensor({0.0f, 0.0f, 0.0f, 1.0f}).view({1, 1, 2, 2})})},
+      {"scale.weight", torch::zeros({4})}};  // 1-D: no units to speak of
+  const std::vector<UnreachableUnits> layers = unreachable_units(masks);
+  ASSERT_EQ(layers.size(), 2u);
+  EXPECT_EQ(layers[0].layer, "l");
+  EXPECT_EQ(layers[0].units, 3);
+  EXPECT_EQ(layers[0].unreachable, 1);
+  EXPECT_EQ(layers[1].layer, "conv");
+  EXPECT_EQ(layers[1].units, 2);
+  EXPECT_EQ(layers[1].unreachable, 1);
+  const std::string text = describe_masks(masks);
+  EXPECT_NE(text.find("l: 1 of 3 units with every incoming weight and bias free"), std::string::npos) << text;
+  EXPECT_NE(text.find("conv: 1 of 2 units"), std::string::npos) << text;
+
+  // Why the log calls them lost: a unit whose weights and bias are zero (as
+  // freed weights are) feeds a ReLU exactly 0, and no gradient reaches it.
+  torch::nn::Linear layer(3, 2);
+  {
+    torch::NoGradGuard no_grad;
+    layer->weight[0].zero_();
+    layer->bias[0].zero_();
+    layer->bias[1].fill_(10.0);  // unit 1 active on every input: its gradient is not zero
+  }
+  const torch::Tensor x = torch::randn({5, 3});
+  torch::relu(layer->forward(x)).sum().backward();
+  EXPECT_EQ(layer->weight.grad()[0].abs().sum().item<float>(), 0.0f);
+  EXPECT_EQ(layer->bias.grad()[0].item<float>(), 0.0f);
+  EXPECT_GT(layer->weight.grad()[1].abs().sum().item<float>() + layer->bias.grad()[1].abs().item<float>(), 0.0f);
+}
+
 TEST(Pruning, PercentileInterpolatesLinearlyAsNumpy) {
   // numpy.percentile([1, 2, 3, 4], q): index q/100 * 3 of the sorted values.
   const torch::Tensor four = torch::tensor({4.0f, 1.0f, 3.0f, 2.0f});
