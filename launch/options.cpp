@@ -1,6 +1,7 @@
 #include "launch/options.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <sstream>
 
 #include "algorithms/strategy.h"
@@ -196,6 +197,8 @@ TrainOptions parse_train_options(int argc, const char* const* argv) {
        "counted over the task's training and any retraining, reset at each task; in (0, 1], 1: constant")
       ("train.lr_decay_epochs", po::value<int64_t>(&options.trainer.lr_decay_epochs)->default_value(1),
        "epochs per step of train.lr_decay")
+      ("train.adam_betas", po::value<std::string>()->default_value("0.9,0.999"),
+       "Adam's beta1,beta2 (train.optimizer=adam), each in [0, 1); GANs usually take 0.5,0.9 or 0.5,0.999")
       ("train.momentum", po::value<double>(&options.trainer.momentum)->default_value(0.0), "SGD momentum")
       ("train.weight_decay", po::value<double>(&options.trainer.weight_decay)->default_value(0.0), "L2 weight decay")
       ("train.seed", po::value<uint64_t>(&options.trainer.seed)->default_value(1), "seed of initial weights and of the sampling order")
@@ -302,6 +305,21 @@ TrainOptions parse_train_options(int argc, const char* const* argv) {
     throw UsageError("train.bucket_mb: must be a positive number of MiB, at most 1048576 (1 TiB), got " + got.str());
   }
   options.trainer.bucket_bytes = std::max<int64_t>(1, static_cast<int64_t>(bucket_mb * (1 << 20)));
+  {
+    const std::vector<std::string> betas = parse_name_list(options.values["train.adam_betas"].as<std::string>());
+    char* end = nullptr;
+    double parsed[2] = {0, 0};
+    bool ok = betas.size() == 2;
+    for (size_t k = 0; ok && k < 2; ++k) {
+      parsed[k] = std::strtod(betas[k].c_str(), &end);
+      ok = end != betas[k].c_str() && *end == '\0';
+    }
+    if (!ok)
+      throw UsageError("train.adam_betas: expected two numbers \"beta1,beta2\" (e.g. 0.5,0.999), got '" +
+                       options.values["train.adam_betas"].as<std::string>() + "'");
+    options.trainer.adam_beta1 = parsed[0];
+    options.trainer.adam_beta2 = parsed[1];
+  }
   try {
     options.trainer.precision = parse_precision(options.values["train.precision"].as<std::string>());
   } catch (const Error& error) {

@@ -29,7 +29,9 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const TrainerConfig& con
         parameters, torch::optim::SGDOptions(config.lr).momentum(config.momentum).weight_decay(config.weight_decay));
   if (config.optimizer == "adam")
     return std::make_unique<torch::optim::Adam>(parameters,
-                                                torch::optim::AdamOptions(config.lr).weight_decay(config.weight_decay));
+                                                torch::optim::AdamOptions(config.lr)
+                                                    .betas({config.adam_beta1, config.adam_beta2})
+                                                    .weight_decay(config.weight_decay));
   throw Error("train.optimizer: '" + config.optimizer + "' is not one of sgd, adam");
 }
 
@@ -73,6 +75,9 @@ void validate_trainer_config(const TrainerConfig& config, int world_size) {
   if (config.weight_decay < 0.0) throw Error("train.weight_decay: must be >= 0");
   if (config.optimizer != "sgd" && config.optimizer != "adam")
     throw Error("train.optimizer: '" + config.optimizer + "' is not one of sgd, adam");
+  if (!(config.adam_beta1 >= 0.0 && config.adam_beta1 < 1.0) || !(config.adam_beta2 >= 0.0 && config.adam_beta2 < 1.0))
+    throw Error("train.adam_betas: both betas must be in [0, 1), got " + std::to_string(config.adam_beta1) + "," +
+                std::to_string(config.adam_beta2));
   if (config.eval_split != "test" && config.eval_split != "validation")
     throw Error("eval.split: '" + config.eval_split + "' is not one of test, validation");
   if (config.bucket_bytes <= 0) throw Error("train.bucket_mb: must be positive");

@@ -37,6 +37,8 @@ struct TrainerConfig {
   double lr_decay = 1.0;
   int64_t lr_decay_epochs = 1;
   double momentum = 0.0;
+  // Adam's beta1 and beta2 (train.adam_betas): GAN generators train with beta1 0.5.
+  double adam_beta1 = 0.9, adam_beta2 = 0.999;
   double weight_decay = 0.0;
   uint64_t seed = 1;
   HeadLayout heads = HeadLayout::Multi;

@@ -29,6 +29,10 @@ expect_failure "learning-rate decay above 1" "train.lr_decay: must be in (0, 1]"
   "$TRAIN" "${SMALL[@]}" --train.lr_decay=1.5 --output "$WORK/decay"
 expect_failure "learning-rate decay period 0" "train.lr_decay_epochs: must be at least 1, got 0" \
   "$TRAIN" "${SMALL[@]}" --train.lr_decay_epochs=0 --output "$WORK/period"
+expect_failure "Adam betas not a pair" "train.adam_betas: expected two numbers \"beta1,beta2\"" \
+  "$TRAIN" "${SMALL[@]}" --train.optimizer=adam --train.adam_betas=0.5 --output "$WORK/betas"
+expect_failure "Adam beta of 1" "train.adam_betas: both betas must be in [0, 1)" \
+  "$TRAIN" "${SMALL[@]}" --train.optimizer=adam --train.adam_betas=0.5,1 --output "$WORK/betas1"
 
 # bf16 autocast on the CPU learns the first task (T-shirt vs trouser) as fp32 does.
 if "$TRAIN" "${SMALL[@]}" --train.precision=bf16 --run.device=cpu --train.lr=0.05 --output "$WORK/bf16" \

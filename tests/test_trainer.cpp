@@ -146,6 +146,18 @@ TEST(LearningRateSchedule, RefusesImpossibleValues) {
   expect_error([&] { clx::validate_trainer_config(config, 1); }, {"train.lr_decay_epochs", "at least 1"});
 }
 
+TEST(TrainerConfig, RefusesAdamBetasOutsideTheUnitInterval) {
+  clx::TrainerConfig config;
+  config.adam_beta1 = 0.5;
+  config.adam_beta2 = 0.999;
+  clx::validate_trainer_config(config, 1);
+  config.adam_beta2 = 1.0;
+  expect_error([&] { clx::validate_trainer_config(config, 1); }, {"train.adam_betas", "[0, 1)"});
+  config.adam_beta2 = 0.9;
+  config.adam_beta1 = -0.1;
+  expect_error([&] { clx::validate_trainer_config(config, 1); }, {"train.adam_betas", "[0, 1)"});
+}
+
 // The hook order of runtime/strategy.h, and the learning rate each step used:
 // the staircase continues through retraining and starts again at each task.
 TEST(TrainerHooks, OrderAndLearningRateAcrossTasksAndRetraining) {
