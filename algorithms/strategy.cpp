@@ -5,6 +5,7 @@
 #include "algorithms/dgr.h"
 #include "algorithms/ewc.h"
 #include "algorithms/finetune.h"
+#include "algorithms/dgm.h"
 #include "algorithms/hat.h"
 #include "algorithms/joint.h"
 #include "algorithms/lwf.h"
@@ -51,6 +52,11 @@ const std::vector<StrategyInfo>& strategy_registry() {
               "itself) replays the earlier tasks; a classifier's replay is labelled by the previous classifier",
        DgrStrategy::add_options,
        [](const po::variables_map& v) { return std::make_unique<DgrStrategy>(DgrStrategy::read_options(v)); }, true},
+      {"dgm", "dynamic generative memory (class-incremental): a generator with per-task learned masks on its weights "
+              "(dgm.masks=weights, DGMw) or units (DGMa) that grows after every task, replaying earlier classes to "
+              "the critic's classifier (model.arch=dgm)",
+       DgmStrategy::add_options,
+       [](const po::variables_map& v) { return std::make_unique<DgmStrategy>(DgmStrategy::read_options(v)); }},
   };
   return registry;
 }

@@ -161,7 +161,7 @@ TrainOptions parse_train_options(int argc, const char* const* argv) {
        "auto (the algorithm's choice) | multi (one head per task) | single (one head over all classes)")
       ("model.vae_hidden", po::value<int64_t>()->default_value(256), "vae: width of the encoder's and decoder's fc layer")
       ("model.vae_latent", po::value<int64_t>()->default_value(32), "vae: latent dimensions of each task's latent layers")
-      ("model.gan_noise", po::value<int64_t>()->default_value(100), "gan: the generator's noise dimensions");
+      ("model.gan_noise", po::value<int64_t>()->default_value(100), "gan, dgm: the generator's noise dimensions (dgm writes the one-hot class over its first entries)");
 
   po::options_description generation("Generation [generation] (model.arch=vae or gan: docs/generation.md)");
   generation.add_options()

@@ -15,6 +15,7 @@
 #include "algorithms/strategy.h"
 #include "launch/options.h"
 #include "models/model_factory.h"
+#include "models/dgm_objective.h"
 #include "models/gan_objective.h"
 #include "models/vae_objective.h"
 #include "runtime/collectives.h"
@@ -209,11 +210,13 @@ FolderLock lock_run_folder(const TrainOptions& options, int world_size) {
 // has none yet. A damaged or unfitting file is skipped (and logged); another
 // configuration refuses the resume.
 std::optional<CheckpointState> load_resume_checkpoint(const TrainOptions& options, const std::string& checkpoint_dir,
-                                                      Communicator& comm, Logger& log, const ContinualNet& model,
+                                                      Communicator& comm, Logger& log, ContinualNet& model,
                                                       Objective* objective, int64_t stages, int64_t tasks,
                                                       std::string* path) {
-  const NamedTensors live = checkpointed_model_state(model, objective);
   auto check = [&](const std::string& file, const CheckpointState& state) {
+    // A network that grows (DGM) takes the saved shapes first; their values come with the restore.
+    model.prepare_for_saved_state(state.model);
+    const NamedTensors live = checkpointed_model_state(model, objective);
     if (const auto difference = first_differing_line(state.config_text, options.experiment_config))
       throw Error("--resume: " + file + ": /config: the checkpoint was written with a different configuration "
                   "(checkpoint '" + difference->first + "' vs now '" + difference->second + "')");
@@ -323,7 +326,23 @@ int run(TrainOptions& options, Communicator& control) {
     model_config.vae_latent = options.values["model.vae_latent"].as<int64_t>();
     model_config.seed = options.trainer.seed;
     model_config.gan_noise = options.values["model.gan_noise"].as<int64_t>();
+    model_config.dgm_masks = options.values["dgm.masks"].as<std::string>();
+    model_config.dgm_width = options.values["dgm.width"].as<int64_t>();
     validate_model_config(model_config);
+    // DGM's generator and its strategy only make sense together.
+    if ((model_config.arch == "dgm") != (options.algorithm == "dgm"))
+      throw Error(model_config.arch == "dgm"
+                      ? "train.algorithm: model.arch=dgm is trained by train.algorithm=dgm only, got " + options.algorithm
+                      : "model.arch: train.algorithm=dgm trains DGM's generator, model.arch=dgm; got " +
+                            model_config.arch);
+    if (model_config.arch == "dgm") {
+      DgmObjectiveConfig dgm;
+      dgm.gradient_penalty = options.values["dgm.gradient_penalty"].as<double>();
+      dgm.critic_lr = options.values["dgm.critic_lr"].as<double>();
+      dgm.reset_critic = options.values["dgm.reset_critic"].as<bool>();
+      dgm.seed = options.trainer.seed;
+      objective = std::make_unique<DgmObjective>(dgm);
+    }
     const bool generator = model_config.arch == "vae" || model_config.arch == "gan";
     if (!generator && strategy_trains_generators_only(options.algorithm))
       throw Error("train.algorithm: " + options.algorithm + " trains generators only and needs model.arch=vae");
@@ -398,6 +417,7 @@ int run(TrainOptions& options, Communicator& control) {
   std::shared_ptr<ContinualNet> model;
   // The input shape is known only now; a network that does not fit it fails on every rank alike.
   run_on_all_ranks(comm, [&] {
+    model_config.tasks = static_cast<int64_t>(stream.size());
     model = make_continual_net(model_config, stream.input_shape, head_sizes_for(stream, heads));
     model->to(placement.device);
     if (objective) {

@@ -32,21 +32,6 @@ torch::Tensor cross_entropy_per_sample(const torch::Tensor& logits, const torch:
   return F::cross_entropy(logits, classes, F::CrossEntropyFuncOptions().reduction(torch::kNone));
 }
 
-// Turns a module's parameters' requires_grad off for the scope: the
-// generator's loss goes through the critic without filling its gradients.
-class FrozenParameters {
- public:
-  explicit FrozenParameters(torch::nn::Module& module) : parameters_(module.parameters()) {
-    for (auto& parameter : parameters_) parameter.requires_grad_(false);
-  }
-  ~FrozenParameters() {
-    for (auto& parameter : parameters_) parameter.requires_grad_(true);
-  }
-
- private:
-  std::vector<torch::Tensor> parameters_;
-};
-
 }  // namespace
 
 void validate_gan_objective_config(const GanObjectiveConfig& config) {

@@ -47,25 +47,18 @@ torch::Tensor seeded_default_init(torch::IntArrayRef sizes, int64_t fan_in, uint
   return torch::empty(sizes, torch::kFloat32).uniform_(-bound, bound, generator).to(options);
 }
 
-// Replaces `parameter`'s data by `grown` (same tensor object, so its name and
-// autograd hooks stay); its gradient, of the old shape, is dropped.
-void regrow(torch::Tensor& parameter, const torch::Tensor& grown) {
-  parameter.set_data(grown);
-  parameter.mutable_grad() = torch::Tensor();
-}
-
 // Appends input columns to `layer`'s weight [out, in] -> [out, in + columns].
 void append_input_columns(nn::Linear& layer, const torch::Tensor& columns) {
   torch::NoGradGuard no_grad;
-  regrow(layer->weight, torch::cat({layer->weight.detach(), columns}, 1));
+  regrow_parameter(layer->weight, torch::cat({layer->weight.detach(), columns}, 1));
   layer->options.in_features(layer->weight.size(1));
 }
 
 // Appends output rows to `layer`'s weight [out, in] and bias [out].
 void append_output_rows(nn::Linear& layer, const torch::Tensor& rows, const torch::Tensor& bias) {
   torch::NoGradGuard no_grad;
-  regrow(layer->weight, torch::cat({layer->weight.detach(), rows}, 0));
-  regrow(layer->bias, torch::cat({layer->bias.detach(), bias}, 0));
+  regrow_parameter(layer->weight, torch::cat({layer->weight.detach(), rows}, 0));
+  regrow_parameter(layer->bias, torch::cat({layer->bias.detach(), bias}, 0));
   layer->options.out_features(layer->weight.size(0));
 }
 
@@ -109,6 +102,24 @@ void check_images(const std::string& what, const torch::Tensor& images, int64_t 
 }
 
 }  // namespace
+
+void regrow_parameter(torch::Tensor& parameter, const torch::Tensor& grown) {
+  torch::NoGradGuard no_grad;
+  parameter.set_data(grown);
+  parameter.mutable_grad() = torch::Tensor();
+}
+
+void reinitialise_default(torch::nn::Module& module, at::Generator generator) {
+  torch::NoGradGuard no_grad;
+  int64_t fan_in = 1;
+  for (auto& item : module.named_parameters()) {
+    torch::Tensor& parameter = item.value();
+    // A bias follows its weight in named order and takes the weight's fan_in.
+    if (parameter.dim() > 1) fan_in = parameter.numel() / parameter.size(0);
+    const double bound = 1.0 / std::sqrt(static_cast<double>(std::max<int64_t>(fan_in, 1)));
+    parameter.copy_(torch::empty(parameter.sizes(), torch::kFloat32).uniform_(-bound, bound, generator));
+  }
+}
 
 void validate_gan_config(const GanConfig& config) {
   check_image("conditional GAN", config.channels, config.image_size);

@@ -138,6 +138,34 @@ class ConditionalGeneratorImpl : public torch::nn::Module {
 };
 TORCH_MODULE(ConditionalGenerator);
 
+// Turns a module's parameters' requires_grad off for the scope: a
+// generator's loss goes through the critic without filling its gradients.
+class FrozenParameters {
+ public:
+  explicit FrozenParameters(torch::nn::Module& module) : parameters_(module.parameters()) {
+    for (auto& parameter : parameters_) parameter.requires_grad_(false);
+  }
+  ~FrozenParameters() {
+    for (auto& parameter : parameters_) parameter.requires_grad_(true);
+  }
+  FrozenParameters(const FrozenParameters&) = delete;
+  FrozenParameters& operator=(const FrozenParameters&) = delete;
+
+ private:
+  std::vector<torch::Tensor> parameters_;
+};
+
+// Replaces `parameter`'s data by `grown` (the same tensor object, so its name,
+// autograd hooks and every reference to it stay valid); its gradient, of the
+// old shape, is dropped. How the growing networks here grow.
+void regrow_parameter(torch::Tensor& parameter, const torch::Tensor& grown);
+
+// Every parameter of `module` redrawn as LibTorch initialises Linear and
+// Conv layers by default (weights and biases uniform in +-1/sqrt(fan_in),
+// fan_in the weight's entries per output), from `generator` in named order:
+// the same values on every rank without communication.
+void reinitialise_default(torch::nn::Module& module, at::Generator generator);
+
 struct CriticOutput {
   torch::Tensor score;       // [N]: higher is more real
   torch::Tensor aux_logits;  // [N, classes]

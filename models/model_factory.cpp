@@ -1,5 +1,6 @@
 #include "models/model_factory.h"
 
+#include "models/dgm_net.h"
 #include "models/gan_net.h"
 #include "models/vae_net.h"
 
@@ -11,13 +12,17 @@ namespace clx {
 
 void validate_model_config(const ModelConfig& config) {
   if (config.arch != "mlp" && config.arch != "lenet" && config.arch != "vgg9" && config.arch != "resnet18" &&
-      config.arch != "vae" && config.arch != "gan")
-    throw Error("model.arch: '" + config.arch + "' is not one of mlp, lenet, vgg9, resnet18, vae, gan");
-  const bool generator = config.arch == "vae" || config.arch == "gan";
+      config.arch != "vae" && config.arch != "gan" && config.arch != "dgm")
+    throw Error("model.arch: '" + config.arch + "' is not one of mlp, lenet, vgg9, resnet18, vae, gan, dgm");
+  const bool generator = config.arch == "vae" || config.arch == "gan" || config.arch == "dgm";
   if (generator && config.dropout != 0.0)
     throw Error("model.dropout: the " + config.arch + " has no dropout layers; leave it at 0");
   if (generator && config.init != "default")
     throw Error("model.init: the " + config.arch + " takes LibTorch's default initialisation only; leave it at default");
+  if (config.arch == "dgm") {
+    parse_dgm_masks(config.dgm_masks);
+    if (config.dgm_width < 0) throw Error("dgm.width: must be >= 0 (0: the reference's), got " + std::to_string(config.dgm_width));
+  }
   if (config.gan_noise < 1) throw Error("model.gan_noise: must be at least 1, got " + std::to_string(config.gan_noise));
   if (config.vae_hidden < 1) throw Error("model.vae_hidden: must be at least 1, got " + std::to_string(config.vae_hidden));
   if (config.vae_latent < 1) throw Error("model.vae_latent: must be at least 1, got " + std::to_string(config.vae_latent));
@@ -95,11 +100,25 @@ namespace clx {
 
 std::shared_ptr<ContinualNet> make_continual_net(const ModelConfig& config, const std::vector<int64_t>& input_shape,
                                                  const std::vector<int64_t>& head_sizes) {
-  if (config.arch != "vae" && config.arch != "gan") return make_model(config, input_shape, head_sizes).ptr();
+  if (config.arch != "vae" && config.arch != "gan" && config.arch != "dgm")
+    return make_model(config, input_shape, head_sizes).ptr();
   validate_model_config(config);
   if (input_shape.size() != 3 || input_shape[1] != input_shape[2] || (input_shape[1] != 28 && input_shape[1] != 32))
     throw Error("model.arch=" + config.arch + ": takes C x 28 x 28 or C x 32 x 32 images, the data's are " +
                 c10::str(c10::IntArrayRef(input_shape)) + "");
+  if (config.arch == "dgm") {
+    DgmNetConfig dgm;
+    dgm.masks = parse_dgm_masks(config.dgm_masks);
+    dgm.channels = input_shape[0];
+    dgm.image_size = input_shape[1];
+    dgm.noise_dim = config.gan_noise;
+    dgm.base_channels = config.dgm_width > 0 ? config.dgm_width : dgm.masks == DgmMasks::Weights ? 6 : 20;
+    dgm.classes = 0;
+    for (int64_t size : head_sizes) dgm.classes += size;
+    dgm.tasks = config.tasks;
+    dgm.seed = config.seed;
+    return DgmNet(dgm).ptr();
+  }
   if (config.arch == "gan") {
     GanConfig gan;
     gan.channels = input_shape[0];

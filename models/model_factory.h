@@ -24,6 +24,12 @@ struct ModelConfig {
   int64_t vae_hidden = 256, vae_latent = 32;
   // gan (models/gan_net.h): the generator's noise dimensions (width: model.width).
   int64_t gan_noise = 100;
+  // dgm (models/dgm_net.h): the mask kind (dgm.masks), the base width
+  // (dgm.width; 0: the reference's for the kind) and the stream's number of
+  // tasks (one head and mask set per task; set once the stream is read).
+  std::string dgm_masks = "weights";
+  int64_t dgm_width = 0;
+  int64_t tasks = 0;
   uint64_t seed = 1;
 };
 

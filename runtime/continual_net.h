@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "runtime/hidden_units.h"
+#include "runtime/named_tensors.h"
 
 namespace clx {
 
@@ -24,6 +25,12 @@ class ContinualNet : public torch::nn::Module {
     static const HiddenUnits none;
     return none;
   }
+
+  // Before a checkpoint's model state is checked against and copied into
+  // this network: a network that grows during a run (DGM's generator)
+  // resizes its tensors to the saved shapes here. `saved` holds the
+  // checkpoint's tensors by parameters_and_buffers() names.
+  virtual void prepare_for_saved_state(const NamedTensors& saved) {}
 
   torch::Tensor logits(const torch::Tensor& inputs, int64_t head) { return head_forward(features(inputs), head); }
   std::vector<torch::Tensor> shared_parameters() const {

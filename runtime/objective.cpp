@@ -36,10 +36,18 @@ LocalLoss ClassificationObjective::local_loss(ContinualNet& model, const Trainin
 }
 
 std::vector<double> ClassificationObjective::evaluate(const EvaluationContext& context) {
-  torch::NoGradGuard no_grad;
   ContinualNet& model = context.model;
   const bool was_training = model.is_training();
   model.eval();
+  const std::vector<double> accuracy = sharded_accuracy(
+      context, [&](int task, const torch::Tensor& inputs) { return model.logits(inputs, context.head_for(task)); });
+  if (was_training) model.train();
+  return accuracy;
+}
+
+std::vector<double> sharded_accuracy(const EvaluationContext& context, const TaskLogits& answer) {
+  torch::NoGradGuard no_grad;
+  ContinualNet& model = context.model;
   const int T = static_cast<int>(context.stream.size());
   // Correct answers stay on the device until every task is done: one host
   // synchronisation for the whole evaluation.
@@ -60,7 +68,7 @@ std::vector<double> ClassificationObjective::evaluate(const EvaluationContext& c
       torch::Tensor logits;
       {
         AutocastScope autocast(context.device, context.precision);
-        logits = model.logits(data.inputs(positions).to(context.device, /*non_blocking=*/true), context.head_for(task));
+        logits = answer(task, data.inputs(positions).to(context.device, /*non_blocking=*/true));
       }
       const torch::Tensor labels = data.labels(positions, context.heads).to(context.device, /*non_blocking=*/true);
       torch::Tensor predicted;
@@ -81,7 +89,6 @@ std::vector<double> ClassificationObjective::evaluate(const EvaluationContext& c
   for (int task = 0; task < T; ++task)
     accuracy[task] = static_cast<double>(counts[task][0].item<int64_t>()) /
                      static_cast<double>(std::max<int64_t>(counts[task][1].item<int64_t>(), 1));
-  if (was_training) model.train();
   return accuracy;
 }
 

@@ -149,6 +149,15 @@ class Objective {
 // Live tensors: a restore copies into them.
 NamedTensors checkpointed_model_state(const ContinualNet& model, Objective* objective);
 
+// The accuracy (fraction) of every task on its evaluation split, each rank
+// scoring its shard and the counts summed (a collective): `logits(task,
+// inputs)` answers a batch of task `task`'s inputs, between the strategy's
+// before_evaluate and after_evaluate for that task. In the single-head
+// layout only classes seen so far (tasks up to max(task, trained_up_to)) may
+// be answered.
+using TaskLogits = std::function<torch::Tensor(int task, const torch::Tensor& inputs)>;
+std::vector<double> sharded_accuracy(const EvaluationContext& context, const TaskLogits& logits);
+
 // Cross-entropy on each group's head; the statistic is the number of correct
 // answers; the score is accuracy (fraction) on each task's evaluation split,
 // every rank evaluating its shard and the counts summed. In the single-head

@@ -37,6 +37,7 @@ struct StageContext {
   int stage = 0;           // 0-based stage index
   std::vector<int> tasks;  // tasks trained in this stage
   int64_t epoch = 0;       // within the current call of train_epochs
+  int64_t epochs_in_call = 0;  // the epochs that call trains (train.epochs for the main training)
   int64_t step = 0;        // optimizer steps within the stage
   int64_t batch = 0;       // the current step's batch within its epoch (0-based)
   int64_t batches_per_epoch = 0;

@@ -257,6 +257,7 @@ void Trainer::train_epochs(StageRun& run, int64_t count, const std::string& labe
 void Trainer::train_epoch(StageRun& run, Position& position, int64_t count, const std::string& label) {
   StageContext& context = run.context;
   context.epoch = position.epoch_in_call;
+  context.epochs_in_call = count;
   context.lr = stage_learning_rate(config_, position.sampler_epoch);
   for (auto& group : run.optimizer->param_groups()) group.options().set_lr(context.lr);
   run.sampler->set_epoch(run.stage, position.sampler_epoch);
@@ -537,6 +538,7 @@ void Trainer::restore(const CheckpointState& checkpoint, const std::string& path
                           }() + ")");
   {
     torch::NoGradGuard no_grad;
+    model_->prepare_for_saved_state(checkpoint.model);
     const NamedTensors live = checkpointed_model_state(*model_, &objective_);
     check_tensors_match(path, "/model", checkpoint.model, live);
     for (size_t k = 0; k < live.size(); ++k) live[k].second.copy_(checkpoint.model[k].second);

@@ -3,11 +3,13 @@
 #include <gtest/gtest.h>
 
 #include "algorithms/clnp.h"
+#include "algorithms/dgm.h"
 #include "algorithms/dgr.h"
 #include "algorithms/ewc.h"
 #include "algorithms/finetune.h"
 #include "algorithms/hat.h"
 #include "models/multi_head_model.h"
+#include "models/dgm_objective.h"
 #include "models/gan_objective.h"
 #include "models/vae_objective.h"
 #include "runtime/collectives.h"
@@ -358,6 +360,64 @@ TEST(DataParallelTrainer, GanMatchesOneProcess) {
   for (size_t j = 0; j < 2; ++j)
     for (size_t i = 0; i < 2; ++i)
       EXPECT_NEAR(got.matrix.stages[j][i], expected.matrix.stages[j][i], 1e-3 * (1 + expected.matrix.stages[j][i]));
+}
+
+// DGM (DGMw): the generator's weights, heads and mask embeddings all-reduced
+// by the trainer, the critic's classifier steps and critic step by the
+// objective, every draw a function of (seed, stage, epoch, position): 2 ranks
+// (starting from rank 0's generator and critic) follow 1 rank, through the
+// expansion after task 1 (the same growth on every rank) and the replay of
+// task 1 during task 2.
+TEST(DataParallelTrainer, DgmMatchesOneProcessThroughAnExpansion) {
+  const clx::TaskStream stream = clx::testing_support::two_class_task_stream(42, 20);
+  clx::Logger quiet(1, "");
+  clx::TrainerConfig config = clx::testing_support::small_trainer_config(8);
+  config.heads = clx::HeadLayout::Single;
+  config.optimizer = "adam";
+  config.lr = 0.002;
+  config.adam_beta1 = 0.5;
+  clx::DgmNetConfig net_config;
+  net_config.image_size = 28;
+  net_config.noise_dim = 16;
+  net_config.base_channels = 2;
+  net_config.classes = 2;
+  net_config.tasks = 2;
+  net_config.seed = 7;
+  clx::DgmObjectiveConfig objective_config;
+  objective_config.seed = 1;
+  auto make = [&](uint64_t seed, std::unique_ptr<clx::DgmObjective>& objective) {
+    torch::manual_seed(seed);
+    clx::DgmNet net(net_config);
+    objective = std::make_unique<clx::DgmObjective>(objective_config);
+    objective->prepare(*net, stream);
+    return net;
+  };
+
+  std::unique_ptr<clx::DgmObjective> reference_objective, objective;
+  clx::DgmNet reference = make(5, reference_objective);
+  clx::DgmStrategy reference_strategy{clx::DgmOptions{}};
+  clx::SingleCommunicator single;
+  const auto expected =
+      clx::Trainer(config, single, stream, reference.ptr(), reference_strategy, quiet, reference_objective.get()).run();
+
+  clx::DgmNet distributed = make(world->rank() == 0 ? 5 : 6, objective);  // weights from rank 0
+  clx::DgmStrategy strategy{clx::DgmOptions{}};
+  const auto got = clx::Trainer(config, *world, stream, distributed.ptr(), strategy, quiet, objective.get()).run();
+
+  ASSERT_EQ(distributed->widths(), reference->widths());
+  EXPECT_NE(reference->widths(), reference->initial_widths()) << "the generator did not grow";
+  const auto pa = reference->named_parameters(), pb = distributed->named_parameters();
+  ASSERT_EQ(pa.size(), pb.size());
+  for (size_t k = 0; k < pa.size(); ++k)
+    EXPECT_TRUE(pa[k].value().allclose(pb[k].value(), 1e-4, 1e-4))
+        << pa[k].key() << " differs by " << (pa[k].value() - pb[k].value()).abs().max().item<float>();
+  const auto ca = reference_objective->critic()->named_parameters(), cb = objective->critic()->named_parameters();
+  for (size_t k = 0; k < ca.size(); ++k)
+    EXPECT_TRUE(ca[k].value().allclose(cb[k].value(), 1e-4, 1e-4))
+        << "critic " << ca[k].key() << " differs by " << (ca[k].value() - cb[k].value()).abs().max().item<float>();
+  for (int l = 0; l < clx::kDgmLayers; ++l)
+    EXPECT_TRUE(torch::equal(reference->reserved_masks(1)[l], distributed->reserved_masks(1)[l])) << "layer " << l;
+  EXPECT_EQ(got.matrix.stages, expected.matrix.stages);
 }
 
 // DGR on a classifier: the generator beside it all-reduces its gradient to

@@ -1,0 +1,106 @@
+#pragma once
+// DGM's objective (Ostapenko et al. CVPR 2019; the reference
+// SAP/machine-learning-dgm, MNIST settings; DESIGN.md §4.3): the model is
+// DGM's masked generator (models/dgm_net.h), trained by the DGM strategy
+// (algorithms/dgm.h); the objective owns the discriminator, a WGAN-GP critic
+// with an auxiliary classifier (ConditionalCritic), whose classifier is what
+// the run scores: class-incremental accuracy over every class seen so far.
+//
+// Per training step of task t, for this rank's real samples x of classes c at
+// stage positions p (noise rows drawn per position, so 1 and 2 ranks follow
+// the same trajectory and a resume is bit-identical):
+//   replay      for every earlier task j, one generated image per position:
+//               G(z_jp, class_j(p), task j) with j's binary masks (unchanged
+//               since j was trained), z_jp drawn from (train.seed, t, j, p):
+//               the same set for every epoch of the task, as the reference
+//               generates it once before the task;
+//   classifier  the t + 1 images of each position (real, and each earlier
+//               task's replay) go to t + 1 chunks, image g of position p to
+//               chunk (p + g) mod (t + 1): each chunk one image per position,
+//               every class mixed; one Adam step per chunk on the auxiliary
+//               cross-entropy (the reference's t + 1 classifier steps per batch,
+//               replay entering no other loss);
+//   critic      one step on L_D = D(G(z1_p, c, t)) - D(x) + gp (||dD(x^)/dx^|| - 1)^2
+//               (x^ = e x + (1 - e) x', e ~ U(0, 1)), current classes only;
+//   generator   L_G = -D(G(z2_p, c, t)) (the reference trains no class loss
+//               into G on MNIST), which the trainer reduces and steps, with
+//               the strategy's sparsity penalty.
+// The critic's Adam (dgm.critic_lr, betas 0.5 and 0.999 as the reference's)
+// starts afresh every task, and with dgm.reset_critic (the reference's
+// reinit_D) the critic is redrawn before every task after the first, from
+// (train.seed, task): its memory of earlier classes is the replay alone.
+// Deviations, on purpose: the critic is this project's ConditionalCritic
+// (4x4 convolutions without BatchNorm, a class-conditioned score), so the
+// gradient penalty is per sample and any rank count trains the same critic.
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "models/dgm_net.h"
+#include "models/generative.h"
+#include "runtime/gradient_reducer.h"
+#include "runtime/objective.h"
+
+namespace clx {
+
+struct DgmObjectiveConfig {
+  double gradient_penalty = 1.0;  // dgm.gradient_penalty: the reference's lambda on MNIST
+  double critic_lr = 0.002;       // dgm.critic_lr: the reference's on MNIST
+  bool reset_critic = true;       // dgm.reset_critic
+  uint64_t seed = 1;              // train.seed
+};
+
+void validate_dgm_objective_config(const DgmObjectiveConfig& config);
+
+class DgmObjective : public Objective {
+ public:
+  explicit DgmObjective(DgmObjectiveConfig config);
+
+  std::string name() const override { return "dgm"; }
+  ScoreKind score_kind() const override;
+  void check(const ContinualNet& model, const TaskStream& stream, HeadLayout heads) const override;
+  void prepare(const ContinualNet& model, const TaskStream& stream) override;
+  void begin_stage(const ObjectiveStage& stage) override;
+  void begin_epoch(uint64_t epoch_seed, int64_t stage_samples) override;
+  LocalLoss local_loss(ContinualNet& model, const TrainingBatch& batch,
+                       const std::function<int64_t(int)>& head_for) override;
+  // Class-incremental accuracy of the critic's classifier on every task's
+  // evaluation split, answering among the classes seen so far.
+  std::vector<double> evaluate(const EvaluationContext& context) override;
+  NamedTensors trained_state() override;
+  torch::Tensor optimizer_archive() const override;
+  void resume_optimizer(const torch::Tensor& archive) override { resume_archive_ = archive; }
+
+  ConditionalCritic& critic() { return critic_; }
+  // The classes of task `task`, ascending.
+  const std::vector<int64_t>& task_classes(int task) const { return task_classes_.at(task); }
+  // Replay of earlier task `task` at stage `stage` for positions p: images in
+  // [-1, 1] from the generator under task's binary masks, and their classes
+  // (task's classes, class k for position p: classes[p mod m]).
+  struct Replay {
+    torch::Tensor images, classes;
+  };
+  Replay replay(DgmNetImpl& generator, int stage, int task, const torch::Tensor& positions) const;
+  // The classifier chunk of image g (0: real, j + 1: task j's replay) of position p among `chunks`.
+  static torch::Tensor chunk_of(const torch::Tensor& positions, int64_t image, int64_t chunks);
+
+ private:
+  // One Adam step of the critic on `loss_sum` (summed over this rank's rows;
+  // `global_rows` rows over every rank): the gradient all-reduced to the mean.
+  void critic_step(const torch::Tensor& loss_sum, int64_t global_rows);
+  torch::Tensor classes_of(int task, const torch::Tensor& positions) const;
+
+  DgmObjectiveConfig config_;
+  ConditionalCritic critic_{nullptr};
+  std::vector<std::vector<int64_t>> task_classes_;
+  ObjectiveStage stage_;
+  std::unique_ptr<torch::optim::Adam> critic_optimizer_;
+  std::unique_ptr<GradientReducer> critic_reducer_;
+  torch::Tensor resume_archive_;
+  uint64_t epoch_seed_ = 0;
+  int64_t stage_samples_ = 0;
+  torch::Tensor critic_noise_, generator_noise_, mixing_;  // the epoch's draws, row p for stage position p
+};
+
+}  // namespace clx
