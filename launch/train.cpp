@@ -341,6 +341,8 @@ int run(TrainOptions& options, Communicator& control) {
       dgm.critic_lr = options.values["dgm.critic_lr"].as<double>();
       dgm.reset_critic = options.values["dgm.reset_critic"].as<bool>();
       dgm.seed = options.trainer.seed;
+      dgm.samples_dir = (std::filesystem::path(options.output_dir) / "samples").string();
+      dgm.sample_columns = options.values["generation.sample_columns"].as<int64_t>();
       objective = std::make_unique<DgmObjective>(dgm);
     }
     const bool generator = model_config.arch == "vae" || model_config.arch == "gan";

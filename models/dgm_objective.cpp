@@ -3,12 +3,14 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <cmath>
+#include <filesystem>
 #include <sstream>
 
 #include "models/generation_objective.h"
 #include "runtime/communicator.h"
 #include "runtime/data/sampler.h"
 #include "runtime/error.h"
+#include "runtime/png.h"
 
 namespace clx {
 namespace {
@@ -18,6 +20,7 @@ namespace F = torch::nn::functional;
 constexpr uint64_t kEpochDrawTag = 0x64e9;
 constexpr uint64_t kReplayTag = 0x6472;
 constexpr uint64_t kCriticResetTag = 0x6463;
+constexpr uint64_t kSampleGridTag = 0x6467;
 
 DgmNetImpl& dgm_of(ContinualNet& model) { return as_dgm_net(model, "the DGM objective trains model.arch=dgm only"); }
 
@@ -231,7 +234,30 @@ std::vector<double> DgmObjective::evaluate(const EvaluationContext& context) {
   const std::vector<double> accuracy =
       sharded_accuracy(context, [&](int, const torch::Tensor& inputs) { return critic_->classify(inputs * 2 - 1); });
   if (was_training) critic_->train();
+  if (context.comm.rank() == 0 && !config_.samples_dir.empty() && context.trained_up_to >= 0)
+    write_sample_grid(dgm_of(context.model), context.trained_up_to);
   return accuracy;
+}
+
+void DgmObjective::write_sample_grid(DgmNetImpl& generator, int trained_up_to) const {
+  torch::NoGradGuard no_grad;
+  const auto options = generator.parameters().front().options();
+  const int64_t columns = config_.sample_columns;
+  std::vector<torch::Tensor> rows;
+  for (int task = 0; task <= trained_up_to; ++task)
+    for (int64_t cls : task_classes(task)) {
+      const torch::Tensor z = GenerationObjective::per_position_noise(mix_seed({config_.seed, kSampleGridTag}),
+                                                                      kSampleGridTag, static_cast<int>(cls),
+                                                                      torch::arange(columns), generator.config().noise_dim);
+      const torch::Tensor classes = torch::full({columns}, cls, torch::TensorOptions().dtype(torch::kInt64).device(options.device()));
+      rows.push_back((generator.generate(z.to(options), classes, task).to(torch::kFloat32).cpu() + 1) / 2);
+    }
+  std::error_code error;
+  std::filesystem::create_directories(config_.samples_dir, error);
+  if (error) throw Error("dgm: cannot create the sample folder " + config_.samples_dir + ": " + error.message());
+  write_png((std::filesystem::path(config_.samples_dir) / ("after_task_" + std::to_string(trained_up_to + 1) + ".png"))
+                .string(),
+            image_grid(torch::cat(rows), static_cast<int64_t>(rows.size()), columns));
 }
 
 NamedTensors DgmObjective::trained_state() {

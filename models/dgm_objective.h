@@ -49,6 +49,11 @@ struct DgmObjectiveConfig {
   double critic_lr = 0.002;       // dgm.critic_lr: the reference's on MNIST
   bool reset_critic = true;       // dgm.reset_critic
   uint64_t seed = 1;              // train.seed
+  // When set, rank 0 writes <samples_dir>/after_task_<j>.png after each task
+  // j (1-based): one row per class seen so far, sample_columns images of it
+  // through its task's masks, from the same noise after every task.
+  std::string samples_dir;
+  int64_t sample_columns = 10;
 };
 
 void validate_dgm_objective_config(const DgmObjectiveConfig& config);
@@ -66,7 +71,7 @@ class DgmObjective : public Objective {
   LocalLoss local_loss(ContinualNet& model, const TrainingBatch& batch,
                        const std::function<int64_t(int)>& head_for) override;
   // Class-incremental accuracy of the critic's classifier on every task's
-  // evaluation split, answering among the classes seen so far.
+  // evaluation split, answering among the classes seen so far; and the sample grid.
   std::vector<double> evaluate(const EvaluationContext& context) override;
   NamedTensors trained_state() override;
   torch::Tensor optimizer_archive() const override;
@@ -90,6 +95,7 @@ class DgmObjective : public Objective {
   // `global_rows` rows over every rank): the gradient all-reduced to the mean.
   void critic_step(const torch::Tensor& loss_sum, int64_t global_rows);
   torch::Tensor classes_of(int task, const torch::Tensor& positions) const;
+  void write_sample_grid(DgmNetImpl& generator, int trained_up_to) const;
 
   DgmObjectiveConfig config_;
   ConditionalCritic critic_{nullptr};

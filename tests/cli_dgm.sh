@@ -14,6 +14,8 @@ timeout 300 "${MPI[@]}" -np 2 "$TRAIN" "${RUN[@]}" --run.checkpoint_every_steps=
   || { fail "DGMw reference run"; tail -20 "$WORK/reference.out"; finish; exit 1; }
 grep -q "dgm: the generator grows by conv1" "$WORK/reference/train.log" && pass "the generator grew after a task" \
   || fail "no growth line in the log"
+[ -s "$WORK/reference/samples/after_task_3.png" ] && pass "sample grid after task 3 written" \
+  || { fail "no sample grid"; ls "$WORK/reference"; }
 [ "$(wc -l < "$WORK/reference/dgm_generator.csv")" -eq 10 ] && pass "dgm_generator.csv: 3 tasks x 3 layers" \
   || { fail "dgm_generator.csv"; cat "$WORK/reference/dgm_generator.csv"; }
 
