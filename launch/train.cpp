@@ -343,6 +343,10 @@ int run(TrainOptions& options, Communicator& control) {
       dgm.seed = options.trainer.seed;
       dgm.samples_dir = (std::filesystem::path(options.output_dir) / "samples").string();
       dgm.sample_columns = options.values["generation.sample_columns"].as<int64_t>();
+      // FID when a feature file is named (generation.fid_features): a table beside the accuracy matrix.
+      dgm.fid.fid_features = options.values["generation.fid_features"].as<std::string>();
+      dgm.fid.fid_checksum = options.values["generation.fid_checksum"].as<std::string>();
+      dgm.fid.fid_samples = options.values["generation.fid_samples"].as<int64_t>();
       objective = std::make_unique<DgmObjective>(dgm);
     }
     const bool generator = model_config.arch == "vae" || model_config.arch == "gan";

@@ -11,6 +11,7 @@
 #include "runtime/data/sampler.h"
 #include "runtime/error.h"
 #include "runtime/png.h"
+#include "runtime/text.h"
 
 namespace clx {
 namespace {
@@ -21,6 +22,7 @@ constexpr uint64_t kEpochDrawTag = 0x64e9;
 constexpr uint64_t kReplayTag = 0x6472;
 constexpr uint64_t kCriticResetTag = 0x6463;
 constexpr uint64_t kSampleGridTag = 0x6467;
+constexpr uint64_t kFidSampleTag = 0x6466;
 
 DgmNetImpl& dgm_of(ContinualNet& model) { return as_dgm_net(model, "the DGM objective trains model.arch=dgm only"); }
 
@@ -33,7 +35,38 @@ void validate_dgm_objective_config(const DgmObjectiveConfig& config) {
     throw Error("dgm.critic_lr: must be a finite value > 0, got " + std::to_string(config.critic_lr));
 }
 
-DgmObjective::DgmObjective(DgmObjectiveConfig config) : config_(config) { validate_dgm_objective_config(config_); }
+DgmObjective::DgmObjective(DgmObjectiveConfig config) : config_(std::move(config)) {
+  validate_dgm_objective_config(config_);
+  if (!config_.fid.fid_features.empty()) {
+    GenerationConfig fid = config_.fid;
+    fid.samples_dir.clear();
+    fid_ = std::make_unique<FidScorer>(fid, *this);
+  }
+}
+
+DgmObjective::FidScorer::FidScorer(GenerationConfig config, const DgmObjective& owner)
+    : GenerationObjective(std::move(config)), owner_(owner) {}
+
+LocalLoss DgmObjective::FidScorer::local_loss(ContinualNet&, const TrainingBatch&, const std::function<int64_t(int)>&) {
+  throw Error("internal: DGM's FID scorer does not train");
+}
+
+torch::Tensor DgmObjective::FidScorer::scoring_images(ContinualNet& model, const TaskStream&, int task, uint64_t seed) {
+  DgmNetImpl& generator = dgm_of(model);
+  const auto options = generator.parameters().front().options();
+  const int64_t n = config_.fid_samples;
+  at::Generator draw = at::detail::createCPUGenerator(mix_seed({seed, kFidSampleTag, static_cast<uint64_t>(task)}));
+  const torch::Tensor z = torch::randn({n, generator.config().noise_dim}, draw, torch::kFloat32);
+  const torch::Tensor classes = owner_.classes_of(task, torch::arange(n, torch::kInt64));
+  constexpr int64_t kChunk = 500;  // a chunk's activations at a time
+  std::vector<torch::Tensor> images;
+  for (int64_t start = 0; start < n; start += kChunk) {
+    const int64_t count = std::min(kChunk, n - start);
+    images.push_back(generator.generate(z.narrow(0, start, count).to(options),
+                                        classes.narrow(0, start, count).to(options.device()), task));
+  }
+  return (torch::cat(images).to(torch::kFloat32) + 1) / 2;
+}
 
 ScoreKind DgmObjective::score_kind() const {
   ScoreKind kind;  // accuracy, as a classifier's
@@ -57,6 +90,7 @@ void DgmObjective::check(const ContinualNet& model, const TaskStream& stream, He
   if (stream.input_shape != shape)
     throw Error("data: DGM generates " + c10::str(c10::IntArrayRef(shape)) + " images, the stream's are " +
                 c10::str(c10::IntArrayRef(stream.input_shape)));
+  if (fid_) fid_->check_shape(stream);
 }
 
 void DgmObjective::prepare(const ContinualNet& model, const TaskStream& stream) {
@@ -236,7 +270,30 @@ std::vector<double> DgmObjective::evaluate(const EvaluationContext& context) {
   if (was_training) critic_->train();
   if (context.comm.rank() == 0 && !config_.samples_dir.empty() && context.trained_up_to >= 0)
     write_sample_grid(dgm_of(context.model), context.trained_up_to);
+  if (fid_) fid_rows_[context.trained_up_to] = fid_->evaluate(context);  // a collective: rank 0's row everywhere
   return accuracy;
+}
+
+std::string DgmObjective::state_text() const {
+  // The FID rows ("fid <point> <value>..."), then the scorer's generated accuracy (lines without the prefix).
+  return rows_by_point_text(fid_rows_, "fid ") + (fid_ ? fid_->state_text() : std::string());
+}
+
+void DgmObjective::load_state_text(const std::string& text) {
+  fid_rows_ = parse_rows_by_point(text, "fid ");
+  if (!fid_) return;
+  std::istringstream lines(text);
+  std::string rest;
+  for (std::string line; std::getline(lines, line);)
+    if (line.rfind("fid ", 0) != 0) rest += line + "\n";
+  fid_->load_state_text(rest);
+}
+
+std::vector<ResultTable> DgmObjective::result_tables() const {
+  if (!fid_) return {};
+  std::vector<ResultTable> tables = fid_->result_tables();
+  if (!fid_rows_.empty()) tables.push_back(rows_by_point_table("fid_matrix", fid_rows_));
+  return tables;
 }
 
 void DgmObjective::write_sample_grid(DgmNetImpl& generator, int trained_up_to) const {
@@ -249,7 +306,8 @@ void DgmObjective::write_sample_grid(DgmNetImpl& generator, int trained_up_to) c
       const torch::Tensor z = GenerationObjective::per_position_noise(mix_seed({config_.seed, kSampleGridTag}),
                                                                       kSampleGridTag, static_cast<int>(cls),
                                                                       torch::arange(columns), generator.config().noise_dim);
-      const torch::Tensor classes = torch::full({columns}, cls, torch::TensorOptions().dtype(torch::kInt64).device(options.device()));
+      const torch::Tensor classes =
+          torch::full({columns}, cls, torch::TensorOptions().dtype(torch::kInt64).device(options.device()));
       rows.push_back((generator.generate(z.to(options), classes, task).to(torch::kFloat32).cpu() + 1) / 2);
     }
   std::error_code error;

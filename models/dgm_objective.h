@@ -33,11 +33,13 @@
 // (4x4 convolutions without BatchNorm, a class-conditioned score), so the
 // gradient penalty is per sample and any rank count trains the same critic.
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "models/dgm_net.h"
+#include "models/generation_objective.h"
 #include "models/generative.h"
 #include "runtime/gradient_reducer.h"
 #include "runtime/objective.h"
@@ -54,6 +56,12 @@ struct DgmObjectiveConfig {
   // through its task's masks, from the same noise after every task.
   std::string samples_dir;
   int64_t sample_columns = 10;
+  // With fid.fid_features set: after every task, FID of every task's classes
+  // (fid.fid_samples images through the task's masks, against its real
+  // evaluation images) and the feature classifier's generated accuracy, as
+  // the tables fid_matrix and generated_accuracy (the score stays the
+  // classifier's accuracy). fid.samples_dir is not used (the grid above is DGM's).
+  GenerationConfig fid;
 };
 
 void validate_dgm_objective_config(const DgmObjectiveConfig& config);
@@ -73,6 +81,10 @@ class DgmObjective : public Objective {
   // Class-incremental accuracy of the critic's classifier on every task's
   // evaluation split, answering among the classes seen so far; and the sample grid.
   std::vector<double> evaluate(const EvaluationContext& context) override;
+  // The FID rows (and generated accuracy) kept for a resume, and their tables.
+  std::string state_text() const override;
+  void load_state_text(const std::string& text) override;
+  std::vector<ResultTable> result_tables() const override;
   NamedTensors trained_state() override;
   torch::Tensor optimizer_archive() const override;
   void resume_optimizer(const torch::Tensor& archive) override { resume_archive_ = archive; }
@@ -97,7 +109,23 @@ class DgmObjective : public Objective {
   torch::Tensor classes_of(int task, const torch::Tensor& positions) const;
   void write_sample_grid(DgmNetImpl& generator, int trained_up_to) const;
 
+  // FID of DGM's generator, through the generation objective's scoring.
+  class FidScorer : public GenerationObjective {
+   public:
+    FidScorer(GenerationConfig config, const DgmObjective& owner);
+    std::string name() const override { return "dgm-fid"; }
+    ScoreKind score_kind() const override { return fid_score_kind("unused"); }
+    LocalLoss local_loss(ContinualNet&, const TrainingBatch&, const std::function<int64_t(int)>&) override;
+    torch::Tensor scoring_images(ContinualNet& model, const TaskStream& stream, int task, uint64_t seed) override;
+    void check_shape(const TaskStream& stream) const { check_image_shape(stream); }
+
+   private:
+    const DgmObjective& owner_;
+  };
+
   DgmObjectiveConfig config_;
+  std::unique_ptr<FidScorer> fid_;
+  std::map<int, std::vector<double>> fid_rows_;  // evaluation point (-1: before training) -> FID per task
   ConditionalCritic critic_{nullptr};
   std::vector<std::vector<int64_t>> task_classes_;
   ObjectiveStage stage_;

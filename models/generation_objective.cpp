@@ -125,43 +125,55 @@ std::vector<double> GenerationObjective::evaluate(const EvaluationContext& conte
   return std::vector<double>(values, values + T);
 }
 
-std::string GenerationObjective::state_text() const {
-  // One line per evaluation point: the point, then each task's value as exact hexadecimal floats.
+std::string rows_by_point_text(const RowsByPoint& rows, const std::string& line_prefix) {
   std::ostringstream text;
-  for (const auto& [point, values] : generated_accuracy_) {
-    text << point;
+  for (const auto& [point, values] : rows) {
+    text << line_prefix << point;
     for (double value : values) text << " " << exact_double_text(value);
     text << "\n";
   }
   return text.str();
 }
 
-void GenerationObjective::load_state_text(const std::string& text) {
-  generated_accuracy_.clear();
+RowsByPoint parse_rows_by_point(const std::string& text, const std::string& line_prefix) {
+  RowsByPoint rows;
   std::istringstream lines(text);
   for (std::string line; std::getline(lines, line);) {
-    std::istringstream fields(line);
+    if (line.compare(0, line_prefix.size(), line_prefix) != 0) continue;
+    std::istringstream fields(line.substr(line_prefix.size()));
     int point = 0;
-    fields >> point;
+    if (!(fields >> point)) continue;
     std::vector<double> values;
     for (std::string field; fields >> field;) values.push_back(parse_exact_double(field));
-    generated_accuracy_[point] = values;
+    rows[point] = values;
   }
+  return rows;
 }
 
-std::vector<ResultTable> GenerationObjective::result_tables() const {
-  if (generated_accuracy_.empty()) return {};
+ResultTable rows_by_point_table(const std::string& name, const RowsByPoint& rows) {
   ResultTable table;
-  table.name = "generated_accuracy";
+  table.name = name;
   table.columns = {"after"};
-  for (size_t t = 0; t < generated_accuracy_.begin()->second.size(); ++t)
-    table.columns.push_back("task_" + std::to_string(t + 1));
-  for (const auto& [point, values] : generated_accuracy_) {
+  if (rows.empty()) return table;
+  for (size_t t = 0; t < rows.begin()->second.size(); ++t) table.columns.push_back("task_" + std::to_string(t + 1));
+  for (const auto& [point, values] : rows) {
     std::vector<ResultTable::Cell> row{point < 0 ? std::string("initial") : "task_" + std::to_string(point + 1)};
     for (double value : values) row.emplace_back(value);
     table.rows.push_back(std::move(row));
   }
-  return {table};
+  return table;
+}
+
+std::string GenerationObjective::state_text() const {
+  // One line per evaluation point: the point, then each task's value as exact hexadecimal floats.
+  return rows_by_point_text(generated_accuracy_);
+}
+
+void GenerationObjective::load_state_text(const std::string& text) { generated_accuracy_ = parse_rows_by_point(text); }
+
+std::vector<ResultTable> GenerationObjective::result_tables() const {
+  if (generated_accuracy_.empty()) return {};
+  return {rows_by_point_table("generated_accuracy", generated_accuracy_)};
 }
 
 }  // namespace clx

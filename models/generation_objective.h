@@ -43,6 +43,16 @@ struct GenerationConfig {
 // Throws clx::Error naming the option when a value is impossible.
 void validate_generation_config(const GenerationConfig& config);
 
+// Rows of per-task values kept per evaluation point (-1: before training,
+// else the last task trained): as text a checkpoint keeps ("<point> <value>..."
+// per line, exact hexadecimal floats), read back, and as a result table
+// (columns after, task_1, ...; rows "initial", "task_<j>").
+using RowsByPoint = std::map<int, std::vector<double>>;
+std::string rows_by_point_text(const RowsByPoint& rows, const std::string& line_prefix = "");
+// Lines of `text` that start with `line_prefix` (the rest are left out).
+RowsByPoint parse_rows_by_point(const std::string& text, const std::string& line_prefix = "");
+ResultTable rows_by_point_table(const std::string& name, const RowsByPoint& rows);
+
 class GenerationObjective : public Objective {
  public:
   // Loads and verifies the feature file (FidFeatureError naming it).

@@ -1,13 +1,17 @@
 # DGM (model.arch=dgm, train.algorithm=dgm; docs/dgm.md) as a user runs it, on
 # real Fashion-MNIST: DGMw on 2 ranks over three one-class tasks (the
-# generator grows after tasks 1 and 2), resumed from a checkpoint in the
-# middle of task 3 (after both expansions) into a fresh run folder: the same
-# accuracy matrix and generator sizes; DGMa on 1 rank; and the refusals.
+# generator grows after tasks 1 and 2) with FID from a feature file, resumed
+# from a checkpoint in the middle of task 3 (after both expansions) into a
+# fresh run folder: the same accuracy matrix, FID matrix and generator sizes;
+# DGMa on 1 rank; and the refusals. Needs TRAIN, FID_FEATURES, MPIRUN, SOURCE_DIR.
 source "$(dirname "$0")/cli_lib.sh"
+
+timeout 120 "$FID_FEATURES" --epochs 1 --train-samples 600 --test-samples 100 --threads 1 --output "$WORK/fid.h5" \
+  > "$WORK/fid.out" 2>&1 && pass "fid-features made a feature file" || { fail "fid-features"; cat "$WORK/fid.out"; }
 
 BASE=(--config "$SOURCE_DIR/configs/dgm_fmnist.ini" --data.train_samples_per_task=192
      --data.test_samples_per_task=100 --train.epochs=2 --train.batch_size=32 --run.threads=1 --run.progress=off)
-RUN=("${BASE[@]}" --data.tasks=3)
+RUN=("${BASE[@]}" --data.tasks=3 --generation.fid_features="$WORK/fid.h5" --generation.fid_samples=100)
 
 timeout 300 "${MPI[@]}" -np 2 "$TRAIN" "${RUN[@]}" --run.checkpoint_every_steps=5 --run.keep_checkpoints=1000 \
   --output "$WORK/reference" > "$WORK/reference.out" 2>&1 && pass "DGMw on 2 ranks, a checkpoint every 5 steps" \
@@ -16,6 +20,9 @@ grep -q "dgm: the generator grows by conv1" "$WORK/reference/train.log" && pass 
   || fail "no growth line in the log"
 [ -s "$WORK/reference/samples/after_task_3.png" ] && pass "sample grid after task 3 written" \
   || { fail "no sample grid"; ls "$WORK/reference"; }
+[ "$(wc -l < "$WORK/reference/fid_matrix.csv")" -eq 5 ] && [ -s "$WORK/reference/generated_accuracy.csv" ] \
+  && pass "fid_matrix.csv (initial + 3 tasks) and generated_accuracy.csv" \
+  || { fail "FID tables"; cat "$WORK/reference/fid_matrix.csv"; }
 [ "$(wc -l < "$WORK/reference/dgm_generator.csv")" -eq 10 ] && pass "dgm_generator.csv: 3 tasks x 3 layers" \
   || { fail "dgm_generator.csv"; cat "$WORK/reference/dgm_generator.csv"; }
 
@@ -31,8 +38,9 @@ else
   basename "$file" > "$dir/checkpoints/latest"
   if timeout 300 "${MPI[@]}" -np 2 "$TRAIN" --resume "$dir" --run.progress=off > "$dir.out" 2>&1 \
      && cmp -s "$WORK/reference/accuracy_matrix.csv" "$dir/accuracy_matrix.csv" \
-     && cmp -s "$WORK/reference/dgm_generator.csv" "$dir/dgm_generator.csv"; then
-    pass "resumed mid-task 3 after two expansions: same matrix and generator sizes ($(grep -o 'resumed from a checkpoint: .*' "$dir/train.log"))"
+     && cmp -s "$WORK/reference/dgm_generator.csv" "$dir/dgm_generator.csv" \
+     && cmp -s "$WORK/reference/fid_matrix.csv" "$dir/fid_matrix.csv"; then
+    pass "resumed mid-task 3 after two expansions: same matrix, FID matrix and generator sizes ($(grep -o 'resumed from a checkpoint: .*' "$dir/train.log"))"
   else
     fail "resume after an expansion"; tail -5 "$dir.out"; paste -d'|' "$WORK/reference/accuracy_matrix.csv" "$dir/accuracy_matrix.csv"
   fi
@@ -55,4 +63,6 @@ expect_failure "growth beyond dgm.max_units" "dgm.max_units: after task 1 conv1 
   "${MPI[@]}" -np 2 "$TRAIN" "${SMALL[@]}" --dgm.max_units=25 --output "$WORK/bad5"
 expect_failure "one head per task" "model.heads: DGM is class-incremental" \
   "$TRAIN" "${SMALL[@]}" --model.heads=multi --output "$WORK/bad6"
+expect_failure "a missing FID feature file" "$WORK/none.h5" \
+  "$TRAIN" "${SMALL[@]}" --generation.fid_features="$WORK/none.h5" --output "$WORK/bad7"
 finish
