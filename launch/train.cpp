@@ -281,6 +281,12 @@ std::unique_ptr<Objective> make_generation_objective(const TrainOptions& options
   if (options.algorithm == "anpyc" && options.values["anpyc.prune"].as<bool>())
     throw Error("anpyc.prune: pruning is not defined for a generator (model.arch=" + arch +
                 "): use anpyc.prune=false (consolidation only)");
+  // SGD-F freezes the shared trunk after task 1, and the GAN's generator is all trunk (its class
+  // slots are input columns, not heads): from task 2 on nothing would train.
+  if (options.algorithm == "sgdf" && arch == "gan")
+    throw Error("train.algorithm: sgdf freezes the shared trunk after task 1, and the GAN's generator has no per-task "
+                "head (model.arch=gan): from task 2 on nothing would train; use sgdf with model.arch=vae, whose "
+                "latent layers are per task");
   // True labels name real images; a generator's Fisher is taken on generated ones.
   if (options.algorithm == "ewc" && options.values["ewc.labels"].as<std::string>() != "sampled")
     throw Error("ewc.labels: a generator's Fisher draws its labels from a classifier's prediction on the generated "

@@ -156,6 +156,8 @@ expect_failure "DGR on a classifier with one head per task" "model.heads: dgr on
   "${MPI[@]}" -np 2 "$TRAIN" --data.root "$FMNIST" --train.algorithm dgr --model.heads multi --output "$WORK/bad6"
 expect_failure "ANPyC's pruning on a generator" "anpyc.prune: pruning is not defined for a generator" \
   "${MPI[@]}" -np 2 "$TRAIN" "${VAE[@]}" "${FEATURES[@]}" --train.algorithm anpyc --output "$WORK/bad4"
+expect_failure "SGD-F on the GAN (nothing to train after task 1)" "train.algorithm: sgdf freezes the shared trunk after task 1" \
+  "$TRAIN" "${GAN[@]}" --train.algorithm=sgdf --output "$WORK/gan-sgdf"
 expect_failure "EWC's true labels on a generator" "ewc.labels: a generator's Fisher draws its labels" \
   "${MPI[@]}" -np 2 "$TRAIN" "${VAE[@]}" "${FEATURES[@]}" --train.algorithm ewc --ewc.labels true --output "$WORK/bad5"
 expect_failure "no feature file" "FID feature file $WORK/none.h5 does not exist" \
