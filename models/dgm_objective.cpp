@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "models/generation_objective.h"
+#include "models/task_classes.h"
 #include "runtime/communicator.h"
 #include "runtime/data/sampler.h"
 #include "runtime/error.h"
@@ -102,15 +103,7 @@ void DgmObjective::prepare(const ContinualNet& model, const TaskStream& stream) 
   critic_config.classes = stream.num_classes;
   critic_ = ConditionalCritic(critic_config);
   critic_->to(net.parameters().front().device());
-  task_classes_.clear();
-  for (const Task& task : stream.tasks) {
-    const torch::Tensor labels = task.train.global_labels.to(torch::kCPU);
-    if (labels.numel() == 0)
-      throw Error("dgm: task " + std::to_string(task.index + 1) + " (" + task.name +
-                  ") has no training images: a class-incremental stream needs images of every class");
-    const torch::Tensor classes = std::get<0>(torch::_unique(labels, /*sorted=*/true)).contiguous();
-    task_classes_.emplace_back(classes.data_ptr<int64_t>(), classes.data_ptr<int64_t>() + classes.numel());
-  }
+  task_classes_ = classes_of_tasks(stream, "dgm");
 }
 
 void DgmObjective::begin_stage(const ObjectiveStage& stage) {

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <sstream>
 
+#include "models/task_classes.h"
 #include "runtime/collectives.h"
 #include "runtime/communicator.h"
 #include "runtime/error.h"
@@ -73,15 +74,7 @@ void GanObjective::prepare(const ContinualNet& model, const TaskStream& stream) 
     previous_generator_->to(net.generator->parameters().front().device());
     copy_generator(*net.generator, *previous_generator_);
   }
-  task_slots_.clear();
-  for (const Task& task : stream.tasks) {
-    const torch::Tensor labels = task.train.global_labels.to(torch::kCPU);
-    if (labels.numel() == 0)
-      throw Error("generation: task " + std::to_string(task.index + 1) + " (" + task.name +
-                  ") has no training images: a class-incremental stream needs images of every class");
-    const torch::Tensor slots = std::get<0>(torch::_unique(labels, /*sorted=*/true)).contiguous();
-    task_slots_.emplace_back(slots.data_ptr<int64_t>(), slots.data_ptr<int64_t>() + slots.numel());
-  }
+  task_slots_ = classes_of_tasks(stream, "generation");
 }
 
 void GanObjective::begin_stage(const ObjectiveStage& stage) {
