@@ -36,8 +36,10 @@ void validate_dgm_objective_config(const DgmObjectiveConfig& config) {
     throw Error("dgm.critic_lr: must be a finite value > 0, got " + std::to_string(config.critic_lr));
 }
 
-DgmObjective::DgmObjective(DgmObjectiveConfig config) : config_(std::move(config)) {
-  validate_dgm_objective_config(config_);
+DgmObjective::DgmObjective(DgmObjectiveConfig config)
+    : config_((validate_dgm_objective_config(config), std::move(config))),
+      critic_optimizer_(config_.critic_lr, {0.5, 0.999},  // the reference's betas
+                        "DGM's discriminator diverged; lower dgm.critic_lr or train.lr") {
   if (!config_.fid.fid_features.empty()) {
     GenerationConfig fid = config_.fid;
     fid.samples_dir.clear();
@@ -115,17 +117,7 @@ void DgmObjective::begin_stage(const ObjectiveStage& stage) {
         at::detail::createCPUGenerator(mix_seed({config_.seed, kCriticResetTag, static_cast<uint64_t>(stage.stage)}));
     reinitialise_default(*critic_, generator);
   }
-  {
-    torch::NoGradGuard no_grad;
-    for (auto& parameter : critic_->parameters()) stage.comm->broadcast(parameter, 0);
-  }
-  critic_optimizer_ = std::make_unique<torch::optim::Adam>(
-      critic_->parameters(), torch::optim::AdamOptions(config_.critic_lr).betas({0.5, 0.999}));
-  if (resume_archive_.defined()) {
-    load_optimizer_state_bytes(*critic_optimizer_, resume_archive_, stage.device);
-    resume_archive_ = torch::Tensor();
-  }
-  critic_reducer_ = std::make_unique<GradientReducer>(*stage.comm, critic_->parameters(), stage.bucket_bytes);
+  critic_optimizer_.begin_stage(*critic_, stage);
 }
 
 void DgmObjective::begin_epoch(uint64_t epoch_seed, int64_t stage_samples) {
@@ -155,24 +147,6 @@ DgmObjective::Replay DgmObjective::replay(DgmNetImpl& generator, int stage, int 
 
 torch::Tensor DgmObjective::chunk_of(const torch::Tensor& positions, int64_t image, int64_t chunks) {
   return (positions + image).remainder(chunks);
-}
-
-void DgmObjective::critic_step(const torch::Tensor& loss_sum, int64_t global_rows) {
-  for (auto& parameter : critic_->parameters()) parameter.mutable_grad() = torch::Tensor();
-  if (loss_sum.defined() && loss_sum.requires_grad())
-    (loss_sum * (static_cast<double>(stage_.comm->size()) / static_cast<double>(global_rows))).backward();
-  torch::Tensor side = (loss_sum.defined() ? loss_sum.detach().to(torch::kFloat32) : torch::zeros({}))
-                           .view({1})
-                           .to(stage_.device)
-                           .clone();
-  critic_reducer_->reduce(side);
-  const double loss = side.item<double>() / static_cast<double>(global_rows);
-  if (!std::isfinite(loss)) {
-    std::ostringstream message;
-    message << "non-finite critic loss (" << loss << "): DGM's discriminator diverged; lower dgm.critic_lr or train.lr";
-    throw CollectiveError(message.str());  // every rank sees the same all-reduced value
-  }
-  critic_optimizer_->step();
 }
 
 LocalLoss DgmObjective::local_loss(ContinualNet& model, const TrainingBatch& batch, const std::function<int64_t(int)>&) {
@@ -222,7 +196,7 @@ LocalLoss DgmObjective::local_loss(ContinualNet& model, const TrainingBatch& bat
                                     F::CrossEntropyFuncOptions().reduction(torch::kSum));
     }
     // Each chunk holds one image per position of the global batch.
-    critic_step(loss_sum, batch.global_count);
+    critic_optimizer_.step(loss_sum, batch.global_count);
   }
 
   // The critic: real against generated images of this task's classes.
@@ -235,16 +209,12 @@ LocalLoss DgmObjective::local_loss(ContinualNet& model, const TrainingBatch& bat
     }
     const torch::Tensor on_real = critic_->forward(real, classes).score;
     const torch::Tensor on_fake = critic_->forward(fake, classes).score;
-    const torch::Tensor e = mixing_.index_select(0, positions).view({-1, 1, 1, 1});
-    const torch::Tensor mixed = (e * real + (1 - e) * fake).detach().requires_grad_(true);
-    const torch::Tensor mixed_score = critic_->forward(mixed, classes).score;
-    const torch::Tensor slope = torch::autograd::grad({mixed_score.sum()}, {mixed}, {}, /*retain_graph=*/true,
-                                                      /*create_graph=*/true)[0];
-    const torch::Tensor penalty = (slope.flatten(1).norm(2, 1) - 1).pow(2);
+    const torch::Tensor penalty =
+        gradient_penalty_per_sample(*critic_, real, fake, mixing_.index_select(0, positions), classes);
     critic_loss = (on_fake - on_real + config_.gradient_penalty * penalty).sum().to(torch::kFloat32);
     wasserstein_sum = (on_real - on_fake).sum().detach().to(torch::kFloat32);
   }
-  critic_step(critic_loss, batch.global_count);
+  critic_optimizer_.step(critic_loss, batch.global_count);
   if (!has_rows) return result;
 
   // The generator: fool the critic just stepped (its parameters take no gradient).
@@ -316,10 +286,6 @@ NamedTensors DgmObjective::trained_state() {
   NamedTensors state;
   for (auto& [name, tensor] : parameters_and_buffers(*critic_)) state.emplace_back("critic." + name, tensor);
   return state;
-}
-
-torch::Tensor DgmObjective::optimizer_archive() const {
-  return critic_optimizer_ ? optimizer_state_bytes(*critic_optimizer_) : torch::Tensor();
 }
 
 }  // namespace clx

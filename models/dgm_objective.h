@@ -38,10 +38,10 @@
 #include <string>
 #include <vector>
 
+#include "models/critic_training.h"
 #include "models/dgm_net.h"
 #include "models/generation_objective.h"
 #include "models/generative.h"
-#include "runtime/gradient_reducer.h"
 #include "runtime/objective.h"
 
 namespace clx {
@@ -86,8 +86,8 @@ class DgmObjective : public Objective {
   void load_state_text(const std::string& text) override;
   std::vector<ResultTable> result_tables() const override;
   NamedTensors trained_state() override;
-  torch::Tensor optimizer_archive() const override;
-  void resume_optimizer(const torch::Tensor& archive) override { resume_archive_ = archive; }
+  torch::Tensor optimizer_archive() const override { return critic_optimizer_.archive(); }
+  void resume_optimizer(const torch::Tensor& archive) override { critic_optimizer_.resume(archive); }
 
   ConditionalCritic& critic() { return critic_; }
   // The classes of task `task`, ascending.
@@ -103,9 +103,6 @@ class DgmObjective : public Objective {
   static torch::Tensor chunk_of(const torch::Tensor& positions, int64_t image, int64_t chunks);
 
  private:
-  // One Adam step of the critic on `loss_sum` (summed over this rank's rows;
-  // `global_rows` rows over every rank): the gradient all-reduced to the mean.
-  void critic_step(const torch::Tensor& loss_sum, int64_t global_rows);
   torch::Tensor classes_of(int task, const torch::Tensor& positions) const;
   void write_sample_grid(DgmNetImpl& generator, int trained_up_to) const;
 
@@ -129,9 +126,7 @@ class DgmObjective : public Objective {
   ConditionalCritic critic_{nullptr};
   std::vector<std::vector<int64_t>> task_classes_;
   ObjectiveStage stage_;
-  std::unique_ptr<torch::optim::Adam> critic_optimizer_;
-  std::unique_ptr<GradientReducer> critic_reducer_;
-  torch::Tensor resume_archive_;
+  CriticOptimizer critic_optimizer_;
   uint64_t epoch_seed_ = 0;
   int64_t stage_samples_ = 0;
   torch::Tensor critic_noise_, generator_noise_, mixing_;  // the epoch's draws, row p for stage position p

@@ -4,11 +4,8 @@
 
 #include <algorithm>
 #include <cmath>
-#include <sstream>
 
 #include "models/task_classes.h"
-#include "runtime/collectives.h"
-#include "runtime/communicator.h"
 #include "runtime/error.h"
 #include "runtime/data/sampler.h"
 
@@ -48,7 +45,10 @@ void validate_gan_objective_config(const GanObjectiveConfig& config) {
 }
 
 GanObjective::GanObjective(GanObjectiveConfig config)
-    : GenerationObjective((validate_gan_objective_config(config), config.generation)), gan_config_(std::move(config)) {}
+    : GenerationObjective((validate_gan_objective_config(config), config.generation)),
+      gan_config_(std::move(config)),
+      critic_optimizer_(gan_config_.critic_lr, {0.5, 0.9},  // WGAN-GP's betas
+                        "the GAN's training diverged; lower generation.critic_lr or train.lr, or check the data") {}
 
 void GanObjective::check(const ContinualNet& model, const TaskStream& stream, HeadLayout heads) const {
   const auto* net = dynamic_cast<const GanNetImpl*>(&model);
@@ -80,17 +80,7 @@ void GanObjective::prepare(const ContinualNet& model, const TaskStream& stream) 
 void GanObjective::begin_stage(const ObjectiveStage& stage) {
   stage_ = stage;
   // Every rank starts the run from rank 0's critic (as the trainer does with the model).
-  {
-    torch::NoGradGuard no_grad;
-    for (auto& parameter : critic_->parameters()) stage.comm->broadcast(parameter, 0);
-  }
-  critic_optimizer_ = std::make_unique<torch::optim::Adam>(
-      critic_->parameters(), torch::optim::AdamOptions(gan_config_.critic_lr).betas({0.5, 0.9}));
-  if (resume_archive_.defined()) {
-    load_optimizer_state_bytes(*critic_optimizer_, resume_archive_, stage.device);
-    resume_archive_ = torch::Tensor();
-  }
-  critic_reducer_ = std::make_unique<GradientReducer>(*stage.comm, critic_->parameters(), stage.bucket_bytes);
+  critic_optimizer_.begin_stage(*critic_, stage);
   // Replay: the generator as the previous task left it (a resumed stage has it from its checkpoint).
   if (gan_config_.replay && stage.stage > 0 && !stage.resumed) copy_generator(*model_->generator, *previous_generator_);
 }
@@ -142,9 +132,8 @@ torch::Tensor GanObjective::critic_step(ConditionalGeneratorImpl& generator, con
                                         const torch::Tensor& critic_noise, const torch::Tensor& mixing,
                                         const TrainingBatch& batch) {
   critic_->train();
-  for (auto& parameter : critic_->parameters()) parameter.mutable_grad() = torch::Tensor();
   const auto options = torch::TensorOptions().dtype(torch::kFloat32).device(batch.device);
-  torch::Tensor loss_sum = torch::zeros({}, options), wasserstein_sum = torch::zeros({}, options);
+  torch::Tensor loss_sum, wasserstein_sum = torch::zeros({}, options);
   if (real.defined()) {
     torch::Tensor fake;
     {
@@ -153,31 +142,15 @@ torch::Tensor GanObjective::critic_step(ConditionalGeneratorImpl& generator, con
     }
     const CriticOutput on_real = critic_->forward(real, classes);
     const CriticOutput on_fake = critic_->forward(fake, classes);
-    const torch::Tensor e = mixing.view({-1, 1, 1, 1});
-    const torch::Tensor mixed = (e * real + (1 - e) * fake).detach().requires_grad_(true);
-    const torch::Tensor mixed_score = critic_->forward(mixed, classes).score;
-    const torch::Tensor slope = torch::autograd::grad({mixed_score.sum()}, {mixed}, {}, /*retain_graph=*/true,
-                                                      /*create_graph=*/true)[0];
-    const torch::Tensor penalty = (slope.flatten(1).norm(2, 1) - 1).pow(2);
+    const torch::Tensor penalty = gradient_penalty_per_sample(*critic_, real, fake, mixing, classes);
     const torch::Tensor per_sample = on_fake.score - on_real.score + gan_config_.gradient_penalty * penalty +
                                      gan_config_.aux_weight * cross_entropy_per_sample(on_real.aux_logits, classes);
     loss_sum = (per_sample * weights).sum().to(torch::kFloat32);
     // The estimate over the new data's rows (the first ones; replayed rows follow).
     const int64_t new_rows = batch.inputs.size(0);
     wasserstein_sum = (on_real.score - on_fake.score).narrow(0, 0, new_rows).sum().detach().to(torch::kFloat32);
-    // Scaled so that the reducer's average over ranks is the global-batch mean.
-    (loss_sum * (static_cast<double>(stage_.comm->size()) / static_cast<double>(batch.global_count))).backward();
   }
-  torch::Tensor side = loss_sum.detach().view({1}).clone();
-  critic_reducer_->reduce(side);
-  const double critic_loss = side.item<double>() / static_cast<double>(batch.global_count);
-  if (!std::isfinite(critic_loss)) {
-    std::ostringstream message;
-    message << "non-finite critic loss (" << critic_loss << "): the GAN's training diverged; lower generation.critic_lr "
-            << "or train.lr, or check the data";
-    throw CollectiveError(message.str());  // every rank sees the same all-reduced value
-  }
-  critic_optimizer_->step();
+  critic_optimizer_.step(loss_sum, batch.global_count);
   return wasserstein_sum;
 }
 
@@ -235,10 +208,6 @@ NamedTensors GanObjective::trained_state() {
     for (auto& [name, tensor] : parameters_and_buffers(*previous_generator_))
       state.emplace_back("previous_generator." + name, tensor);
   return state;
-}
-
-torch::Tensor GanObjective::optimizer_archive() const {
-  return critic_optimizer_ ? optimizer_state_bytes(*critic_optimizer_) : torch::Tensor();
 }
 
 torch::Tensor GanObjective::position_classes(int task, const torch::Tensor& positions) const {

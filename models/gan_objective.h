@@ -32,9 +32,9 @@
 #include <memory>
 #include <string>
 
+#include "models/critic_training.h"
 #include "models/gan_net.h"
 #include "models/generation_objective.h"
-#include "runtime/gradient_reducer.h"
 
 namespace clx {
 
@@ -69,8 +69,8 @@ class GanObjective : public GenerationObjective {
   LocalLoss local_loss(ContinualNet& model, const TrainingBatch& batch,
                        const std::function<int64_t(int)>& head_for) override;
   NamedTensors trained_state() override;
-  torch::Tensor optimizer_archive() const override;
-  void resume_optimizer(const torch::Tensor& archive) override { resume_archive_ = archive; }
+  torch::Tensor optimizer_archive() const override { return critic_optimizer_.archive(); }
+  void resume_optimizer(const torch::Tensor& archive) override { critic_optimizer_.resume(archive); }
 
   torch::Tensor scoring_images(ContinualNet& model, const TaskStream& stream, int task, uint64_t seed) override;
   GeneratedForward generated_logits(ContinualNet& model, uint64_t seed) override;
@@ -115,9 +115,7 @@ class GanObjective : public GenerationObjective {
   ConditionalGenerator previous_generator_{nullptr};   // replay: the generator after the previous task
   std::vector<std::vector<int64_t>> task_slots_;
   ObjectiveStage stage_;
-  std::unique_ptr<torch::optim::Adam> critic_optimizer_;
-  std::unique_ptr<GradientReducer> critic_reducer_;
-  torch::Tensor resume_archive_;
+  CriticOptimizer critic_optimizer_;
   uint64_t epoch_seed_ = 0;
   int64_t stage_samples_ = 0;
   EpochDraws draws_;  // drawn on the first step of the epoch
