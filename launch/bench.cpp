@@ -9,7 +9,8 @@
 //   build/bench --help
 //
 // Suites that compare against one rank (overhead, passes, checkpoint, loader) run on
-// rank 0 while the other ranks wait; scaling and allreduce use every rank.
+// rank 0 while the other ranks wait; scaling and allreduce use every rank, and so
+// does generation for its scaling table (its other two tables are rank 0's).
 // On a GPU every timed interval starts and ends with torch::cuda::synchronize(),
 // so the clocks read finished work, not queued kernels.
 #include <boost/program_options.hpp>
@@ -462,6 +463,56 @@ clx::VaeNet bench_vae(const BenchOptions& options, uint64_t seed) {
   return vae;
 }
 
+// The conditional GAN of configs/generation_gan_fmnist.ini without BatchNorm
+// (as a data-parallel run trains it), with a class slot per class of the stream.
+clx::GanNet bench_gan(const BenchOptions& options, int64_t classes) {
+  torch::manual_seed(7);
+  clx::GanConfig gan;
+  gan.classes = classes;
+  gan.batch_norm = false;
+  clx::GanNet net(gan);
+  net->to(options.device);
+  return net;
+}
+
+// Samples/s of the trainer on the VAE or the GAN ("vae" | "gan") over every
+// rank of `comm`, options.batch samples per rank, one task of `steps` global
+// batches, median of options.repeats; `feature_file` is the FID feature file
+// the objectives load (training does not read it).
+double generator_samples_per_second(Communicator& comm, const Data& data, const BenchOptions& options,
+                                    const std::string& generator, int64_t steps, const std::string& feature_file) {
+  const int64_t global_batch = options.batch * comm.size();
+  const clx::TaskStream stream = one_task_stream(data, steps * global_batch);
+  clx::TrainerConfig config = trainer_config(options, global_batch);
+  config.optimizer = "adam";
+  clx::GenerationConfig generation;
+  generation.fid_features = feature_file;
+  clx::Logger silent(1, "", "off");  // rank 1's logger prints nothing: the timed epochs stay quiet
+  clx::FinetuneStrategy strategy;
+  std::vector<double> rates;
+  for (int r = 0; r < options.repeats; ++r) {
+    double seconds = 0;
+    if (generator == "vae") {
+      config.lr = 1e-3;
+      clx::VaeNet vae = bench_vae(options, 1);
+      clx::VaeObjective objective(generation);
+      clx::Trainer trainer(config, comm, stream, vae.ptr(), strategy, silent, &objective);
+      seconds = trainer.train_stage(0, {0}).train_seconds;
+    } else {
+      config.lr = 2e-4;
+      config.heads = clx::HeadLayout::Single;
+      clx::GanNet net = bench_gan(options, stream.num_classes);
+      clx::GanObjectiveConfig gan;
+      gan.generation = generation;
+      clx::GanObjective objective(gan);
+      clx::Trainer trainer(config, comm, stream, net.ptr(), strategy, silent, &objective);
+      seconds = trainer.train_stage(0, {0}).train_seconds;
+    }
+    rates.push_back(static_cast<double>(steps * global_batch) / seconds);
+  }
+  return median(rates);
+}
+
 // The VAE trained by the trainer (VAE objective, Adam 1e-3) against the same
 // steps written by hand (ELBO, backward, Adam step) on one rank; the same for
 // the conditional GAN (GAN objective: WGAN-GP critic step, generator step,
@@ -536,15 +587,7 @@ std::vector<Table> generation_suite(Communicator& comm, const Data& data, const 
     gan_config.lr = 2e-4;
     const torch::Tensor labels = train.labels(torch::arange(train.size(), torch::kInt64), clx::HeadLayout::Single)
                                      .to(options.device);
-    auto bench_gan = [&] {
-      torch::manual_seed(7);
-      clx::GanConfig gan;
-      gan.classes = stream.num_classes;
-      gan.batch_norm = false;
-      clx::GanNet net(gan);
-      net->to(options.device);
-      return net;
-    };
+    auto bench_gan = [&] { return ::bench_gan(options, stream.num_classes); };
     auto gan_bare_seconds = [&] {
       clx::GanNet net = bench_gan();
       clx::ConditionalCritic critic(net->config());
@@ -628,7 +671,32 @@ std::vector<Table> generation_suite(Communicator& comm, const Data& data, const 
     fid.rows.push_back({"vae", median(fid_times), median(epochs), "s", "<= 0.25", 0.25, false});
     fid.rows.push_back({"gan", median(gan_fid_times), median(gan_epochs), "s", "<= 0.25", 0.25, false});
   });
-  return {speed, fid};
+  const int n = comm.size();
+  if (n == 1) return {speed, fid};
+
+  // Scaling as for classifiers: n ranks against n times one rank alone.
+  Table scaling{"Generator scaling: " + std::to_string(n) + " ranks x " + std::to_string(options.threads) +
+                    " thread vs 1 rank, batch " + std::to_string(batch) + " per rank, samples/s",
+                std::to_string(n) + " ranks", std::to_string(n) + " x 1 rank", {}};
+  // Every rank writes its own copy of the same seeded feature file: no shared folder is assumed.
+  const std::string feature_file = (std::filesystem::path(options.scratch) /
+                                    ("clx_bench_fid_scaling_" + std::to_string(::getpid()) + ".h5")).string();
+  torch::manual_seed(3);
+  clx::FidFeatureNet scaling_features({1, 28, 28}, 10);
+  clx::save_fid_features(feature_file, scaling_features);
+  for (const std::string generator : {"vae", "gan"}) {
+    double one_rank = 0;
+    on_root_alone(comm, [&] {
+      clx::SingleCommunicator single;
+      one_rank = generator_samples_per_second(single, data, options, generator, steps, feature_file);
+    });
+    torch::Tensor shared = torch::tensor({one_rank}, torch::kFloat64);
+    comm.broadcast(shared, 0);
+    const double many = generator_samples_per_second(comm, data, options, generator, steps, feature_file);
+    scaling.rows.push_back({generator, many, n * shared.item<double>(), "samples/s", ">= 0.95", 0.95, true});
+  }
+  std::filesystem::remove(feature_file);
+  return {speed, fid, scaling};
 }
 
 int64_t file_bytes(const std::string& path) { return static_cast<int64_t>(std::filesystem::file_size(path)); }

@@ -57,22 +57,25 @@ then
 else
   fail "loader suite"; tail -20 "$WORK/loader.txt"
 fi
-# The generation suite: the VAE's and the GAN's steps by the trainer and by hand, and FID against an epoch;
-# its feature file goes to --scratch and is removed afterwards.
-if timeout 300 "$BENCH" --suite generation --batch 16 --conv-steps 1 --repeats 1 --scratch "$WORK" \
+# The generation suite on 2 ranks: the VAE's and the GAN's steps by the trainer and by hand, FID against
+# an epoch (rank 0 alone), and both generators' 2-rank scaling; its feature files go to --scratch and are
+# removed afterwards.
+if timeout 300 "${MPI[@]}" -np 2 "$BENCH" --suite generation --batch 16 --conv-steps 1 --repeats 1 --scratch "$WORK" \
      --json "$WORK/generation.json" >"$WORK/generation.txt" 2>&1 && python3 - "$WORK/generation.json" <<'PY'
 import json, sys
-speed, fid = json.load(open(sys.argv[1]))["tables"]
+speed, fid, scaling = json.load(open(sys.argv[1]))["tables"]
 assert speed["title"].startswith("Generator training steps: one rank"), speed["title"]
 assert fid["title"].startswith("FID of 10,000 generated images vs one generator training epoch"), fid["title"]
+assert scaling["title"].startswith("Generator scaling: 2 ranks x 1 thread vs 1 rank, batch 16 per rank"), scaling["title"]
 assert [row["measure"] for row in speed["rows"]] == ["vae", "gan (WGAN-GP critic step + generator step)"], speed["rows"]
 assert [row["measure"] for row in fid["rows"]] == ["vae", "gan"], fid["rows"]
-for row in speed["rows"] + fid["rows"]:
+assert [row["measure"] for row in scaling["rows"]] == ["vae", "gan"], scaling["rows"]
+for row in speed["rows"] + fid["rows"] + scaling["rows"]:
     assert row["ours"] > 0 and row["reference"] > 0, row
 PY
 then
-  [ -z "$(ls "$WORK" | grep clx_bench_fid)" ] && pass "generation suite: 2 tables, feature file removed" \
-    || fail "generation suite left its feature file"
+  [ -z "$(ls "$WORK" | grep clx_bench_fid)" ] && pass "generation suite on 2 ranks: 3 tables, feature files removed" \
+    || fail "generation suite left a feature file"
 else
   fail "generation suite"; tail -20 "$WORK/generation.txt"
 fi
