@@ -2,8 +2,10 @@
 // growth rule and schedule against hand arithmetic, masks binarised and
 // combined, an expansion that leaves earlier tasks' images as they were, a
 // checkpoint of a grown network read back, and training: what task 1
-// reserved stays unchanged through task 2, and a resume after an expansion
-// equals the uninterrupted run.
+// reserved stays unchanged through task 2, and resumes before, at and after
+// an expansion equal the uninterrupted run.
+#include <functional>
+
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -255,30 +257,49 @@ TEST_F(DgmTraining, TaskTwoLeavesTaskOnesGeneratorUnchanged) {
   EXPECT_EQ(tables[0].rows.size(), 6u);
 }
 
-// Stopped in the middle of task 2 (after the expansion) and resumed into a
-// network built at its initial size: the same generator, critic and matrix.
-TEST_F(DgmTraining, ResumeAfterAnExpansionEqualsUninterrupted) {
+// Resumed into a network built at its initial size from three checkpoints:
+// in the middle of task 1 (before the expansion), between the tasks (the
+// expansion just made, nothing trained on it yet) and in the middle of task
+// 2 (after it): the same generator, critic and matrix as uninterrupted.
+TEST_F(DgmTraining, ResumeBeforeAtAndAfterAnExpansionEqualsUninterrupted) {
   const clx::TaskStream stream = two_class_task_stream(64, 32);
   clx::SingleCommunicator single;
   clx::Logger quiet(1, "");
   clx::TrainerConfig config = dgm_trainer_config();
   checkpoint_every_step(config, path("checkpoints").string());
   DgmRun run = make_dgm_run(stream, clx::DgmMasks::Units);
+  const clx::DgmWidths initial_widths = run.model->widths();
   clx::Trainer trainer(config, single, stream, run.model.ptr(), *run.strategy, quiet, run.objective.get());
   const clx::RunResult uninterrupted = trainer.run();
+  ASSERT_NE(run.model->widths(), initial_widths) << "the generator did not grow: nothing to resume across";
 
-  const auto middle = find_checkpoint(config.checkpoint_dir, [](const clx::CheckpointState& state) {
-    return state.stage == 1 && state.phase == "training" && state.epoch == 1 && state.step == 2;
-  });
-  ASSERT_TRUE(middle.has_value());
-  DgmRun resumed = make_dgm_run(stream, clx::DgmMasks::Units);
-  config.checkpoint_dir = path("resumed").string();
-  clx::Trainer resumed_trainer(config, single, stream, resumed.model.ptr(), *resumed.strategy, quiet,
-                               resumed.objective.get());
-  const clx::RunResult result = resumed_trainer.run(&*middle, "middle");
-  EXPECT_EQ(result.matrix.stages, uninterrupted.matrix.stages);
-  expect_same_parameters(*run.model, *resumed.model);
-  expect_same_parameters(*run.objective->critic(), *resumed.objective->critic());
+  struct Point {
+    std::string name;
+    std::function<bool(const clx::CheckpointState&)> is;
+  };
+  const std::vector<Point> points{
+      {"before the expansion (task 1, epoch 2, step 2)",
+       [](const clx::CheckpointState& s) { return s.stage == 0 && s.phase == "training" && s.epoch == 1 && s.step == 2; }},
+      {"at the expansion (between tasks 1 and 2)",
+       [](const clx::CheckpointState& s) { return s.stage == 1 && s.phase == "between_tasks"; }},
+      {"after the expansion (task 2, epoch 2, step 2)",
+       [](const clx::CheckpointState& s) { return s.stage == 1 && s.phase == "training" && s.epoch == 1 && s.step == 2; }},
+  };
+  for (size_t k = 0; k < points.size(); ++k) {
+    SCOPED_TRACE(points[k].name);
+    const auto checkpoint = find_checkpoint(path("checkpoints").string(), points[k].is);
+    ASSERT_TRUE(checkpoint.has_value());
+    DgmRun resumed = make_dgm_run(stream, clx::DgmMasks::Units);
+    clx::TrainerConfig resumed_config = config;
+    resumed_config.checkpoint_dir = path("resumed_" + std::to_string(k)).string();
+    clx::Trainer resumed_trainer(resumed_config, single, stream, resumed.model.ptr(), *resumed.strategy, quiet,
+                                 resumed.objective.get());
+    const clx::RunResult result = resumed_trainer.run(&*checkpoint, "checkpoint " + std::to_string(k));
+    EXPECT_EQ(result.matrix.stages, uninterrupted.matrix.stages);
+    EXPECT_EQ(resumed.model->widths(), run.model->widths());
+    expect_same_parameters(*run.model, *resumed.model);
+    expect_same_parameters(*run.objective->critic(), *resumed.objective->critic());
+  }
 }
 
 TEST(DgmStream, ATaskIncrementalStreamIsRefused) {
