@@ -4,6 +4,7 @@
 // checkpoint of a grown network read back, and training: what task 1
 // reserved stays unchanged through task 2, and resumes before, at and after
 // an expansion equal the uninterrupted run.
+#include <algorithm>
 #include <functional>
 
 #include <gtest/gtest.h>
@@ -299,6 +300,69 @@ TEST_F(DgmTraining, ResumeBeforeAtAndAfterAnExpansionEqualsUninterrupted) {
     EXPECT_EQ(resumed.model->widths(), run.model->widths());
     expect_same_parameters(*run.model, *resumed.model);
     expect_same_parameters(*run.objective->critic(), *resumed.objective->critic());
+  }
+}
+
+// Replay of an earlier task: labelled with that task's classes, made through
+// that task's binary masks (another task's embeddings, even while it trains
+// with soft gates, do not reach it), the same images for the same (stage,
+// task, positions) whatever else the batch holds, and new noise at another stage.
+TEST(DgmReplay, LabelsAreTheTasksClassesAndImagesComeThroughItsBinaryMasks) {
+  const clx::TaskStream stream = two_class_task_stream(64, 32);
+  DgmRun run = make_dgm_run(stream, clx::DgmMasks::Weights);
+  {
+    torch::NoGradGuard no_grad;
+    torch::manual_seed(3);
+    for (auto& embedding : run.model->embeddings(0)) embedding.copy_(torch::randn(embedding.sizes()));
+  }
+  const int64_t task_1_class = run.objective->task_classes(0).at(0);
+  ASSERT_NE(task_1_class, run.objective->task_classes(1).at(0));
+  const torch::Tensor positions = torch::tensor({0, 3, 5, 6}, torch::kInt64);
+  const clx::DgmObjective::Replay replay = run.objective->replay(*run.model, /*stage=*/1, /*task=*/0, positions);
+  EXPECT_TRUE(torch::equal(replay.classes, torch::full({4}, task_1_class, torch::kInt64)));
+  EXPECT_EQ(replay.images.sizes(), torch::IntArrayRef({4, 1, 28, 28}));
+  EXPECT_FALSE(replay.images.requires_grad());
+
+  // Task 2 training (soft gates, other embeddings) does not change task 1's replay.
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& embedding : run.model->embeddings(1)) embedding.fill_(5.0);
+  }
+  run.model->set_training_scale(1, 10.0);
+  const clx::DgmObjective::Replay again = run.objective->replay(*run.model, 1, 0, positions);
+  run.model->clear_training_scale();
+  EXPECT_TRUE(torch::equal(again.images, replay.images));
+  // A position's image depends on its position alone, not on the batch around it.
+  const clx::DgmObjective::Replay one = run.objective->replay(*run.model, 1, 0, torch::tensor({5}, torch::kInt64));
+  EXPECT_TRUE(torch::allclose(one.images[0], replay.images[2], 0.0, 1e-6));
+  // Task 1's masks decide: switch its gates off everywhere and the replay changes.
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& embedding : run.model->embeddings(0)) embedding.fill_(-1.0);
+  }
+  EXPECT_FALSE(torch::allclose(run.objective->replay(*run.model, 1, 0, positions).images, replay.images));
+  // Another stage replays from other noise.
+  {
+    torch::NoGradGuard no_grad;
+    torch::manual_seed(3);
+    for (auto& embedding : run.model->embeddings(0)) embedding.copy_(torch::randn(embedding.sizes()));
+  }
+  EXPECT_TRUE(torch::equal(run.objective->replay(*run.model, 1, 0, positions).images, replay.images));
+  EXPECT_FALSE(torch::allclose(run.objective->replay(*run.model, 2, 0, positions).images, replay.images));
+}
+
+// The classifier's chunks: image g of position p goes to chunk (p + g) mod (t + 1).
+TEST(DgmReplay, ChunksSpreadEachPositionsImagesOverTheClassifierSteps) {
+  const torch::Tensor positions = torch::tensor({0, 1, 2, 3, 4}, torch::kInt64);
+  EXPECT_TRUE(torch::equal(clx::DgmObjective::chunk_of(positions, 0, 3), torch::tensor({0, 1, 2, 0, 1}, torch::kInt64)));
+  EXPECT_TRUE(torch::equal(clx::DgmObjective::chunk_of(positions, 2, 3), torch::tensor({2, 0, 1, 2, 0}, torch::kInt64)));
+  // Every chunk of a position gets exactly one of its t + 1 images.
+  for (int64_t p = 0; p < 5; ++p) {
+    std::vector<int64_t> seen;
+    for (int64_t g = 0; g < 3; ++g)
+      seen.push_back(clx::DgmObjective::chunk_of(torch::tensor({p}, torch::kInt64), g, 3).item<int64_t>());
+    std::sort(seen.begin(), seen.end());
+    EXPECT_EQ(seen, (std::vector<int64_t>{0, 1, 2})) << "position " << p;
   }
 }
 
