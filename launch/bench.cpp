@@ -513,177 +513,175 @@ double generator_samples_per_second(Communicator& comm, const Data& data, const 
   return median(rates);
 }
 
-// The VAE trained by the trainer (VAE objective, Adam 1e-3) against the same
-// steps written by hand (ELBO, backward, Adam step) on one rank; the same for
-// the conditional GAN (GAN objective: WGAN-GP critic step, generator step,
-// both Adam 2e-4) against the two steps written out; and, for each, the FID
-// of 10,000 generated images (generation, features, statistics, distance,
-// against real statistics computed beforehand, as a run does) against one
-// training epoch of a one-class task (6,000 images) at the framework's speed.
-std::vector<Table> generation_suite(Communicator& comm, const Data& data, const BenchOptions& options) {
-  const int64_t batch = options.batch, steps = options.conv_steps * 4;
-  const std::string setting = device_text(options) + ", batch " + std::to_string(batch);
-  Table speed{"Generator training steps: one rank, " + setting + ", Adam, steps/s (median of " +
-                  std::to_string(options.repeats) + ")",
-              "framework", "bare LibTorch loop", {}};
-  Table fid{"FID of 10,000 generated images vs one generator training epoch on 6,000 images (" + setting + "), seconds",
-            "FID", "epoch", {}};
-  on_root_alone(comm, [&] {
-    clx::SingleCommunicator single;
-    clx::Logger silent(1, "", "off");
-    // An untrained, seeded feature classifier: FID's cost does not depend on its weights.
-    const std::string feature_file =
-        (std::filesystem::path(options.scratch) / ("clx_bench_fid_" + std::to_string(::getpid()) + ".h5")).string();
-    torch::manual_seed(3);
-    clx::FidFeatureNet features({1, 28, 28}, 10);
-    clx::save_fid_features(feature_file, features);
-    features.to(options.device);
-    clx::GenerationConfig objective_config;
-    objective_config.fid_features = feature_file;
-    const clx::TaskStream stream = one_task_stream(data, steps * batch);
-    clx::TrainerConfig config = trainer_config(options, batch);
-    config.optimizer = "adam";
-    config.lr = 1e-3;
-    const clx::TaskData& train = stream.tasks[0].train;
-    const torch::Tensor images = train.inputs(torch::arange(train.size(), torch::kInt64)).to(options.device);
+// What the generation suite measures of one generator on one rank (medians):
+// training steps/s by the trainer and by a hand-written loop, the seconds of
+// the FID of 10,000 generated images, and of one epoch of a one-class task
+// (6,000 images) at the trainer's speed.
+struct GeneratorTimings {
+  double framework_steps = 0, bare_steps = 0, fid_seconds = 0, epoch_seconds = 0;
+};
 
-    auto bare_seconds = [&] {
-      clx::VaeNet vae = bench_vae(options, 1);
-      torch::optim::Adam adam(vae->parameters(), torch::optim::AdamOptions(1e-3));
-      const torch::Tensor order = torch::randperm(train.size(), torch::TensorOptions(torch::kInt64).device(options.device));
-      synchronize(options.device);
-      const auto start = Clock::now();
-      for (int64_t step = 0; step < steps; ++step) {
-        adam.zero_grad();
-        vae->vae->elbo_loss(images.index_select(0, order.narrow(0, step * batch, batch)), 0).loss.backward();
-        adam.step();
-      }
-      synchronize(options.device);
-      return seconds_since(start);
-    };
-    auto framework_seconds = [&] {
-      clx::VaeNet vae = bench_vae(options, 1);
-      clx::VaeObjective objective(objective_config);
-      clx::FinetuneStrategy strategy;
-      clx::Trainer trainer(config, single, stream, vae.ptr(), strategy, silent, &objective);
-      synchronize(options.device);
-      return trainer.train_stage(0, {0}).train_seconds;
-    };
-    const clx::GaussianStatistics real = features.statistics(data.test->images);
-    auto fid_seconds = [&] {
-      clx::VaeNet vae = bench_vae(options, 1);
-      vae->eval();
-      synchronize(options.device);
-      const auto start = Clock::now();
-      const double value = clx::frechet_distance(features.statistics(vae->vae->sample(10000, 0, 7)), real);
-      synchronize(options.device);
-      if (!std::isfinite(value)) throw clx::Error("bench: the FID of the untrained VAE is not finite");
-      return seconds_since(start);
-    };
-    // The conditional GAN: the GAN objective's step (critic WGAN-GP step, then
-    // the generator's) by the trainer against the same two steps written out.
-    clx::TrainerConfig gan_config = config;
-    gan_config.heads = clx::HeadLayout::Single;
-    gan_config.lr = 2e-4;
-    const torch::Tensor labels = train.labels(torch::arange(train.size(), torch::kInt64), clx::HeadLayout::Single)
-                                     .to(options.device);
-    auto bench_gan = [&] { return ::bench_gan(options, stream.num_classes); };
-    auto gan_bare_seconds = [&] {
-      clx::GanNet net = bench_gan();
-      clx::ConditionalCritic critic(net->config());
-      critic->to(options.device);
-      torch::optim::Adam generator_adam(net->parameters(), torch::optim::AdamOptions(2e-4));
-      torch::optim::Adam critic_adam(critic->parameters(), torch::optim::AdamOptions(2e-4).betas({0.5, 0.9}));
-      const auto on_device = torch::TensorOptions().device(options.device);
-      const torch::Tensor order = torch::randperm(train.size(), on_device.dtype(torch::kInt64));
-      synchronize(options.device);
-      const auto start = Clock::now();
-      for (int64_t step = 0; step < steps; ++step) {
-        const torch::Tensor rows = order.narrow(0, step * batch, batch);
-        const torch::Tensor real = images.index_select(0, rows) * 2 - 1, classes = labels.index_select(0, rows);
-        critic_adam.zero_grad();
-        torch::Tensor fake;
-        {
-          torch::NoGradGuard no_grad;
-          fake = net->generator->forward(torch::randn({batch, net->config().noise_dim}, on_device), classes);
-        }
-        const torch::Tensor e = torch::rand({batch, 1, 1, 1}, on_device);
-        const torch::Tensor mixed = (e * real + (1 - e) * fake).requires_grad_(true);
-        const torch::Tensor slope =
-            torch::autograd::grad({critic->forward(mixed, classes).score.sum()}, {mixed}, {}, true, true)[0];
-        const auto on_real = critic->forward(real, classes), on_fake = critic->forward(fake, classes);
-        ((on_fake.score - on_real.score).mean() + 10 * (slope.flatten(1).norm(2, 1) - 1).pow(2).mean() +
-         torch::nn::functional::cross_entropy(on_real.aux_logits, classes))
-            .backward();
-        critic_adam.step();
-        generator_adam.zero_grad();
-        const auto judged =
-            critic->forward(net->generator->forward(torch::randn({batch, net->config().noise_dim}, on_device), classes), classes);
-        (-judged.score.mean() + torch::nn::functional::cross_entropy(judged.aux_logits, classes)).backward();
-        generator_adam.step();
-      }
-      synchronize(options.device);
-      return seconds_since(start);
-    };
-    auto gan_framework_seconds = [&] {
-      clx::GanNet net = bench_gan();
-      clx::GanObjectiveConfig gan_objective;
-      gan_objective.generation = objective_config;
-      clx::GanObjective objective(gan_objective);
-      clx::FinetuneStrategy strategy;
-      clx::Trainer trainer(gan_config, single, stream, net.ptr(), strategy, silent, &objective);
-      synchronize(options.device);
-      return trainer.train_stage(0, {0}).train_seconds;
-    };
-    auto gan_fid_seconds = [&] {
-      clx::GanNet net = bench_gan();
-      clx::GanObjectiveConfig gan_objective;
-      gan_objective.generation = objective_config;
-      gan_objective.generation.fid_samples = 10000;
-      clx::GanObjective objective(gan_objective);
-      objective.prepare(*net, stream);
-      torch::NoGradGuard no_grad;
-      synchronize(options.device);
-      const auto start = Clock::now();
-      const double value = clx::frechet_distance(features.statistics(objective.scoring_images(*net, stream, 0, 7)), real);
-      synchronize(options.device);
-      if (!std::isfinite(value)) throw clx::Error("bench: the FID of the untrained GAN is not finite");
-      return seconds_since(start);
-    };
-    bare_seconds();  // warm-up
-    gan_bare_seconds();
-    std::vector<double> ours, bare, fid_times, epochs, gan_ours, gan_bare, gan_fid_times, gan_epochs;
+// What both generators' timings share: the one-task stream and its images on
+// the device, the trainer's settings, the FID feature network and file, and
+// the real test images' statistics the FID is computed against.
+struct GenerationBench {
+  const BenchOptions& options;
+  int64_t batch, steps;
+  clx::TaskStream stream;
+  torch::Tensor images, labels;  // the task's training images and classes, on the device
+  clx::TrainerConfig config;
+  clx::GenerationConfig objective;  // names the feature file
+  clx::FidFeatureNet& features;
+  clx::GaussianStatistics real;
+
+  template <typename Bare, typename Framework, typename Fid>
+  GeneratorTimings time(Bare&& bare_seconds, Framework&& framework_seconds, Fid&& fid_seconds) const {
+    bare_seconds();  // warm-up: allocator, BLAS buffers
+    std::vector<double> ours, bare, fid, epochs;
     const double batches_per_epoch = static_cast<double>((6000 + batch - 1) / batch);
     for (int r = 0; r < options.repeats; ++r) {
       bare.push_back(steps / bare_seconds());
       ours.push_back(steps / framework_seconds());
-      gan_bare.push_back(steps / gan_bare_seconds());
-      gan_ours.push_back(steps / gan_framework_seconds());
-      fid_times.push_back(fid_seconds());
-      gan_fid_times.push_back(gan_fid_seconds());
+      fid.push_back(fid_seconds());
       epochs.push_back(batches_per_epoch / ours.back());
-      gan_epochs.push_back(batches_per_epoch / gan_ours.back());
     }
-    std::filesystem::remove(feature_file);
-    speed.rows.push_back({"vae", median(ours), median(bare), "steps/s", ">= 0.95", 0.95, true});
-    speed.rows.push_back({"gan (WGAN-GP critic step + generator step)", median(gan_ours), median(gan_bare), "steps/s",
-                          ">= 0.95", 0.95, true});
-    fid.rows.push_back({"vae", median(fid_times), median(epochs), "s", "<= 0.25", 0.25, false});
-    fid.rows.push_back({"gan", median(gan_fid_times), median(gan_epochs), "s", "<= 0.25", 0.25, false});
-  });
-  const int n = comm.size();
-  if (n == 1) return {speed, fid};
+    return {median(ours), median(bare), median(fid), median(epochs)};
+  }
+};
 
-  // Scaling as for classifiers: n ranks against n times one rank alone.
+// The VAE by the trainer (VAE objective, Adam 1e-3) against the ELBO, backward
+// and Adam step written out; the FID of 10,000 samples of the untrained VAE.
+GeneratorTimings time_vae(const GenerationBench& bench) {
+  const BenchOptions& options = bench.options;
+  clx::TrainerConfig config = bench.config;
+  config.lr = 1e-3;
+  auto bare_seconds = [&] {
+    clx::VaeNet vae = bench_vae(options, 1);
+    torch::optim::Adam adam(vae->parameters(), torch::optim::AdamOptions(1e-3));
+    const torch::Tensor order =
+        torch::randperm(bench.images.size(0), torch::TensorOptions(torch::kInt64).device(options.device));
+    synchronize(options.device);
+    const auto start = Clock::now();
+    for (int64_t step = 0; step < bench.steps; ++step) {
+      adam.zero_grad();
+      vae->vae->elbo_loss(bench.images.index_select(0, order.narrow(0, step * bench.batch, bench.batch)), 0)
+          .loss.backward();
+      adam.step();
+    }
+    synchronize(options.device);
+    return seconds_since(start);
+  };
+  auto framework_seconds = [&] {
+    clx::SingleCommunicator single;
+    clx::Logger silent(1, "", "off");
+    clx::VaeNet vae = bench_vae(options, 1);
+    clx::VaeObjective objective(bench.objective);
+    clx::FinetuneStrategy strategy;
+    clx::Trainer trainer(config, single, bench.stream, vae.ptr(), strategy, silent, &objective);
+    synchronize(options.device);
+    return trainer.train_stage(0, {0}).train_seconds;
+  };
+  auto fid_seconds = [&] {
+    clx::VaeNet vae = bench_vae(options, 1);
+    vae->eval();
+    synchronize(options.device);
+    const auto start = Clock::now();
+    const double value = clx::frechet_distance(bench.features.statistics(vae->vae->sample(10000, 0, 7)), bench.real);
+    synchronize(options.device);
+    if (!std::isfinite(value)) throw clx::Error("bench: the FID of the untrained VAE is not finite");
+    return seconds_since(start);
+  };
+  return bench.time(bare_seconds, framework_seconds, fid_seconds);
+}
+
+// The conditional GAN by the trainer (GAN objective: WGAN-GP critic step, then
+// the generator's, both Adam 2e-4) against the two steps written out; the FID
+// of 10,000 images of the untrained GAN through the objective's scoring.
+GeneratorTimings time_gan(const GenerationBench& bench) {
+  const BenchOptions& options = bench.options;
+  const int64_t batch = bench.batch;
+  clx::TrainerConfig config = bench.config;
+  config.heads = clx::HeadLayout::Single;
+  config.lr = 2e-4;
+  clx::GanObjectiveConfig gan_objective;
+  gan_objective.generation = bench.objective;
+  gan_objective.generation.fid_samples = 10000;
+  auto bare_seconds = [&] {
+    clx::GanNet net = bench_gan(options, bench.stream.num_classes);
+    clx::ConditionalCritic critic(net->config());
+    critic->to(options.device);
+    torch::optim::Adam generator_adam(net->parameters(), torch::optim::AdamOptions(2e-4));
+    torch::optim::Adam critic_adam(critic->parameters(), torch::optim::AdamOptions(2e-4).betas({0.5, 0.9}));
+    const auto on_device = torch::TensorOptions().device(options.device);
+    const torch::Tensor order = torch::randperm(bench.images.size(0), on_device.dtype(torch::kInt64));
+    synchronize(options.device);
+    const auto start = Clock::now();
+    for (int64_t step = 0; step < bench.steps; ++step) {
+      const torch::Tensor rows = order.narrow(0, step * batch, batch);
+      const torch::Tensor real = bench.images.index_select(0, rows) * 2 - 1, classes = bench.labels.index_select(0, rows);
+      critic_adam.zero_grad();
+      torch::Tensor fake;
+      {
+        torch::NoGradGuard no_grad;
+        fake = net->generator->forward(torch::randn({batch, net->config().noise_dim}, on_device), classes);
+      }
+      const torch::Tensor e = torch::rand({batch, 1, 1, 1}, on_device);
+      const torch::Tensor mixed = (e * real + (1 - e) * fake).requires_grad_(true);
+      const torch::Tensor slope =
+          torch::autograd::grad({critic->forward(mixed, classes).score.sum()}, {mixed}, {}, true, true)[0];
+      const auto on_real = critic->forward(real, classes), on_fake = critic->forward(fake, classes);
+      ((on_fake.score - on_real.score).mean() + 10 * (slope.flatten(1).norm(2, 1) - 1).pow(2).mean() +
+       torch::nn::functional::cross_entropy(on_real.aux_logits, classes))
+          .backward();
+      critic_adam.step();
+      generator_adam.zero_grad();
+      const auto judged = critic->forward(
+          net->generator->forward(torch::randn({batch, net->config().noise_dim}, on_device), classes), classes);
+      (-judged.score.mean() + torch::nn::functional::cross_entropy(judged.aux_logits, classes)).backward();
+      generator_adam.step();
+    }
+    synchronize(options.device);
+    return seconds_since(start);
+  };
+  auto framework_seconds = [&] {
+    clx::SingleCommunicator single;
+    clx::Logger silent(1, "", "off");
+    clx::GanNet net = bench_gan(options, bench.stream.num_classes);
+    clx::GanObjective objective(gan_objective);
+    clx::FinetuneStrategy strategy;
+    clx::Trainer trainer(config, single, bench.stream, net.ptr(), strategy, silent, &objective);
+    synchronize(options.device);
+    return trainer.train_stage(0, {0}).train_seconds;
+  };
+  auto fid_seconds = [&] {
+    clx::GanNet net = bench_gan(options, bench.stream.num_classes);
+    clx::GanObjective objective(gan_objective);
+    objective.prepare(*net, bench.stream);
+    torch::NoGradGuard no_grad;
+    synchronize(options.device);
+    const auto start = Clock::now();
+    const double value =
+        clx::frechet_distance(bench.features.statistics(objective.scoring_images(*net, bench.stream, 0, 7)), bench.real);
+    synchronize(options.device);
+    if (!std::isfinite(value)) throw clx::Error("bench: the FID of the untrained GAN is not finite");
+    return seconds_since(start);
+  };
+  return bench.time(bare_seconds, framework_seconds, fid_seconds);
+}
+
+// n ranks against n times one rank alone, as the scaling suite does for
+// classifiers, for the VAE and the GAN by the trainer.
+Table generator_scaling(Communicator& comm, const Data& data, const BenchOptions& options, int64_t steps) {
+  const int n = comm.size();
   Table scaling{"Generator scaling: " + std::to_string(n) + " ranks x " + std::to_string(options.threads) +
-                    " thread vs 1 rank, batch " + std::to_string(batch) + " per rank, samples/s",
+                    " thread vs 1 rank, batch " + std::to_string(options.batch) + " per rank, samples/s",
                 std::to_string(n) + " ranks", std::to_string(n) + " x 1 rank", {}};
   // Every rank writes its own copy of the same seeded feature file: no shared folder is assumed.
   const std::string feature_file = (std::filesystem::path(options.scratch) /
                                     ("clx_bench_fid_scaling_" + std::to_string(::getpid()) + ".h5")).string();
   torch::manual_seed(3);
-  clx::FidFeatureNet scaling_features({1, 28, 28}, 10);
-  clx::save_fid_features(feature_file, scaling_features);
+  clx::FidFeatureNet features({1, 28, 28}, 10);
+  clx::save_fid_features(feature_file, features);
   for (const std::string generator : {"vae", "gan"}) {
     double one_rank = 0;
     on_root_alone(comm, [&] {
@@ -696,7 +694,57 @@ std::vector<Table> generation_suite(Communicator& comm, const Data& data, const 
     scaling.rows.push_back({generator, many, n * shared.item<double>(), "samples/s", ">= 0.95", 0.95, true});
   }
   std::filesystem::remove(feature_file);
-  return {speed, fid, scaling};
+  return scaling;
+}
+
+// The VAE of configs/generation_vae_fmnist.ini and the conditional GAN of
+// configs/generation_gan_fmnist.ini on one rank: the trainer's steps against
+// the same steps written by hand, and the FID of 10,000 generated images
+// (generation, features, statistics, distance against real statistics
+// computed beforehand, as a run does) against one training epoch of a
+// one-class task (6,000 images) at the framework's speed; with several ranks
+// also both generators' scaling.
+std::vector<Table> generation_suite(Communicator& comm, const Data& data, const BenchOptions& options) {
+  const int64_t batch = options.batch, steps = options.conv_steps * 4;
+  const std::string setting = device_text(options) + ", batch " + std::to_string(batch);
+  Table speed{"Generator training steps: one rank, " + setting + ", Adam, steps/s (median of " +
+                  std::to_string(options.repeats) + ")",
+              "framework", "bare LibTorch loop", {}};
+  Table fid{"FID of 10,000 generated images vs one generator training epoch on 6,000 images (" + setting + "), seconds",
+            "FID", "epoch", {}};
+  on_root_alone(comm, [&] {
+    // An untrained, seeded feature classifier: FID's cost does not depend on its weights.
+    const std::string feature_file =
+        (std::filesystem::path(options.scratch) / ("clx_bench_fid_" + std::to_string(::getpid()) + ".h5")).string();
+    torch::manual_seed(3);
+    clx::FidFeatureNet features({1, 28, 28}, 10);
+    clx::save_fid_features(feature_file, features);
+    features.to(options.device);
+    clx::TaskStream stream = one_task_stream(data, steps * batch);
+    const clx::TaskData& train = stream.tasks[0].train;
+    const torch::Tensor all = torch::arange(train.size(), torch::kInt64);
+    GenerationBench bench{options,
+                          batch,
+                          steps,
+                          stream,
+                          train.inputs(all).to(options.device),
+                          train.labels(all, clx::HeadLayout::Single).to(options.device),
+                          trainer_config(options, batch),
+                          {},
+                          features,
+                          features.statistics(data.test->images)};
+    bench.config.optimizer = "adam";
+    bench.objective.fid_features = feature_file;
+    const GeneratorTimings vae = time_vae(bench), gan = time_gan(bench);
+    std::filesystem::remove(feature_file);
+    speed.rows.push_back({"vae", vae.framework_steps, vae.bare_steps, "steps/s", ">= 0.95", 0.95, true});
+    speed.rows.push_back({"gan (WGAN-GP critic step + generator step)", gan.framework_steps, gan.bare_steps, "steps/s",
+                          ">= 0.95", 0.95, true});
+    fid.rows.push_back({"vae", vae.fid_seconds, vae.epoch_seconds, "s", "<= 0.25", 0.25, false});
+    fid.rows.push_back({"gan", gan.fid_seconds, gan.epoch_seconds, "s", "<= 0.25", 0.25, false});
+  });
+  if (comm.size() == 1) return {speed, fid};
+  return {speed, fid, generator_scaling(comm, data, options, steps)};
 }
 
 int64_t file_bytes(const std::string& path) { return static_cast<int64_t>(std::filesystem::file_size(path)); }
