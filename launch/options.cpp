@@ -72,10 +72,8 @@ void check_text_values(const po::variables_map& values) {
   }
 }
 
-}  // namespace
-
-TrainOptions parse_train_options(int argc, const char* const* argv) {
-  TrainOptions options;
+// The option groups of `train --help`, each bound to the fields of `options` it fills.
+po::options_description general_options(TrainOptions& options) {
   po::options_description general("General");
   general.add_options()
       ("help,h", "print this help and exit")
@@ -85,9 +83,12 @@ TrainOptions parse_train_options(int argc, const char* const* argv) {
       ("resume", po::value<std::string>(&options.resume_dir),
        "continue the run in folder DIR from its newest complete checkpoint (config: DIR/config.ini unless --config "
        "is given); with no checkpoint there yet, start it from the beginning (so a batch script can always pass it)");
+  return general;
+}
 
+// exclude_classes: data.exclude_classes, a list parsed after notify.
+po::options_description data_options(TrainOptions& options, std::string& exclude_classes) {
   po::options_description data("Data [data]");
-  std::string exclude_classes;
   ImageFolderOptions& folder = options.stream.folder;
   data.add_options()
       ("data.format", po::value<std::string>(&options.stream.format)->default_value("idx"),
@@ -140,7 +141,10 @@ TrainOptions parse_train_options(int argc, const char* const* argv) {
        "data.seed)")
       ("data.exclude_classes", po::value<std::string>(&exclude_classes)->default_value(""),
        "image_folder: class folders to leave out, comma-separated (e.g. BACKGROUND_Google)");
+  return data;
+}
 
+po::options_description model_options(TrainOptions& options) {
   po::options_description model("Model [model]");
   model.add_options()
       ("model.arch", po::value<std::string>()->default_value("mlp"),
@@ -162,7 +166,10 @@ TrainOptions parse_train_options(int argc, const char* const* argv) {
       ("model.vae_hidden", po::value<int64_t>()->default_value(256), "vae: width of the encoder's and decoder's fc layer")
       ("model.vae_latent", po::value<int64_t>()->default_value(32), "vae: latent dimensions of each task's latent layers")
       ("model.gan_noise", po::value<int64_t>()->default_value(100), "gan, dgm: the generator's noise dimensions (dgm writes the one-hot class over its first entries)");
+  return model;
+}
 
+po::options_description generation_options() {
   po::options_description generation("Generation [generation] (model.arch=vae or gan: docs/generation.md)");
   generation.add_options()
       ("generation.fid_features", po::value<std::string>()->default_value(""),
@@ -182,7 +189,10 @@ TrainOptions parse_train_options(int argc, const char* const* argv) {
        "gan: weight of the auxiliary classifier's class loss in the critic's and generator's losses")
       ("generation.critic_lr", po::value<double>()->default_value(2e-4),
        "gan: the critic's Adam learning rate (betas 0.5, 0.9; the generator follows train.optimizer and train.lr)");
+  return generation;
+}
 
+po::options_description training_options(TrainOptions& options) {
   po::options_description train("Training [train]");
   train.add_options()
       ("train.algorithm", po::value<std::string>(&options.algorithm)->default_value("finetune"),
@@ -207,18 +217,27 @@ TrainOptions parse_train_options(int argc, const char* const* argv) {
        "fp32 | bf16 (the forward pass under autocast; gradients, optimizer state, importance, masks and penalties stay fp32)")
       ("train.overlap_allreduce", po::value<bool>(&options.trainer.overlap_allreduce)->default_value(true),
        "all-reduce gradient buckets while backward is still running (false: after backward)");
+  return train;
+}
 
+po::options_description evaluation_options(TrainOptions& options) {
   po::options_description eval("Evaluation [eval]");
   eval.add_options()
       ("eval.split", po::value<std::string>(&options.trainer.eval_split)->default_value("test"),
        "test | validation (tune hyperparameters on validation, never on test)")
       ("eval.batch_size", po::value<int64_t>(&options.trainer.eval_batch_size)->default_value(1024), "evaluation batch size per rank");
+  return eval;
+}
 
+po::options_description metrics_options(TrainOptions& options) {
   po::options_description metrics("Metrics [metrics]");
   metrics.add_options()
       ("metrics.joint_results", po::value<std::string>(&options.joint_results)->default_value(""),
        "results.json of a joint run on the same stream: its accuracies are m_i of the paper's FWT");
+  return metrics;
+}
 
+po::options_description run_options(TrainOptions& options) {
   po::options_description run("Run [run]");
   run.add_options()
       ("run.backend", po::value<std::string>(&options.backend)->default_value("auto"),
@@ -246,30 +265,19 @@ TrainOptions parse_train_options(int argc, const char* const* argv) {
       ("run.lock", po::value<bool>(&options.lock_output)->default_value(true),
        "hold an exclusive lock on the output folder (<output>/.lock) while the run lasts, so that a second run "
        "into it stops at once; false only on file systems without fcntl locks (see cluster/README.md)");
+  return run;
+}
 
-  po::options_description algorithms("Algorithms [anpyc] [ewc] [si] [mas] [lwf] [hat] [clnp]");
-  add_strategy_options(algorithms);
-
-  po::options_description file_options;
-  file_options.add(data).add(model).add(generation).add(train).add(algorithms).add(eval).add(metrics).add(run);
-  po::options_description all("Options (config-file sections in brackets)");
-  all.add(general).add(file_options);
-  std::ostringstream help;
-  help << "Usage: train --config FILE [--output DIR] [--section.option=value ...]\n"
-          "       mpirun -np N train --config FILE ...\n\n"
-          "Trains one network on a sequence of tasks with a continual-learning algorithm,\n"
-          "data-parallel over the ranks, and writes the accuracy matrix with ACC, BWT and\n"
-          "FWT to the run folder (results.json, accuracy_matrix.csv, metrics.csv, train.log).\n\n"
-       << all;
-  options.help_text = help.str();
-
+// Command line first, then the resumed folder's config.ini or --config: Program_options
+// keeps the first value stored, so the command line overrides the files.
+// Returns false when --help was asked for.
+bool store_values(int argc, const char* const* argv, const po::options_description& all,
+                  const po::options_description& file_options, TrainOptions& options) {
   try {
-    // Command line first: Program_options keeps the first value stored, so it overrides the file.
     po::store(po::parse_command_line(argc, argv, all), options.values);
     if (options.values.count("help")) {
       po::notify(options.values);
-      options.help = true;
-      return options;
+      return false;
     }
     if (options.values.count("resume") && !options.values.count("config")) {
       // A resumed run reads the configuration its first start wrote.
@@ -283,7 +291,11 @@ TrainOptions parse_train_options(int argc, const char* const* argv) {
     throw UsageError(error.what());
   }
   check_text_values(options.values);
+  return true;
+}
 
+// The run folder: --resume's, --output, or runs/<config name>.
+void resolve_output_dir(TrainOptions& options) {
   if (!options.resume_dir.empty()) {
     if (!options.output_dir.empty() && options.output_dir != options.resume_dir)
       throw UsageError("--resume " + options.resume_dir + " and --output " + options.output_dir +
@@ -298,6 +310,10 @@ TrainOptions parse_train_options(int argc, const char* const* argv) {
     }
     options.output_dir = "runs/" + stem;
   }
+}
+
+// Options whose values are parsed further: the bucket size, Adam's betas, the precision.
+void read_numeric_options(TrainOptions& options) {
   const double bucket_mb = options.values["train.bucket_mb"].as<double>();
   if (!(bucket_mb > 0.0) || bucket_mb > 1 << 20) {
     std::ostringstream got;
@@ -325,8 +341,11 @@ TrainOptions parse_train_options(int argc, const char* const* argv) {
   } catch (const Error& error) {
     throw UsageError(error.what());
   }
-  folder.exclude_classes = parse_name_list(exclude_classes);
+}
 
+// The configuration as a run records it (effective: every file option) and as
+// ranks and resumes must agree on it (experiment: without run.* and speed-only options).
+void record_config_texts(const po::options_description& file_options, TrainOptions& options) {
   std::ostringstream effective, experiment;
   for (const auto& option : file_options.options()) {
     const std::string& name = option->long_name();
@@ -340,6 +359,45 @@ TrainOptions parse_train_options(int argc, const char* const* argv) {
   }
   options.effective_config = effective.str();
   options.experiment_config = experiment.str();
+}
+
+}  // namespace
+
+TrainOptions parse_train_options(int argc, const char* const* argv) {
+  TrainOptions options;
+  std::string exclude_classes;
+  const po::options_description general = general_options(options);
+  po::options_description algorithms("Algorithms [anpyc] [ewc] [si] [mas] [lwf] [hat] [clnp]");
+  add_strategy_options(algorithms);
+  po::options_description file_options;
+  file_options.add(data_options(options, exclude_classes))
+      .add(model_options(options))
+      .add(generation_options())
+      .add(training_options(options))
+      .add(algorithms)
+      .add(evaluation_options(options))
+      .add(metrics_options(options))
+      .add(run_options(options));
+  po::options_description all("Options (config-file sections in brackets)");
+  all.add(general).add(file_options);
+  std::ostringstream help;
+  help << "Usage: train --config FILE [--output DIR] [--section.option=value ...]\n"
+          "       mpirun -np N train --config FILE ...\n\n"
+          "Trains one network on a sequence of tasks with a continual-learning algorithm,\n"
+          "data-parallel over the ranks, and writes the accuracy matrix with ACC, BWT and\n"
+          "FWT to the run folder (results.json, accuracy_matrix.csv, metrics.csv, train.log).\n\n"
+       << all;
+  options.help_text = help.str();
+
+  if (!store_values(argc, argv, all, file_options, options)) {
+    options.help = true;
+    return options;
+  }
+  check_text_values(options.values);
+  resolve_output_dir(options);
+  read_numeric_options(options);
+  options.stream.folder.exclude_classes = parse_name_list(exclude_classes);
+  record_config_texts(file_options, options);
   return options;
 }
 
