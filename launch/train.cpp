@@ -310,69 +310,140 @@ std::unique_ptr<Objective> make_generation_objective(const TrainOptions& options
   return std::make_unique<GanObjective>(gan);
 }
 
-int run(TrainOptions& options, Communicator& control) {
-  Communicator& comm = control;  // until the tensors' communicator is chosen
+ModelConfig read_model_config(const TrainOptions& options) {
+  ModelConfig config;
+  config.arch = options.values["model.arch"].as<std::string>();
+  config.hidden = parse_layer_sizes(options.hidden_layers, "model.hidden");
+  config.dropout = options.dropout;
+  config.width = options.values["model.width"].as<double>();
+  config.stem = options.values["model.stem"].as<std::string>();
+  config.init = options.values["model.init"].as<std::string>();
+  config.vae_hidden = options.values["model.vae_hidden"].as<int64_t>();
+  config.vae_latent = options.values["model.vae_latent"].as<int64_t>();
+  config.seed = options.trainer.seed;
+  config.gan_noise = options.values["model.gan_noise"].as<int64_t>();
+  config.dgm_masks = options.values["dgm.masks"].as<std::string>();
+  config.dgm_width = options.values["dgm.width"].as<int64_t>();
+  validate_model_config(config);
+  return config;
+}
+
+std::unique_ptr<Objective> make_dgm_objective(const TrainOptions& options) {
+  DgmObjectiveConfig dgm;
+  dgm.gradient_penalty = options.values["dgm.gradient_penalty"].as<double>();
+  dgm.critic_lr = options.values["dgm.critic_lr"].as<double>();
+  dgm.reset_critic = options.values["dgm.reset_critic"].as<bool>();
+  dgm.seed = options.trainer.seed;
+  dgm.samples_dir = (std::filesystem::path(options.output_dir) / "samples").string();
+  dgm.sample_columns = options.values["generation.sample_columns"].as<int64_t>();
+  // FID when a feature file is named (generation.fid_features): a table beside the accuracy matrix.
+  dgm.fid.fid_features = options.values["generation.fid_features"].as<std::string>();
+  dgm.fid.fid_checksum = options.values["generation.fid_checksum"].as<std::string>();
+  dgm.fid.fid_samples = options.values["generation.fid_samples"].as<int64_t>();
+  return std::make_unique<DgmObjective>(dgm);
+}
+
+// What the configuration alone decides, before any data is read.
+struct RunPlan {
   std::unique_ptr<Strategy> strategy;
   HeadLayout heads = HeadLayout::Multi;
   ModelConfig model_config;
   std::unique_ptr<Objective> objective;  // none: classification
   std::vector<double> joint_accuracies;
-  // Cheap checks first, on every rank, before any data is read.
+};
+
+// The cheap checks, on every rank alike: the strategy, head layout, model and
+// objective agree with each other, and the stream and run options are valid.
+RunPlan plan_run(TrainOptions& options, int ranks) {
+  RunPlan plan;
+  plan.strategy = make_strategy(options.algorithm, options.values);
+  plan.heads = options.heads == "auto" ? plan.strategy->default_heads() : parse_head_layout(options.heads);
+  plan.model_config = read_model_config(options);
+  const std::string& arch = plan.model_config.arch;
+  // DGM's generator and its strategy only make sense together.
+  if ((arch == "dgm") != (options.algorithm == "dgm"))
+    throw Error(arch == "dgm" ? "train.algorithm: model.arch=dgm is trained by train.algorithm=dgm only, got " +
+                                    options.algorithm
+                              : "model.arch: train.algorithm=dgm trains DGM's generator, model.arch=dgm; got " + arch);
+  if (arch == "dgm") plan.objective = make_dgm_objective(options);
+  const bool generator = arch == "vae" || arch == "gan";
+  if (!generator && strategy_trains_generators_only(options.algorithm))
+    throw Error("train.algorithm: " + options.algorithm + " trains generators only and needs model.arch=vae");
+  // Replayed images carry no task: a classifier answers them with one head over every class.
+  if (!generator && options.algorithm == "dgr" && plan.heads != HeadLayout::Single)
+    throw Error("model.heads: dgr on a classifier replays images without a task, so it needs one head over every "
+                "class (model.heads=single); got " + to_string(plan.heads));
+  if (generator) {
+    // The VAE has one set of latent layers per task, the GAN one class slot per class of the stream,
+    // whatever the algorithm's usual layout.
+    if (options.heads == "auto") plan.heads = arch == "vae" ? HeadLayout::Multi : HeadLayout::Single;
+    plan.objective = make_generation_objective(options, arch);
+  }
+  options.trainer.heads = plan.heads;
+  validate_stream_options(options.stream);
+  check_run_options(options, ranks);
+  if (!options.joint_results.empty()) plan.joint_accuracies = read_final_accuracies(options.joint_results);
+  return plan;
+}
+
+void log_start(const TrainOptions& options, const Communicator& comm, const Communicator& tensors_comm,
+               const Placement& placement, int threads, const Objective* objective, Logger& log) {
+  if (!placement.warning.empty()) log.warn(placement.warning);
+  log.info("train: " + options.algorithm + " on " + options.stream.kind + " " + options.stream.dataset + ", " +
+           std::to_string(comm.size()) + " rank(s) over " + tensors_comm.backend() + " on " + placement.device.str() +
+           (options.trainer.precision == Precision::Bf16 ? " (bf16 autocast)" : "") + ", " + std::to_string(threads) +
+           " thread(s) per rank, output " + options.output_dir);
+  if (const auto* generation = dynamic_cast<const GenerationObjective*>(objective)) {
+    const FidFeatureInfo& info = generation->feature_info();
+    std::ostringstream line;
+    line << "FID features: " << info.path << ", checksum " << info.checksum << " (" << info.dataset
+         << " LeNet, test accuracy " << info.test_accuracy << "); " << options.values["generation.fid_samples"].as<int64_t>()
+         << " generated images per task";
+    log.info(line.str());
+  }
+}
+
+// The task stream, loaded and checked on every rank (the same on every rank,
+// or every rank stops), then moved to the compute device: in-memory datasets
+// whole (one index_select per batch there); image folders stay on the host
+// and send each decoded batch.
+TaskStream load_checked_stream(const TrainOptions& options, Communicator& comm, const RunPlan& plan, Logger& log) {
+  TaskStream stream;
   run_on_all_ranks(comm, [&] {
-    strategy = make_strategy(options.algorithm, options.values);
-    heads = options.heads == "auto" ? strategy->default_heads() : parse_head_layout(options.heads);
-    options.trainer.heads = heads;
-    model_config.arch = options.values["model.arch"].as<std::string>();
-    model_config.hidden = parse_layer_sizes(options.hidden_layers, "model.hidden");
-    model_config.dropout = options.dropout;
-    model_config.width = options.values["model.width"].as<double>();
-    model_config.stem = options.values["model.stem"].as<std::string>();
-    model_config.init = options.values["model.init"].as<std::string>();
-    model_config.vae_hidden = options.values["model.vae_hidden"].as<int64_t>();
-    model_config.vae_latent = options.values["model.vae_latent"].as<int64_t>();
-    model_config.seed = options.trainer.seed;
-    model_config.gan_noise = options.values["model.gan_noise"].as<int64_t>();
-    model_config.dgm_masks = options.values["dgm.masks"].as<std::string>();
-    model_config.dgm_width = options.values["dgm.width"].as<int64_t>();
-    validate_model_config(model_config);
-    // DGM's generator and its strategy only make sense together.
-    if ((model_config.arch == "dgm") != (options.algorithm == "dgm"))
-      throw Error(model_config.arch == "dgm"
-                      ? "train.algorithm: model.arch=dgm is trained by train.algorithm=dgm only, got " + options.algorithm
-                      : "model.arch: train.algorithm=dgm trains DGM's generator, model.arch=dgm; got " +
-                            model_config.arch);
-    if (model_config.arch == "dgm") {
-      DgmObjectiveConfig dgm;
-      dgm.gradient_penalty = options.values["dgm.gradient_penalty"].as<double>();
-      dgm.critic_lr = options.values["dgm.critic_lr"].as<double>();
-      dgm.reset_critic = options.values["dgm.reset_critic"].as<bool>();
-      dgm.seed = options.trainer.seed;
-      dgm.samples_dir = (std::filesystem::path(options.output_dir) / "samples").string();
-      dgm.sample_columns = options.values["generation.sample_columns"].as<int64_t>();
-      // FID when a feature file is named (generation.fid_features): a table beside the accuracy matrix.
-      dgm.fid.fid_features = options.values["generation.fid_features"].as<std::string>();
-      dgm.fid.fid_checksum = options.values["generation.fid_checksum"].as<std::string>();
-      dgm.fid.fid_samples = options.values["generation.fid_samples"].as<int64_t>();
-      objective = std::make_unique<DgmObjective>(dgm);
-    }
-    const bool generator = model_config.arch == "vae" || model_config.arch == "gan";
-    if (!generator && strategy_trains_generators_only(options.algorithm))
-      throw Error("train.algorithm: " + options.algorithm + " trains generators only and needs model.arch=vae");
-    // Replayed images carry no task: a classifier answers them with one head over every class.
-    if (!generator && options.algorithm == "dgr" && heads != HeadLayout::Single)
-      throw Error("model.heads: dgr on a classifier replays images without a task, so it needs one head over every "
-                  "class (model.heads=single); got " + to_string(heads));
-    if (generator) {
-      // The VAE has one set of latent layers per task, the GAN one class slot per class of the stream,
-      // whatever the algorithm's usual layout.
-      if (options.heads == "auto")
-        heads = options.trainer.heads = model_config.arch == "vae" ? HeadLayout::Multi : HeadLayout::Single;
-      objective = make_generation_objective(options, model_config.arch);
-    }
-    validate_stream_options(options.stream);
-    check_run_options(options, comm.size());
-    if (!options.joint_results.empty()) joint_accuracies = read_final_accuracies(options.joint_results);
+    stream = load_task_stream(options.stream);
+    check_counts_fit(options.trainer, stream);
+    plan.strategy->check_stream(stream);
   });
+  require_identical_across_ranks(comm, stream.summary(), "the dataset (task sizes)");
+  if (!plan.joint_accuracies.empty() && static_cast<int64_t>(plan.joint_accuracies.size()) != stream.size())
+    throw CollectiveError("metrics.joint_results: " + options.joint_results + " has " +
+                          std::to_string(plan.joint_accuracies.size()) + " tasks, this stream has " +
+                          std::to_string(stream.size()));
+  for (const std::string& warning : stream.warnings) log.warn(warning);
+  log.info(stream.description + "; " + std::to_string(stream.tasks[0].train.size()) + " training samples in task 1");
+  stream.to(options.trainer.device);
+  return stream;
+}
+
+void write_run_results(const TrainOptions& options, Communicator& comm, const Communicator& tensors_comm,
+                       const TaskStream& stream, const RunResult& result, const MetricSummary& metrics, Logger& log) {
+  run_on_all_ranks(comm, [&] {
+    if (!comm.is_root()) return;
+    RunDescription description{options.algorithm, stream.description, comm.size(), tensors_comm.backend(),
+                               options.effective_config};
+    write_results(options.output_dir, description, result, metrics);
+    std::string written = options.output_dir + "/results.json, " + result.score.name + "_matrix.csv, metrics.csv";
+    for (const ResultTable& table : result.tables) written += ", " + table.name + ".csv";
+    log.info("results written to " + written);
+  });
+  if (comm.is_root()) std::cout << "\n" << format_results_table(result, metrics);
+}
+
+int run(TrainOptions& options, Communicator& control) {
+  Communicator& comm = control;  // until the tensors' communicator is chosen
+  RunPlan plan;
+  // Cheap checks first, on every rank, before any data is read.
+  run_on_all_ranks(comm, [&] { plan = plan_run(options, comm.size()); });
   require_identical_across_ranks(comm, options.effective_config, "the configuration");
   comm.set_collective_timeout(options.collective_timeout);
   // Deterministic algorithms must be chosen before the first CUDA kernel.
@@ -393,48 +464,19 @@ int run(TrainOptions& options, Communicator& control) {
   stop_if_requested(comm, "while starting");
   Logger log(comm.rank(), "", options.progress);
   log.keep_lines_for_file();
-  if (!placement.warning.empty()) log.warn(placement.warning);
-  log.info("train: " + options.algorithm + " on " + options.stream.kind + " " + options.stream.dataset + ", " +
-           std::to_string(comm.size()) + " rank(s) over " + tensors_comm.backend() + " on " + placement.device.str() +
-           (options.trainer.precision == Precision::Bf16 ? " (bf16 autocast)" : "") + ", " + std::to_string(threads) +
-           " thread(s) per rank, output " + options.output_dir);
-
-  if (const auto* generation = dynamic_cast<const GenerationObjective*>(objective.get())) {
-    const FidFeatureInfo& info = generation->feature_info();
-    std::ostringstream line;
-    line << "FID features: " << info.path << ", checksum " << info.checksum << " (" << info.dataset
-         << " LeNet, test accuracy " << info.test_accuracy << "); " << options.values["generation.fid_samples"].as<int64_t>()
-         << " generated images per task";
-    log.info(line.str());
-  }
-
-  TaskStream stream;
-  run_on_all_ranks(comm, [&] {
-    stream = load_task_stream(options.stream);
-    check_counts_fit(options.trainer, stream);
-    strategy->check_stream(stream);
-  });
-  require_identical_across_ranks(comm, stream.summary(), "the dataset (task sizes)");
-  if (!joint_accuracies.empty() && static_cast<int64_t>(joint_accuracies.size()) != stream.size())
-    throw CollectiveError("metrics.joint_results: " + options.joint_results + " has " +
-                          std::to_string(joint_accuracies.size()) + " tasks, this stream has " +
-                          std::to_string(stream.size()));
-  for (const std::string& warning : stream.warnings) log.warn(warning);
-  log.info(stream.description + "; " + std::to_string(stream.tasks[0].train.size()) + " training samples in task 1");
-  // In-memory datasets move to the compute device whole (one index_select per
-  // batch there); image folders stay on the host and send each decoded batch.
-  stream.to(options.trainer.device);
+  log_start(options, comm, tensors_comm, placement, threads, plan.objective.get(), log);
+  TaskStream stream = load_checked_stream(options, comm, plan, log);
 
   torch::manual_seed(options.trainer.seed);
   std::shared_ptr<ContinualNet> model;
   // The input shape is known only now; a network that does not fit it fails on every rank alike.
   run_on_all_ranks(comm, [&] {
-    model_config.tasks = static_cast<int64_t>(stream.size());
-    model = make_continual_net(model_config, stream.input_shape, head_sizes_for(stream, heads));
+    plan.model_config.tasks = static_cast<int64_t>(stream.size());
+    model = make_continual_net(plan.model_config, stream.input_shape, head_sizes_for(stream, plan.heads));
     model->to(placement.device);
-    if (objective) {
-      objective->check(*model, stream, heads);
-      objective->prepare(*model, stream);
+    if (plan.objective) {
+      plan.objective->check(*model, stream, plan.heads);
+      plan.objective->prepare(*model, stream);
     }
   });
   // Dropout masks differ per rank, as in any data-parallel run.
@@ -451,27 +493,16 @@ int run(TrainOptions& options, Communicator& control) {
   std::optional<CheckpointState> resume_from;
   std::string resume_path;
   if (!options.resume_dir.empty())
-    resume_from = load_resume_checkpoint(options, checkpoint_dir, comm, log, *model, objective.get(),
-                                         static_cast<int64_t>(strategy->stages(static_cast<int>(stream.size())).size()),
-                                         stream.size(), &resume_path);
+    resume_from = load_resume_checkpoint(
+        options, checkpoint_dir, comm, log, *model, plan.objective.get(),
+        static_cast<int64_t>(plan.strategy->stages(static_cast<int>(stream.size())).size()), stream.size(), &resume_path);
   stop_if_requested(comm, "while loading the data");
   accept_start(options, checkpoint_dir, comm, log);
 
-  Trainer trainer(options.trainer, tensors_comm, stream, model, *strategy, log, objective.get());
+  Trainer trainer(options.trainer, tensors_comm, stream, model, *plan.strategy, log, plan.objective.get());
   trainer.set_stop_flag(&stop_signals);
   RunResult result = trainer.run(resume_from ? &*resume_from : nullptr, resume_path);
-  const MetricSummary metrics = summarise(result.matrix, joint_accuracies);
-
-  run_on_all_ranks(comm, [&] {
-    if (!comm.is_root()) return;
-    RunDescription description{options.algorithm, stream.description, comm.size(), tensors_comm.backend(),
-                               options.effective_config};
-    write_results(options.output_dir, description, result, metrics);
-    std::string written = options.output_dir + "/results.json, " + result.score.name + "_matrix.csv, metrics.csv";
-    for (const ResultTable& table : result.tables) written += ", " + table.name + ".csv";
-    log.info("results written to " + written);
-  });
-  if (comm.is_root()) std::cout << "\n" << format_results_table(result, metrics);
+  write_run_results(options, comm, tensors_comm, stream, result, summarise(result.matrix, plan.joint_accuracies), log);
   return 0;
 }
 
