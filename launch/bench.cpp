@@ -484,7 +484,7 @@ double generator_samples_per_second(Communicator& comm, const Data& data, const 
   const int64_t global_batch = options.batch * comm.size();
   const clx::TaskStream stream = one_task_stream(data, steps * global_batch);
   clx::TrainerConfig config = trainer_config(options, global_batch);
-  config.optimizer = "adam";
+  config.optimizer = clx::OptimizerKind::Adam;
   clx::GenerationConfig generation;
   generation.fid_features = feature_file;
   clx::Logger silent(1, "", "off");  // rank 1's logger prints nothing: the timed epochs stay quiet
@@ -733,7 +733,7 @@ std::vector<Table> generation_suite(Communicator& comm, const Data& data, const 
                           {},
                           features,
                           features.statistics(data.test->images)};
-    bench.config.optimizer = "adam";
+    bench.config.optimizer = clx::OptimizerKind::Adam;
     bench.objective.fid_features = feature_file;
     const GeneratorTimings vae = time_vae(bench), gan = time_gan(bench);
     std::filesystem::remove(feature_file);

@@ -200,7 +200,7 @@ po::options_description training_options(TrainOptions& options) {
       ("train.epochs", po::value<int64_t>(&options.trainer.epochs)->default_value(1), "epochs per task")
       ("train.batch_size", po::value<int64_t>(&options.trainer.batch_size)->default_value(128),
        "global batch size, split evenly over the ranks (so any number of ranks follows the same trajectory)")
-      ("train.optimizer", po::value<std::string>(&options.trainer.optimizer)->default_value("sgd"), "sgd | adam (fresh state for every task)")
+      ("train.optimizer", po::value<std::string>()->default_value("sgd"), "sgd | adam (fresh state for every task)")
       ("train.lr", po::value<double>(&options.trainer.lr)->default_value(0.01), "learning rate")
       ("train.lr_decay", po::value<double>(&options.trainer.lr_decay)->default_value(1.0),
        "staircase decay of the learning rate within each task: lr * lr_decay^floor(epoch / lr_decay_epochs), epochs "
@@ -312,8 +312,8 @@ void resolve_output_dir(TrainOptions& options) {
   }
 }
 
-// Options whose values are parsed further: the bucket size, Adam's betas, the precision.
-void read_numeric_options(TrainOptions& options) {
+// Options whose values are parsed further: the bucket size, Adam's betas, the optimizer, the precision.
+void parse_option_values(TrainOptions& options) {
   const double bucket_mb = options.values["train.bucket_mb"].as<double>();
   if (!(bucket_mb > 0.0) || bucket_mb > 1 << 20) {
     std::ostringstream got;
@@ -337,6 +337,7 @@ void read_numeric_options(TrainOptions& options) {
     options.trainer.adam_beta2 = parsed[1];
   }
   try {
+    options.trainer.optimizer = parse_optimizer_kind(options.values["train.optimizer"].as<std::string>());
     options.trainer.precision = parse_precision(options.values["train.precision"].as<std::string>());
   } catch (const Error& error) {
     throw UsageError(error.what());
@@ -395,7 +396,7 @@ TrainOptions parse_train_options(int argc, const char* const* argv) {
   }
   check_text_values(options.values);
   resolve_output_dir(options);
-  read_numeric_options(options);
+  parse_option_values(options);
   options.stream.folder.exclude_classes = parse_name_list(exclude_classes);
   record_config_texts(file_options, options);
   return options;

@@ -24,15 +24,17 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(const TrainerConfig& config,
                                                         const std::vector<torch::Tensor>& parameters) {
-  if (config.optimizer == "sgd")
-    return std::make_unique<torch::optim::SGD>(
-        parameters, torch::optim::SGDOptions(config.lr).momentum(config.momentum).weight_decay(config.weight_decay));
-  if (config.optimizer == "adam")
-    return std::make_unique<torch::optim::Adam>(parameters,
-                                                torch::optim::AdamOptions(config.lr)
-                                                    .betas({config.adam_beta1, config.adam_beta2})
-                                                    .weight_decay(config.weight_decay));
-  throw Error("train.optimizer: '" + config.optimizer + "' is not one of sgd, adam");
+  switch (config.optimizer) {
+    case OptimizerKind::Sgd:
+      return std::make_unique<torch::optim::SGD>(
+          parameters, torch::optim::SGDOptions(config.lr).momentum(config.momentum).weight_decay(config.weight_decay));
+    case OptimizerKind::Adam:
+      return std::make_unique<torch::optim::Adam>(parameters,
+                                                  torch::optim::AdamOptions(config.lr)
+                                                      .betas({config.adam_beta1, config.adam_beta2})
+                                                      .weight_decay(config.weight_decay));
+  }
+  throw Error("internal: unknown optimizer kind");
 }
 
 std::string task_list(const std::vector<int>& tasks) {
@@ -56,6 +58,14 @@ std::string statistic_text(const ScoreKind& kind, double value) {
 
 }  // namespace
 
+OptimizerKind parse_optimizer_kind(const std::string& text) {
+  if (text == "sgd") return OptimizerKind::Sgd;
+  if (text == "adam") return OptimizerKind::Adam;
+  throw Error("train.optimizer: '" + text + "' is not one of sgd, adam");
+}
+
+std::string to_string(OptimizerKind kind) { return kind == OptimizerKind::Adam ? "adam" : "sgd"; }
+
 std::vector<int64_t> head_sizes_for(const TaskStream& stream, HeadLayout layout) {
   if (layout == HeadLayout::Single) return {stream.num_classes};
   std::vector<int64_t> sizes;
@@ -73,8 +83,6 @@ void validate_trainer_config(const TrainerConfig& config, int world_size) {
   if (!(config.lr > 0.0) || !std::isfinite(config.lr)) throw Error("train.lr: must be a positive number");
   if (config.momentum < 0.0 || config.momentum >= 1.0) throw Error("train.momentum: must be in [0, 1)");
   if (config.weight_decay < 0.0) throw Error("train.weight_decay: must be >= 0");
-  if (config.optimizer != "sgd" && config.optimizer != "adam")
-    throw Error("train.optimizer: '" + config.optimizer + "' is not one of sgd, adam");
   if (!(config.adam_beta1 >= 0.0 && config.adam_beta1 < 1.0) || !(config.adam_beta2 >= 0.0 && config.adam_beta2 < 1.0))
     throw Error("train.adam_betas: both betas must be in [0, 1), got " + std::to_string(config.adam_beta1) + "," +
                 std::to_string(config.adam_beta2));
@@ -410,10 +418,10 @@ void Trainer::log_what_is_trained(const std::vector<std::vector<int>>& stages) c
   std::ostringstream what;
   what << "training " << strategy_.name() << ": " << stream_.size() << " task(s) in " << stages.size() << " stage(s), "
        << config_.epochs << " epoch(s) per task, " << comm_.size() << " rank(s), global batch " << config_.batch_size
-       << " (" << config_.batch_size / comm_.size() << " per rank), " << config_.optimizer << " lr " << config_.lr;
+       << " (" << config_.batch_size / comm_.size() << " per rank), " << to_string(config_.optimizer) << " lr " << config_.lr;
   if (config_.lr_decay != 1.0)
     what << " (x" << config_.lr_decay << " every " << config_.lr_decay_epochs << " epoch(s) of a task)";
-  if (config_.optimizer == "sgd" && config_.momentum > 0) what << " momentum " << config_.momentum;
+  if (config_.optimizer == OptimizerKind::Sgd && config_.momentum > 0) what << " momentum " << config_.momentum;
   if (config_.weight_decay > 0) what << " weight decay " << config_.weight_decay;
   what << ", evaluated on the " << config_.eval_split << " split";
   log_.info(what.str());

@@ -25,11 +25,17 @@
 
 namespace clx {
 
+// The trainer's optimizer (train.optimizer), made afresh for every stage.
+enum class OptimizerKind { Sgd, Adam };
+// "sgd" | "adam"; anything else throws clx::Error naming train.optimizer.
+OptimizerKind parse_optimizer_kind(const std::string& text);
+std::string to_string(OptimizerKind kind);
+
 struct TrainerConfig {
   int64_t epochs = 1;
   int64_t batch_size = 128;  // global: split evenly across ranks
   int64_t eval_batch_size = 1024;
-  std::string optimizer = "sgd";  // sgd | adam
+  OptimizerKind optimizer = OptimizerKind::Sgd;
   double lr = 0.01;
   // Staircase decay within a stage: lr * lr_decay^floor(e / lr_decay_epochs),
   // e = the stage's epochs so far (main training, then any retraining a

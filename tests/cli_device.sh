@@ -23,6 +23,8 @@ fi
 expect_failure "nccl on the CPU" "run.backend=nccl carries CUDA tensors only; it needs run.device=cuda" \
   "$TRAIN" "${SMALL[@]}" --run.device=cpu --run.backend=nccl --output "$WORK/nccl"
 expect_untouched nccl
+expect_failure "unknown optimizer" "train.optimizer: 'rmsprop' is not one of sgd, adam" \
+  "$TRAIN" "${SMALL[@]}" --train.optimizer=rmsprop --output "$WORK/rmsprop"
 expect_failure "unknown precision" "train.precision: 'fp16' is not one of fp32, bf16" \
   "$TRAIN" "${SMALL[@]}" --train.precision=fp16 --output "$WORK/fp16"
 expect_failure "learning-rate decay above 1" "train.lr_decay: must be in (0, 1]" \

@@ -195,7 +195,7 @@ DgmRun make_dgm_run(const clx::TaskStream& stream, clx::DgmMasks masks) {
 
 clx::TrainerConfig dgm_trainer_config() {
   clx::TrainerConfig config = clx::testing_support::small_trainer_config(16);
-  config.optimizer = "adam";
+  config.optimizer = clx::OptimizerKind::Adam;
   config.lr = 0.002;
   config.adam_beta1 = 0.5;
   config.heads = clx::HeadLayout::Single;

@@ -140,7 +140,7 @@ TEST_F(Gan, ResumeMidEpochEqualsUninterrupted) {
   clx::SingleCommunicator single;
   clx::Logger quiet(1, "");
   clx::TrainerConfig config = gan_trainer_config();
-  config.optimizer = "adam";
+  config.optimizer = clx::OptimizerKind::Adam;
   config.lr = 0.002;
   checkpoint_every_step(config, path("checkpoints").string());
 

@@ -61,7 +61,7 @@ clx::TrainerConfig vae_trainer_config() {
 // Adam at 0.005: what the resume and joint tests train with (optimizer state to restore; visible progress).
 clx::TrainerConfig vae_adam_config() {
   clx::TrainerConfig config = vae_trainer_config();
-  config.optimizer = "adam";
+  config.optimizer = clx::OptimizerKind::Adam;
   config.lr = 0.005;
   return config;
 }

@@ -373,7 +373,7 @@ TEST(DataParallelTrainer, DgmMatchesOneProcessThroughAnExpansion) {
   clx::Logger quiet(1, "");
   clx::TrainerConfig config = clx::testing_support::small_trainer_config(8);
   config.heads = clx::HeadLayout::Single;
-  config.optimizer = "adam";
+  config.optimizer = clx::OptimizerKind::Adam;
   config.lr = 0.002;
   config.adam_beta1 = 0.5;
   clx::DgmNetConfig net_config;
