@@ -223,7 +223,7 @@ po::options_description training_options(TrainOptions& options) {
 po::options_description evaluation_options(TrainOptions& options) {
   po::options_description eval("Evaluation [eval]");
   eval.add_options()
-      ("eval.split", po::value<std::string>(&options.trainer.eval_split)->default_value("test"),
+      ("eval.split", po::value<std::string>()->default_value("test"),
        "test | validation (tune hyperparameters on validation, never on test)")
       ("eval.batch_size", po::value<int64_t>(&options.trainer.eval_batch_size)->default_value(1024), "evaluation batch size per rank");
   return eval;
@@ -312,7 +312,8 @@ void resolve_output_dir(TrainOptions& options) {
   }
 }
 
-// Options whose values are parsed further: the bucket size, Adam's betas, the optimizer, the precision.
+// Options whose values are parsed further: the bucket size, Adam's betas, the optimizer, the evaluation
+// split, the precision.
 void parse_option_values(TrainOptions& options) {
   const double bucket_mb = options.values["train.bucket_mb"].as<double>();
   if (!(bucket_mb > 0.0) || bucket_mb > 1 << 20) {
@@ -338,6 +339,7 @@ void parse_option_values(TrainOptions& options) {
   }
   try {
     options.trainer.optimizer = parse_optimizer_kind(options.values["train.optimizer"].as<std::string>());
+    options.trainer.eval_split = parse_eval_split(options.values["eval.split"].as<std::string>());
     options.trainer.precision = parse_precision(options.values["train.precision"].as<std::string>());
   } catch (const Error& error) {
     throw UsageError(error.what());

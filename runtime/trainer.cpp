@@ -66,6 +66,14 @@ OptimizerKind parse_optimizer_kind(const std::string& text) {
 
 std::string to_string(OptimizerKind kind) { return kind == OptimizerKind::Adam ? "adam" : "sgd"; }
 
+EvalSplit parse_eval_split(const std::string& text) {
+  if (text == "test") return EvalSplit::Test;
+  if (text == "validation") return EvalSplit::Validation;
+  throw Error("eval.split: '" + text + "' is not one of test, validation");
+}
+
+std::string to_string(EvalSplit split) { return split == EvalSplit::Validation ? "validation" : "test"; }
+
 std::vector<int64_t> head_sizes_for(const TaskStream& stream, HeadLayout layout) {
   if (layout == HeadLayout::Single) return {stream.num_classes};
   std::vector<int64_t> sizes;
@@ -86,8 +94,6 @@ void validate_trainer_config(const TrainerConfig& config, int world_size) {
   if (!(config.adam_beta1 >= 0.0 && config.adam_beta1 < 1.0) || !(config.adam_beta2 >= 0.0 && config.adam_beta2 < 1.0))
     throw Error("train.adam_betas: both betas must be in [0, 1), got " + std::to_string(config.adam_beta1) + "," +
                 std::to_string(config.adam_beta2));
-  if (config.eval_split != "test" && config.eval_split != "validation")
-    throw Error("eval.split: '" + config.eval_split + "' is not one of test, validation");
   if (config.bucket_bytes <= 0) throw Error("train.bucket_mb: must be positive");
   if (!(config.lr_decay > 0.0 && config.lr_decay <= 1.0))
     throw Error("train.lr_decay: must be in (0, 1] (1: constant learning rate), got " + std::to_string(config.lr_decay));
@@ -113,7 +119,7 @@ Trainer::Trainer(TrainerConfig config, Communicator& comm, const TaskStream& str
 
 const TaskData& Trainer::eval_data(int task) const {
   const Task& t = stream_.tasks.at(task);
-  if (config_.eval_split == "validation") {
+  if (config_.eval_split == EvalSplit::Validation) {
     if (t.validation.size() == 0)
       throw Error("eval.split=validation needs data.validation_fraction > 0 (" + t.name + " has no validation data)");
     return t.validation;
@@ -423,7 +429,7 @@ void Trainer::log_what_is_trained(const std::vector<std::vector<int>>& stages) c
     what << " (x" << config_.lr_decay << " every " << config_.lr_decay_epochs << " epoch(s) of a task)";
   if (config_.optimizer == OptimizerKind::Sgd && config_.momentum > 0) what << " momentum " << config_.momentum;
   if (config_.weight_decay > 0) what << " weight decay " << config_.weight_decay;
-  what << ", evaluated on the " << config_.eval_split << " split";
+  what << ", evaluated on the " << to_string(config_.eval_split) << " split";
   log_.info(what.str());
 
   int64_t shared = 0, total = 0;
@@ -440,11 +446,11 @@ void Trainer::log_what_is_trained(const std::vector<std::vector<int>>& stages) c
             " (" + to_string(config_.heads) + "-head layout)");
 
   std::ostringstream data;
-  data << "data per task (training / " << config_.eval_split << " samples):";
+  data << "data per task (training / " << to_string(config_.eval_split) << " samples):";
   for (size_t t = 0; t < stream_.tasks.size(); ++t) {
     const Task& task = stream_.tasks[t];
     data << (t ? "," : "") << " " << t + 1 << ": " << task.train.size() << " / "
-         << (config_.eval_split == "validation" ? task.validation.size() : task.test.size());
+         << (config_.eval_split == EvalSplit::Validation ? task.validation.size() : task.test.size());
   }
   log_.info(data.str());
 }

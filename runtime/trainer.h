@@ -31,6 +31,13 @@ enum class OptimizerKind { Sgd, Adam };
 OptimizerKind parse_optimizer_kind(const std::string& text);
 std::string to_string(OptimizerKind kind);
 
+// The split every score is computed on (eval.split): test data, or the
+// validation data held out of training (for tuning, never test).
+enum class EvalSplit { Test, Validation };
+// "test" | "validation"; anything else throws clx::Error naming eval.split.
+EvalSplit parse_eval_split(const std::string& text);
+std::string to_string(EvalSplit split);
+
 struct TrainerConfig {
   int64_t epochs = 1;
   int64_t batch_size = 128;  // global: split evenly across ranks
@@ -51,7 +58,7 @@ struct TrainerConfig {
   // Where the model and data live (the caller moves the model there first).
   torch::Device device = torch::kCPU;
   Precision precision = Precision::Fp32;
-  std::string eval_split = "test";  // test | validation
+  EvalSplit eval_split = EvalSplit::Test;
   int64_t bucket_bytes = GradientReducer::kDefaultBucketBytes;
   // All-reduce gradient buckets while backward is still running.
   bool overlap_allreduce = true;

@@ -25,6 +25,8 @@ expect_failure "nccl on the CPU" "run.backend=nccl carries CUDA tensors only; it
 expect_untouched nccl
 expect_failure "unknown optimizer" "train.optimizer: 'rmsprop' is not one of sgd, adam" \
   "$TRAIN" "${SMALL[@]}" --train.optimizer=rmsprop --output "$WORK/rmsprop"
+expect_failure "unknown evaluation split" "eval.split: 'train' is not one of test, validation" \
+  "$TRAIN" "${SMALL[@]}" --eval.split=train --output "$WORK/evaltrain"
 expect_failure "unknown precision" "train.precision: 'fp16' is not one of fp32, bf16" \
   "$TRAIN" "${SMALL[@]}" --train.precision=fp16 --output "$WORK/fp16"
 expect_failure "learning-rate decay above 1" "train.lr_decay: must be in (0, 1]" \
