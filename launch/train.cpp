@@ -426,9 +426,11 @@ TaskStream load_checked_stream(const TrainOptions& options, Communicator& comm, 
 }
 
 void write_run_results(const TrainOptions& options, Communicator& comm, const Communicator& tensors_comm,
-                       const TaskStream& stream, const RunResult& result, const MetricSummary& metrics, Logger& log) {
+                       const TaskStream& stream, const RunResult& result, const MetricSummary& metrics,
+                       const FolderLock& run_folder_lock, Logger& log) {
   run_on_all_ranks(comm, [&] {
     if (!comm.is_root()) return;
+    run_folder_lock.check_in_place();
     RunDescription description{options.algorithm, stream.description, comm.size(), tensors_comm.backend(),
                                options.effective_config};
     write_results(options.output_dir, description, result, metrics);
@@ -461,6 +463,8 @@ int run(TrainOptions& options, Communicator& control) {
   run_on_all_ranks(comm, [&] {
     if (comm.is_root() && options.lock_output) run_folder_lock = lock_run_folder(options, comm.size());
   });
+  // A run folder deleted under the run must not get a second run's files beside this one's.
+  if (run_folder_lock.held()) options.trainer.before_checkpoint = [&run_folder_lock] { run_folder_lock.check_in_place(); };
   stop_if_requested(comm, "while starting");
   Logger log(comm.rank(), "", options.progress);
   log.keep_lines_for_file();
@@ -502,7 +506,8 @@ int run(TrainOptions& options, Communicator& control) {
   Trainer trainer(options.trainer, tensors_comm, stream, model, *plan.strategy, log, plan.objective.get());
   trainer.set_stop_flag(&stop_signals);
   RunResult result = trainer.run(resume_from ? &*resume_from : nullptr, resume_path);
-  write_run_results(options, comm, tensors_comm, stream, result, summarise(result.matrix, plan.joint_accuracies), log);
+  write_run_results(options, comm, tensors_comm, stream, result, summarise(result.matrix, plan.joint_accuracies),
+                    run_folder_lock, log);
   return 0;
 }
 

@@ -1,6 +1,7 @@
 #include "runtime/folder_lock.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -114,6 +115,17 @@ FolderLock& FolderLock::operator=(FolderLock&& other) noexcept {
     other.fd_ = -1;
   }
   return *this;
+}
+
+void FolderLock::check_in_place() const {
+  if (fd_ < 0) return;
+  struct stat held {}, at_path {};
+  if (::fstat(fd_, &held) != 0) throw FileError("cannot stat the held lock file " + path_ + ": " + std::strerror(errno));
+  const bool present = ::stat(path_.c_str(), &at_path) == 0;
+  if (present && at_path.st_dev == held.st_dev && at_path.st_ino == held.st_ino) return;
+  throw FileError("the lock file " + path_ + " was " + (present ? "replaced by another file" : "removed") +
+                  " while this process held it (was its folder deleted or moved?): stopping before writing there, "
+                  "so that two runs never write into one folder");
 }
 
 FolderLock::~FolderLock() {

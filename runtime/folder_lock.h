@@ -15,6 +15,8 @@
 //
 // The holder writes who it is into the lock file (host, pid, start time,
 // what it runs), so the process that finds the folder locked can say by whom.
+// The lock is as good as its file: check_in_place() finds a lock file that
+// was deleted or replaced (a run folder removed under a running job).
 #include <string>
 
 #include "runtime/error.h"
@@ -49,6 +51,12 @@ class FolderLock {
   ~FolderLock();  // releases the lock; the file stays (it holds no state)
 
   bool held() const { return fd_ >= 0; }
+  // Throws FileError when the lock file at path() is no longer the file this
+  // lock holds: removed (the folder deleted or moved) or replaced by another
+  // file. A lock on a file that has left its folder protects nothing, so a
+  // run checks this before it writes into the folder and stops instead of
+  // writing beside a second run that took a new lock there.
+  void check_in_place() const;
   const std::string& path() const { return path_; }
 
  private:

@@ -525,7 +525,9 @@ void Trainer::save_checkpoint(int stage, const Position* position, torch::optim:
   state.rank_states = comm_.allgather_strings(save_generator_states(config_.device));
   std::string path;
   run_on_all_ranks(comm_, [&] {
-    if (comm_.is_root()) path = checkpoints_->save(state);
+    if (!comm_.is_root()) return;
+    if (config_.before_checkpoint) config_.before_checkpoint();
+    path = checkpoints_->save(state);
   });
   if (comm_.is_root())
     log_.info("checkpoint " + path + " (" + state.phase +

@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <optional>
 
 #include "runtime/checkpoint.h"
@@ -55,6 +56,9 @@ struct TrainerConfig {
   double weight_decay = 0.0;
   uint64_t seed = 1;
   HeadLayout heads = HeadLayout::Multi;
+  // Called on rank 0 before every checkpoint is written; what it throws stops
+  // every rank (train: the run folder's lock file must still be in place).
+  std::function<void()> before_checkpoint;
   // Where the model and data live (the caller moves the model there first).
   torch::Device device = torch::kCPU;
   Precision precision = Precision::Fp32;

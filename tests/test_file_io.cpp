@@ -174,6 +174,21 @@ TEST_F(FileIoTest, FolderLockIsExclusiveAndNamesItsHolder) {
   EXPECT_TRUE(again.held());
 }
 
+// A lock whose file was deleted, or deleted and made anew (what a second run
+// would do in a folder removed under the first), no longer guards the folder.
+TEST_F(FileIoTest, FolderLockFindsItsFileRemovedOrReplaced) {
+  const std::string lock_path = path(".lock").string();
+  clx::FolderLock lock(lock_path, "train");
+  lock.check_in_place();  // untouched: fine
+  std::filesystem::remove(lock_path);
+  expect_error<clx::FileError>([&] { lock.check_in_place(); },
+                               {"the lock file " + lock_path + " was removed while this process held it",
+                                "two runs never write into one folder"});
+  clx::FolderLock second(lock_path, "train");  // the file is new: a second run can take it
+  second.check_in_place();
+  expect_error<clx::FileError>([&] { lock.check_in_place(); }, {lock_path + " was replaced by another file"});
+}
+
 TEST_F(FileIoTest, FolderLockInAMissingFolderIsAFileError) {
   expect_error<clx::FileError>([&] { clx::FolderLock lock(path("missing/.lock").string(), "train"); },
                                {"cannot open the lock file " + path("missing/.lock").string()});

@@ -12,6 +12,7 @@
 #include "runtime/checkpoint.h"
 #include "runtime/device.h"
 #include "runtime/error.h"
+#include "runtime/folder_lock.h"
 #include "runtime/trainer.h"
 #include "tests/expect_error.h"
 #include "tests/temp_dir_test.h"
@@ -246,6 +247,33 @@ TEST_F(TrainerResume, MidRetrainingWithDecayedLearningRateEqualsUninterrupted) {
   append_steps(expected, 1, batches[0] - 2);
   append_from_task_1_end(expected, batches[1]);
   EXPECT_EQ(resumed_strategy.events, expected);
+}
+
+// A run whose folder lock file disappears (its folder deleted under it)
+// stops at its next checkpoint, before writing anything there, with the
+// lock's message: what launch/train.cpp wires into before_checkpoint.
+TEST_F(TrainerResume, StopsBeforeACheckpointWhenTheFolderLockIsGone) {
+  const clx::TaskStream stream = two_task_stream(64, 60);
+  clx::SingleCommunicator single;
+  clx::Logger quiet(1, "");
+  clx::TrainerConfig config = schedule_config();
+  checkpoint_every_step(config, path("checkpoints").string());
+  const std::string lock_path = path(".lock").string();
+  clx::FolderLock lock(lock_path, "train");
+  int checkpoints_asked = 0;
+  config.before_checkpoint = [&] {
+    if (++checkpoints_asked == 3) std::filesystem::remove(lock_path);
+    lock.check_in_place();
+  };
+  auto model = model_on(stream, test_device());
+  RecordingStrategy strategy(0);
+  clx::Trainer trainer(config, single, stream, model.ptr(), strategy, quiet);
+  expect_error<clx::Error>([&] { trainer.run(); }, {"the lock file " + lock_path + " was removed"});
+  EXPECT_EQ(checkpoints_asked, 3);
+  int written = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(path("checkpoints")))
+    written += entry.path().extension() == ".h5";
+  EXPECT_EQ(written, 2) << "a checkpoint was written after the lock file was gone";
 }
 
 // Training on the test device gives what training on the CPU gives (within
