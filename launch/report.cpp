@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <sstream>
+#include <stdexcept>
 
 #include "runtime/checkpoint.h"
 #include "runtime/file_io.h"
@@ -427,6 +428,97 @@ void write_markdown(const std::string& path, const std::string& title, const std
 
 }  // namespace
 
+// What ends report with exit code `code`, printed as "report: error: <what>".
+struct ReportFailure : std::runtime_error {
+  ReportFailure(const std::string& what, int code) : std::runtime_error(what), code(code) {}
+  int code;
+};
+
+// The runs read, grouped by method in the order they first appear; every run
+// has the same score (accuracy | fid).
+struct RunGroups {
+  std::vector<std::string> order;
+  std::map<std::string, Samples> groups;
+  std::string score;
+};
+
+RunGroups read_runs(const std::vector<std::string>& runs, const std::string& group_by) {
+  RunGroups read;
+  for (const std::string& run : runs) {
+    std::filesystem::path path(run);
+    if (!std::filesystem::exists(path)) throw ReportFailure(run + ": no such run folder or results.json", 1);
+    if (std::filesystem::is_directory(path)) path /= "results.json";
+    std::ifstream file(path);
+    if (!file) throw ReportFailure("cannot open " + path.string(), 1);
+    try {
+      const nlohmann::json results = nlohmann::json::parse(file);
+      // Classification runs score accuracy; generation runs FID (results.json's "score").
+      const std::string run_score =
+          results.contains("score") ? results.at("score").at("name").get<std::string>() : std::string("accuracy");
+      if (read.score.empty()) read.score = run_score;
+      if (run_score != read.score)
+        throw ReportFailure(path.string() + " is scored by " + run_score + ", the runs before it by " + read.score +
+                                ": one report covers runs of one score",
+                            1);
+      const std::string key = group_by == "strategy" ? results.at("strategy").get<std::string>()
+                                                     : path.parent_path().parent_path().filename().string();
+      if (!read.groups.count(key)) read.order.push_back(key);
+      Samples& samples = read.groups[key];
+      const nlohmann::json& metrics = results.at("metrics");
+      add(samples.acc, metrics.at("acc"));
+      add(samples.bwt, metrics.at("bwt"));
+      add(samples.fwt_paper, metrics.at("fwt_paper"));
+      add(samples.fwt_gem, metrics.at("fwt_gem"));
+      add(samples.smt, metrics.at("smt"));
+      samples.run_dirs.push_back(path.parent_path().string());
+      samples.strategies.push_back(results.at("strategy").get<std::string>());
+      samples.matrices.push_back(results.at(read.score + "_matrix").at("stages").get<Matrix>());
+    } catch (const nlohmann::json::exception& error) {
+      throw ReportFailure(path.string() + " is not a results.json of train (" + error.what() + ")", 1);
+    }
+  }
+  return read;
+}
+
+// The table of every method: mean ± sample standard deviation of each metric,
+// as Markdown and as CSV. Accuracies are shown in percent; FID as it is (the
+// metrics are the same formulas over the FID matrix: "mean FID" is ACC's, a
+// positive BWT is forgetting).
+struct SummaryTable {
+  std::string markdown, csv;
+};
+
+SummaryTable summary_table(const RunGroups& read) {
+  const std::string& score = read.score;
+  const bool generation = score != "accuracy";
+  const double scale = generation ? 1.0 : 100.0;
+  std::ostringstream markdown, csv;
+  if (generation)
+    markdown << "| method | runs | FWT (paper) | FWT (GEM) | BWT (" << score << ", positive: forgetting) | mean final "
+             << score << " | SMT |\n"
+             << "|---|---|---|---|---|---|---|\n";
+  else
+    markdown << "| method | runs | FWT (paper) | FWT (GEM) | BWT | ACC | SMT (x1e-4) |\n"
+             << "|---|---|---|---|---|---|---|\n";
+  csv << "method,runs,fwt_paper_mean,fwt_paper_std,fwt_gem_mean,fwt_gem_std,bwt_mean,bwt_std,"
+      << (generation ? "mean_" + score : std::string("acc")) << "_mean," << (generation ? "mean_" + score : std::string("acc"))
+      << "_std,smt_mean,smt_std\n";
+  for (const std::string& key : read.order) {
+    const Samples& s = read.groups.at(key);
+    const MeanStd cells[] = {mean_std(s.fwt_paper, scale), mean_std(s.fwt_gem, scale), mean_std(s.bwt, scale),
+                             mean_std(s.acc, scale), mean_std(s.smt, generation ? 1.0 : 1e4)};
+    markdown << "| " << key << " | " << s.acc.size();
+    csv << key << "," << s.acc.size();
+    for (const MeanStd& cell : cells) {
+      markdown << " | " << format(cell, " ± ");
+      csv << "," << format(cell, ",");
+    }
+    markdown << " |\n";
+    csv << "\n";
+  }
+  return {markdown.str(), csv.str()};
+}
+
 int run_report(int argc, char** argv) {
   std::vector<std::string> runs;
   std::string csv_path, group_by, plots_dir, markdown_path, notes_path, title;
@@ -469,84 +561,22 @@ int run_report(int argc, char** argv) {
     return 2;
   }
 
-  std::vector<std::string> order;
-  std::map<std::string, Samples> groups;
-  std::string score;  // of every run: accuracy | fid
-  for (const std::string& run : runs) {
-    std::filesystem::path path(run);
-    if (!std::filesystem::exists(path)) {
-      std::cerr << "report: error: " << run << ": no such run folder or results.json" << std::endl;
-      return 1;
-    }
-    if (std::filesystem::is_directory(path)) path /= "results.json";
-    std::ifstream file(path);
-    if (!file) {
-      std::cerr << "report: error: cannot open " << path.string() << std::endl;
-      return 1;
-    }
-    nlohmann::json results;
-    try {
-      results = nlohmann::json::parse(file);
-      // Classification runs score accuracy; generation runs FID (results.json's "score").
-      const std::string run_score =
-          results.contains("score") ? results.at("score").at("name").get<std::string>() : std::string("accuracy");
-      if (score.empty()) score = run_score;
-      if (run_score != score) {
-        std::cerr << "report: error: " << path.string() << " is scored by " << run_score << ", the runs before it by "
-                  << score << ": one report covers runs of one score" << std::endl;
-        return 1;
-      }
-      const std::string key = group_by == "strategy" ? results.at("strategy").get<std::string>()
-                                                     : path.parent_path().parent_path().filename().string();
-      if (!groups.count(key)) order.push_back(key);
-      Samples& samples = groups[key];
-      const nlohmann::json& metrics = results.at("metrics");
-      add(samples.acc, metrics.at("acc"));
-      add(samples.bwt, metrics.at("bwt"));
-      add(samples.fwt_paper, metrics.at("fwt_paper"));
-      add(samples.fwt_gem, metrics.at("fwt_gem"));
-      add(samples.smt, metrics.at("smt"));
-      samples.run_dirs.push_back(path.parent_path().string());
-      samples.strategies.push_back(results.at("strategy").get<std::string>());
-      samples.matrices.push_back(results.at(score + "_matrix").at("stages").get<Matrix>());
-    } catch (const nlohmann::json::exception& error) {
-      std::cerr << "report: error: " << path.string() << " is not a results.json of train (" << error.what() << ")"
-                << std::endl;
-      return 1;
-    }
+  RunGroups read;
+  SummaryTable table;
+  try {
+    read = read_runs(runs, group_by);
+    table = summary_table(read);
+  } catch (const ReportFailure& failure) {
+    std::cerr << "report: error: " << failure.what() << std::endl;
+    return failure.code;
   }
-
-  // Accuracies are shown in percent; FID as it is (the metrics are the same
-  // formulas over the FID matrix: "mean FID" is ACC's, a positive BWT is forgetting).
+  const std::vector<std::string>& order = read.order;
+  std::map<std::string, Samples>& groups = read.groups;
+  const std::string& score = read.score;
   const bool generation = score != "accuracy";
-  const double scale = generation ? 1.0 : 100.0;
-  std::ostringstream markdown, csv;
-  if (generation)
-    markdown << "| method | runs | FWT (paper) | FWT (GEM) | BWT (" << score << ", positive: forgetting) | mean final "
-             << score << " | SMT |\n"
-             << "|---|---|---|---|---|---|---|\n";
-  else
-    markdown << "| method | runs | FWT (paper) | FWT (GEM) | BWT | ACC | SMT (x1e-4) |\n"
-             << "|---|---|---|---|---|---|---|\n";
-  csv << "method,runs,fwt_paper_mean,fwt_paper_std,fwt_gem_mean,fwt_gem_std,bwt_mean,bwt_std,"
-      << (generation ? "mean_" + score : std::string("acc")) << "_mean," << (generation ? "mean_" + score : std::string("acc"))
-      << "_std,smt_mean,smt_std\n";
-  for (const std::string& key : order) {
-    const Samples& s = groups[key];
-    const MeanStd cells[] = {mean_std(s.fwt_paper, scale), mean_std(s.fwt_gem, scale), mean_std(s.bwt, scale),
-                             mean_std(s.acc, scale), mean_std(s.smt, generation ? 1.0 : 1e4)};
-    markdown << "| " << key << " | " << s.acc.size();
-    csv << key << "," << s.acc.size();
-    for (const MeanStd& cell : cells) {
-      markdown << " | " << format(cell, " ± ");
-      csv << "," << format(cell, ",");
-    }
-    markdown << " |\n";
-    csv << "\n";
-  }
-  std::cout << markdown.str();
+  std::cout << table.markdown;
   if (!csv_path.empty()) {
-    write_file_atomically(csv_path, csv.str());
+    write_file_atomically(csv_path, table.csv);
   }
   // Importance: read only when a plot or a document will show it (checkpoints are large).
   std::map<std::string, Importance> importances;
@@ -570,7 +600,7 @@ int run_report(int argc, char** argv) {
         return 1;
       }
     }
-    write_markdown(markdown_path, title, notes, markdown.str(), order, groups, importances, plots, score);
+    write_markdown(markdown_path, title, notes, table.markdown, order, groups, importances, plots, score);
   }
   return 0;
 }
