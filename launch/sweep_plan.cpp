@@ -228,11 +228,29 @@ std::string grid_point_name(const OptionList& point) {
   return name;
 }
 
-SweepConfig load_sweep_config(const std::string& path, const SweepOverrides& overrides) {
-  SweepConfig config;
-  config.path = path;
+// The sweep file's entries by section: [sweep] by key, [methods] and [grid] in file order.
+struct SweepFileSections {
+  std::string path;
   std::map<std::string, IniEntry> sweep;
   std::vector<IniEntry> grids, method_definitions;
+
+  // "file:line: sweep.key" (or "file: sweep.key" when the key is not set): where a value's error points.
+  std::string where_of(const std::string& key) const {
+    return sweep.count(key) ? path + ":" + std::to_string(sweep.at(key).line) + ": sweep." + key
+                            : path + ": sweep." + key;
+  }
+  std::optional<std::string> value_of(const std::string& key) const {
+    if (!sweep.count(key)) return std::nullopt;
+    return sweep.at(key).value;
+  }
+};
+
+SweepFileSections read_sweep_sections(const std::string& path) {
+  SweepFileSections file;
+  file.path = path;
+  std::map<std::string, IniEntry>& sweep = file.sweep;
+  std::vector<IniEntry>& grids = file.grids;
+  std::vector<IniEntry>& method_definitions = file.method_definitions;
   static const std::set<std::string> sweep_keys = {"train_config", "output", "methods", "seeds", "ranks",
                                                    "threads", "joint", "options", "mpirun_args"};
   for (const IniEntry& entry : read_ini_file(path)) {
@@ -255,34 +273,16 @@ SweepConfig load_sweep_config(const std::string& path, const SweepOverrides& ove
       throw Error(where + ": unknown section [" + entry.section + "] (known: [sweep], [methods], [grid])");
     }
   }
-  auto where_of = [&](const std::string& key) {
-    return sweep.count(key) ? path + ":" + std::to_string(sweep[key].line) + ": sweep." + key : path + ": sweep." + key;
-  };
-  auto value_of = [&](const std::string& key) -> std::optional<std::string> {
-    if (!sweep.count(key)) return std::nullopt;
-    return sweep[key].value;
-  };
+  return file;
+}
 
-  // The base config, relative to the sweep file's folder.
-  const auto train_config = value_of("train_config");
-  if (!train_config || train_config->empty()) throw Error(path + ": sweep.train_config is required (the base train config)");
-  fs::path base = *train_config;
-  if (base.is_relative()) base = fs::path(path).parent_path() / base;
-  config.train_config = base.lexically_normal().string();
-  if (!fs::is_regular_file(config.train_config))
-    throw Error(where_of("train_config") + ": " + config.train_config +
-                " not found (a relative path is taken from the sweep file's folder)");
-
-  if (overrides.output) {
-    config.output = *overrides.output;
-  } else if (const auto output = value_of("output"); output && !output->empty()) {
-    config.output = *output;
-  } else {
-    config.output = "runs/" + fs::path(path).stem().string();
-  }
-
-  const std::string methods_where = overrides.methods ? std::string("--methods") : where_of("methods");
-  const auto methods_text = overrides.methods ? overrides.methods : value_of("methods");
+// The methods listed (--methods or sweep.methods), each with its [methods]
+// definition's options; joint is not a method here (the sweep adds a joint run
+// per seed). Returns whether joint was listed.
+bool read_methods(const SweepFileSections& file, const SweepOverrides& overrides, SweepConfig& config) {
+  const std::string& path = file.path;
+  const std::string methods_where = overrides.methods ? std::string("--methods") : file.where_of("methods");
+  const auto methods_text = overrides.methods ? overrides.methods : file.value_of("methods");
   if (!methods_text || split_list(*methods_text).empty())
     throw Error(methods_where + ": no methods given (e.g. methods = finetune, ewc, anpyc)");
   std::set<std::string> listed;
@@ -294,7 +294,7 @@ SweepConfig load_sweep_config(const std::string& path, const SweepOverrides& ove
       continue;
     }
     SweepMethod method{name, {{"train.algorithm", name}}, {}};
-    for (const IniEntry& definition : method_definitions)
+    for (const IniEntry& definition : file.method_definitions)
       if (definition.key == name) {
         const std::string where = path + ":" + std::to_string(definition.line) + ": methods." + name;
         method.options = parse_option_list(definition.value, where);
@@ -306,28 +306,14 @@ SweepConfig load_sweep_config(const std::string& path, const SweepOverrides& ove
     config.methods.push_back(method);
   }
 
-  const auto seeds_text = overrides.seeds ? overrides.seeds : value_of("seeds");
-  config.seeds = parse_seed_list(seeds_text.value_or("1"), overrides.seeds ? "--seeds" : where_of("seeds"));
-  if (overrides.ranks) config.ranks = *overrides.ranks;
-  else if (const auto ranks = value_of("ranks")) config.ranks = parse_int(*ranks, where_of("ranks"), 1);
-  if (config.ranks < 1) throw Error("--ranks: must be at least 1");
-  if (overrides.threads) config.threads = *overrides.threads;
-  else if (const auto threads = value_of("threads")) config.threads = parse_int(*threads, where_of("threads"), 0);
-  if (config.threads < 0) throw Error("--threads: must be >= 0 (0: automatic)");
-  config.joint = listed.count("joint") > 0 || parse_bool(value_of("joint").value_or("true"), where_of("joint"));
+  return listed.count("joint") > 0;
+}
 
-  config.options = parse_option_list(value_of("options").value_or(""), where_of("options"));
-  for (const OptionSetting& setting : overrides.options) {
-    auto same = std::find_if(config.options.begin(), config.options.end(),
-                             [&](const OptionSetting& s) { return s.option == setting.option; });
-    if (same != config.options.end()) same->value = setting.value;  // the command line wins
-    else config.options.push_back(setting);
-  }
-  check_not_owned(config.options, "sweep.options and --set", false);
-  std::istringstream mpirun_words(value_of("mpirun_args").value_or(""));
-  for (std::string word; mpirun_words >> word;) config.mpirun_args.push_back(word);
-
-  for (const IniEntry& entry : grids) {
+// [grid]: the validation seed and fraction, and each method's axes (a grid of
+// a method this sweep does not run is ignored: the file may serve other sweeps).
+void read_grids(const SweepFileSections& file, SweepConfig& config) {
+  const std::string& path = file.path;
+  for (const IniEntry& entry : file.grids) {
     const std::string where = path + ":" + std::to_string(entry.line) + ": grid." + entry.key;
     if (entry.key == "seed") {
       config.grid_seed = parse_seed_list(entry.value, where).at(0);
@@ -351,6 +337,56 @@ SweepConfig load_sweep_config(const std::string& path, const SweepOverrides& ove
         if (method.name == entry.key) method.grid = axes;
     }
   }
+}
+
+SweepConfig load_sweep_config(const std::string& path, const SweepOverrides& overrides) {
+  SweepConfig config;
+  config.path = path;
+  const SweepFileSections file = read_sweep_sections(path);
+  auto where_of = [&](const std::string& key) { return file.where_of(key); };
+  auto value_of = [&](const std::string& key) { return file.value_of(key); };
+
+  // The base config, relative to the sweep file's folder.
+  const auto train_config = value_of("train_config");
+  if (!train_config || train_config->empty()) throw Error(path + ": sweep.train_config is required (the base train config)");
+  fs::path base = *train_config;
+  if (base.is_relative()) base = fs::path(path).parent_path() / base;
+  config.train_config = base.lexically_normal().string();
+  if (!fs::is_regular_file(config.train_config))
+    throw Error(where_of("train_config") + ": " + config.train_config +
+                " not found (a relative path is taken from the sweep file's folder)");
+
+  if (overrides.output) {
+    config.output = *overrides.output;
+  } else if (const auto output = value_of("output"); output && !output->empty()) {
+    config.output = *output;
+  } else {
+    config.output = "runs/" + fs::path(path).stem().string();
+  }
+
+  const bool joint_listed = read_methods(file, overrides, config);
+  const auto seeds_text = overrides.seeds ? overrides.seeds : value_of("seeds");
+  config.seeds = parse_seed_list(seeds_text.value_or("1"), overrides.seeds ? "--seeds" : where_of("seeds"));
+  if (overrides.ranks) config.ranks = *overrides.ranks;
+  else if (const auto ranks = value_of("ranks")) config.ranks = parse_int(*ranks, where_of("ranks"), 1);
+  if (config.ranks < 1) throw Error("--ranks: must be at least 1");
+  if (overrides.threads) config.threads = *overrides.threads;
+  else if (const auto threads = value_of("threads")) config.threads = parse_int(*threads, where_of("threads"), 0);
+  if (config.threads < 0) throw Error("--threads: must be >= 0 (0: automatic)");
+  config.joint = joint_listed || parse_bool(value_of("joint").value_or("true"), where_of("joint"));
+
+  config.options = parse_option_list(value_of("options").value_or(""), where_of("options"));
+  for (const OptionSetting& setting : overrides.options) {
+    auto same = std::find_if(config.options.begin(), config.options.end(),
+                             [&](const OptionSetting& s) { return s.option == setting.option; });
+    if (same != config.options.end()) same->value = setting.value;  // the command line wins
+    else config.options.push_back(setting);
+  }
+  check_not_owned(config.options, "sweep.options and --set", false);
+  std::istringstream mpirun_words(value_of("mpirun_args").value_or(""));
+  for (std::string word; mpirun_words >> word;) config.mpirun_args.push_back(word);
+
+  read_grids(file, config);
   return config;
 }
 
