@@ -5,7 +5,7 @@
 #include <sstream>
 
 #include "algorithms/pruning.h"
-#include "algorithms/strategy.h"
+#include "algorithms/registry.h"
 #include "runtime/error.h"
 #include "runtime/logging.h"
 

@@ -1,7 +1,7 @@
 #include "algorithms/ewc.h"
 
 #include "algorithms/importance.h"
-#include "algorithms/strategy.h"
+#include "algorithms/registry.h"
 #include "runtime/error.h"
 
 namespace clx {

@@ -1,6 +1,6 @@
 #include "algorithms/si.h"
 
-#include "algorithms/strategy.h"
+#include "algorithms/registry.h"
 #include "runtime/error.h"
 
 namespace clx {

@@ -4,7 +4,7 @@
 #include <cstdlib>
 #include <sstream>
 
-#include "algorithms/strategy.h"
+#include "algorithms/registry.h"
 #include "runtime/device.h"
 #include "runtime/error.h"
 #include "runtime/file_io.h"

@@ -12,7 +12,7 @@
 #include <sstream>
 #include <thread>
 
-#include "algorithms/strategy.h"
+#include "algorithms/registry.h"
 #include "launch/options.h"
 #include "models/model_factory.h"
 #include "models/dgm_objective.h"

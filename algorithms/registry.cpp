@@ -1,4 +1,4 @@
-#include "algorithms/strategy.h"
+#include "algorithms/registry.h"
 
 #include "algorithms/anpyc.h"
 #include "algorithms/clnp.h"
