@@ -475,6 +475,18 @@ clx::GanNet bench_gan(const BenchOptions& options, int64_t classes) {
   return net;
 }
 
+// Seconds the trainer takes for task 1 of `stream` (fine-tuning) on `comm`,
+// training `model` under `objective`.
+double generator_stage_seconds(Communicator& comm, const clx::TrainerConfig& config, const clx::TaskStream& stream,
+                               std::shared_ptr<clx::ContinualNet> model, clx::Objective& objective,
+                               torch::Device device) {
+  clx::Logger silent(1, "", "off");  // rank 1's logger prints nothing: the timed epochs stay quiet
+  clx::FinetuneStrategy strategy;
+  clx::Trainer trainer(config, comm, stream, std::move(model), strategy, silent, &objective);
+  synchronize(device);
+  return trainer.train_stage(0, {0}).train_seconds;
+}
+
 // Samples/s of the trainer on the VAE or the GAN ("vae" | "gan") over every
 // rank of `comm`, options.batch samples per rank, one task of `steps` global
 // batches, median of options.repeats; `feature_file` is the FID feature file
@@ -487,8 +499,6 @@ double generator_samples_per_second(Communicator& comm, const Data& data, const 
   config.optimizer = clx::OptimizerKind::Adam;
   clx::GenerationConfig generation;
   generation.fid_features = feature_file;
-  clx::Logger silent(1, "", "off");  // rank 1's logger prints nothing: the timed epochs stay quiet
-  clx::FinetuneStrategy strategy;
   std::vector<double> rates;
   for (int r = 0; r < options.repeats; ++r) {
     double seconds = 0;
@@ -496,8 +506,7 @@ double generator_samples_per_second(Communicator& comm, const Data& data, const 
       config.lr = 1e-3;
       clx::VaeNet vae = bench_vae(options, 1);
       clx::VaeObjective objective(generation);
-      clx::Trainer trainer(config, comm, stream, vae.ptr(), strategy, silent, &objective);
-      seconds = trainer.train_stage(0, {0}).train_seconds;
+      seconds = generator_stage_seconds(comm, config, stream, vae.ptr(), objective, options.device);
     } else {
       config.lr = 2e-4;
       config.heads = clx::HeadLayout::Single;
@@ -505,8 +514,7 @@ double generator_samples_per_second(Communicator& comm, const Data& data, const 
       clx::GanObjectiveConfig gan;
       gan.generation = generation;
       clx::GanObjective objective(gan);
-      clx::Trainer trainer(config, comm, stream, net.ptr(), strategy, silent, &objective);
-      seconds = trainer.train_stage(0, {0}).train_seconds;
+      seconds = generator_stage_seconds(comm, config, stream, net.ptr(), objective, options.device);
     }
     rates.push_back(static_cast<double>(steps * global_batch) / seconds);
   }
@@ -573,13 +581,8 @@ GeneratorTimings time_vae(const GenerationBench& bench) {
   };
   auto framework_seconds = [&] {
     clx::SingleCommunicator single;
-    clx::Logger silent(1, "", "off");
-    clx::VaeNet vae = bench_vae(options, 1);
     clx::VaeObjective objective(bench.objective);
-    clx::FinetuneStrategy strategy;
-    clx::Trainer trainer(config, single, bench.stream, vae.ptr(), strategy, silent, &objective);
-    synchronize(options.device);
-    return trainer.train_stage(0, {0}).train_seconds;
+    return generator_stage_seconds(single, config, bench.stream, bench_vae(options, 1).ptr(), objective, options.device);
   };
   auto fid_seconds = [&] {
     clx::VaeNet vae = bench_vae(options, 1);
@@ -645,13 +648,9 @@ GeneratorTimings time_gan(const GenerationBench& bench) {
   };
   auto framework_seconds = [&] {
     clx::SingleCommunicator single;
-    clx::Logger silent(1, "", "off");
-    clx::GanNet net = bench_gan(options, bench.stream.num_classes);
     clx::GanObjective objective(gan_objective);
-    clx::FinetuneStrategy strategy;
-    clx::Trainer trainer(config, single, bench.stream, net.ptr(), strategy, silent, &objective);
-    synchronize(options.device);
-    return trainer.train_stage(0, {0}).train_seconds;
+    return generator_stage_seconds(single, config, bench.stream, bench_gan(options, bench.stream.num_classes).ptr(),
+                                   objective, options.device);
   };
   auto fid_seconds = [&] {
     clx::GanNet net = bench_gan(options, bench.stream.num_classes);
