@@ -31,7 +31,7 @@ def read_column(files, column):
                     values[key].append(float(row[column]))
                     units[row["layer"]] = int(row["units"])
                 except (KeyError, ValueError) as e:
-                    sys.exit(f"{path}: not a unit-usage CSV with a '{column}' column ({e})")
+                    sys.exit(f"unit_usage.py: error: {path}: not a unit-usage CSV with a '{column}' column ({e})")
     return values, units
 
 
@@ -49,11 +49,11 @@ def main():
     args = parser.parse_args()
     runs = pathlib.Path(args.runs)
     if not runs.is_dir():
-        sys.exit(f"{runs}: no such folder")
+        sys.exit(f"unit_usage.py: error: {runs}: no such folder")
     hat_files = sorted(runs.glob("hat/seed*/hat_units.csv"))
     clnp_files = sorted(runs.glob("clnp/seed*/clnp_units.csv"))
     if not hat_files and not clnp_files:
-        sys.exit(f"{runs}: no hat/seed*/hat_units.csv or clnp/seed*/clnp_units.csv")
+        sys.exit(f"unit_usage.py: error: {runs}: no hat/seed*/hat_units.csv or clnp/seed*/clnp_units.csv")
     hat, hat_units = read_column(hat_files, "used_so_far_percent")
     clnp, clnp_units = read_column(clnp_files, "free")
     layers = layer_order({**hat_units, **clnp_units})

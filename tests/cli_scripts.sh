@@ -1,0 +1,51 @@
+# The result scripts on small files written here in the formats the runs write:
+# scripts/unit_usage.py's table of HAT's unit usage and CLNP's free units (mean
+# over seeds, CLNP's range), and its refusals.
+source "$SOURCE_DIR/tests/cli_lib.sh"
+RUNS="$WORK/runs"
+mkdir -p "$RUNS/hat/seed1" "$RUNS/hat/seed2" "$RUNS/clnp/seed1" "$RUNS/clnp/seed2"
+cat >"$RUNS/hat/seed1/hat_units.csv" <<'CSV'
+task,layer,units,used_by_task,used_so_far,used_so_far_percent
+1,trunk.2,8,4,4,50
+1,trunk.10,4,1,1,25
+2,trunk.2,8,3,6,75
+2,trunk.10,4,2,2,50
+CSV
+cat >"$RUNS/hat/seed2/hat_units.csv" <<'CSV'
+task,layer,units,used_by_task,used_so_far,used_so_far_percent
+1,trunk.2,8,2,2,25
+1,trunk.10,4,1,1,25
+2,trunk.2,8,4,5,62.5
+2,trunk.10,4,4,4,100
+CSV
+cat >"$RUNS/clnp/seed1/clnp_units.csv" <<'CSV'
+task,layer,units,owned_by_task,owned_by_earlier_tasks,free
+1,trunk.2,8,2,0,6
+1,trunk.10,4,1,0,3
+2,trunk.2,8,1,2,5
+2,trunk.10,4,1,1,2
+CSV
+cat >"$RUNS/clnp/seed2/clnp_units.csv" <<'CSV'
+task,layer,units,owned_by_task,owned_by_earlier_tasks,free
+1,trunk.2,8,4,0,4
+1,trunk.10,4,2,0,2
+2,trunk.2,8,0,4,4
+2,trunk.10,4,2,2,0
+CSV
+/usr/bin/env python3 "$SOURCE_DIR/scripts/unit_usage.py" "$RUNS" >"$WORK/table.md" 2>"$WORK/err.txt"
+# Layers in numeric order (trunk.2 before trunk.10); HAT: mean percent; CLNP: mean (min-max) free units.
+expected='| after task | HAT units used, % (2 seeds): trunk.2 (8) / trunk.10 (4) | CLNP free units, mean (min-max) (2 seeds): trunk.2 (8) / trunk.10 (4) |
+|---|---|---|
+| 1 | 37.5 / 25.0 | 5 (4-6) / 2 (2-3) |
+| 2 | 68.8 / 75.0 | 4 (4-5) / 1 (0-2) |'
+if [ "$(cat "$WORK/table.md")" = "$expected" ]; then pass "unit_usage.py: means over seeds, CLNP's range, layers in order"
+else fail "unit_usage.py table"; diff <(echo "$expected") "$WORK/table.md" | sed 's/^/    /'; cat "$WORK/err.txt"; fi
+expect_failure "unit_usage.py on a missing folder" "$WORK/none: no such folder" \
+  /usr/bin/env python3 "$SOURCE_DIR/scripts/unit_usage.py" "$WORK/none"
+mkdir -p "$WORK/empty"
+expect_failure "unit_usage.py on a folder without runs" "no hat/seed*/hat_units.csv or clnp/seed*/clnp_units.csv" \
+  /usr/bin/env python3 "$SOURCE_DIR/scripts/unit_usage.py" "$WORK/empty"
+mkdir -p "$WORK/broken/clnp/seed1" && printf 'task,layer,units\n1,trunk.2,8\n' >"$WORK/broken/clnp/seed1/clnp_units.csv"
+expect_failure "unit_usage.py on a CSV without its column" "not a unit-usage CSV with a 'free' column" \
+  /usr/bin/env python3 "$SOURCE_DIR/scripts/unit_usage.py" "$WORK/broken"
+finish
