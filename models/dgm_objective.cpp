@@ -127,9 +127,7 @@ void DgmObjective::begin_epoch(uint64_t epoch_seed, int64_t stage_samples) {
 }
 
 torch::Tensor DgmObjective::classes_of(int task, const torch::Tensor& positions) const {
-  const std::vector<int64_t>& classes = task_classes(task);
-  return torch::tensor(classes, torch::kInt64)
-      .index_select(0, positions.to(torch::kCPU).remainder(static_cast<int64_t>(classes.size())));
+  return classes_at_positions(task_classes(task), positions);
 }
 
 DgmObjective::Replay DgmObjective::replay(DgmNetImpl& generator, int stage, int task,

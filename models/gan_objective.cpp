@@ -211,9 +211,7 @@ NamedTensors GanObjective::trained_state() {
 }
 
 torch::Tensor GanObjective::position_classes(int task, const torch::Tensor& positions) const {
-  const std::vector<int64_t>& slots = task_slots(task);
-  const torch::Tensor table = torch::tensor(slots, torch::kInt64);
-  return table.index_select(0, positions.to(torch::kCPU).remainder(static_cast<int64_t>(slots.size())));
+  return classes_at_positions(task_slots(task), positions);
 }
 
 torch::Tensor GanObjective::scoring_images(ContinualNet& model, const TaskStream&, int task, uint64_t seed) {

@@ -17,4 +17,9 @@ std::vector<std::vector<int64_t>> classes_of_tasks(const TaskStream& stream, con
   return classes;
 }
 
+torch::Tensor classes_at_positions(const std::vector<int64_t>& classes, const torch::Tensor& positions) {
+  return torch::tensor(classes, torch::kInt64)
+      .index_select(0, positions.to(torch::kCPU).remainder(static_cast<int64_t>(classes.size())));
+}
+
 }  // namespace clx
