@@ -165,6 +165,14 @@ std::vector<torch::Tensor> DgmNetImpl::head_parameters(int64_t head) const {
   return parameters;
 }
 
+std::vector<torch::Tensor> DgmNetImpl::head_parameters_trained_by(int64_t head, const std::vector<int>& tasks) const {
+  if (head != 0) throw Error("DGM generator: no head " + std::to_string(head) + " (one head slot, the single-head layout)");
+  std::vector<torch::Tensor> parameters;
+  for (int task : tasks) parameters.push_back(heads_.at(task));
+  for (int task : tasks) parameters.insert(parameters.end(), embeddings_.at(task).begin(), embeddings_.at(task).end());
+  return parameters;
+}
+
 void DgmNetImpl::set_training_scale(int64_t task, double s) {
   training_task_ = task;
   training_scale_ = s;

@@ -25,7 +25,7 @@
 // >= 0.5, the reference's binarisation at task end). DGMw multiplies the
 // weight by the gate, DGMa the layer's output channels (before the ReLU).
 // Binary masks of finished tasks never change: a task trains only its own
-// embeddings and head (head_parameters), and the strategy (algorithms/dgm.h)
+// embeddings and head (head_parameters_trained_by), and the strategy (algorithms/dgm.h)
 // blocks the weight gradients that earlier tasks' masks reserve.
 //
 // Growth (expand). After task t, with the number of output channels each
@@ -102,6 +102,8 @@ class DgmNetImpl : public ContinualNet {
   int64_t num_heads() const override { return 1; }
   std::vector<std::pair<std::string, torch::Tensor>> named_shared_parameters() const override;
   std::vector<torch::Tensor> head_parameters(int64_t head) const override;
+  // Task t's output layer and embeddings: a stage trains its own task's only.
+  std::vector<torch::Tensor> head_parameters_trained_by(int64_t head, const std::vector<int>& tasks) const override;
 
   // Task `task`'s gates are sigmoid(s e) with graph until cleared.
   void set_training_scale(int64_t task, double s);

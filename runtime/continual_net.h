@@ -20,6 +20,14 @@ class ContinualNet : public torch::nn::Module {
   // Trunk parameters: what continual-learning algorithms consolidate and prune.
   virtual std::vector<std::pair<std::string, torch::Tensor>> named_shared_parameters() const = 0;
   virtual std::vector<torch::Tensor> head_parameters(int64_t head) const = 0;
+  // The parameters of head slot `head` that a stage training `tasks` can
+  // change: the whole slot by default. A network whose one slot holds
+  // per-task tensors (DGM's output layers and mask embeddings) gives the
+  // stage's own only; the others get no gradient, and leaving them out keeps
+  // them out of the optimizer's state and the gradient all-reduce.
+  virtual std::vector<torch::Tensor> head_parameters_trained_by(int64_t head, const std::vector<int>& tasks) const {
+    return head_parameters(head);
+  }
   // The hidden units that HAT and CLNP gate (empty: the model exposes none).
   virtual const HiddenUnits& hidden_units() const {
     static const HiddenUnits none;

@@ -202,7 +202,7 @@ StageRecord Trainer::train_stage(int stage, const std::vector<int>& tasks) {
   if (strategy_.trains_shared_parameters(stage))
     for (auto& parameter : model_->shared_parameters()) trainable.push_back(parameter);
   for (int head : config_.heads == HeadLayout::Multi ? tasks : std::vector<int>{0})
-    for (auto& parameter : model_->head_parameters(head)) trainable.push_back(parameter);
+    for (auto& parameter : model_->head_parameters_trained_by(head, tasks)) trainable.push_back(parameter);
   StageContext& context = run.context;
   context.trainable = trainable;
   context.batch_size = config_.batch_size;

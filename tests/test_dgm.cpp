@@ -178,9 +178,10 @@ struct DgmRun {
   std::unique_ptr<clx::DgmObjective> objective;
 };
 
-DgmRun make_dgm_run(const clx::TaskStream& stream, clx::DgmMasks masks) {
+// `model`: another network than small_dgm's (built with its seed and config).
+DgmRun make_dgm_run(const clx::TaskStream& stream, clx::DgmMasks masks, clx::DgmNet model = nullptr) {
   DgmRun run;
-  run.model = small_dgm(masks);
+  run.model = model ? model : small_dgm(masks);
   clx::DgmOptions options;
   options.masks = masks;
   run.strategy = std::make_unique<clx::DgmStrategy>(options);
@@ -256,6 +257,49 @@ TEST_F(DgmTraining, TaskTwoLeavesTaskOnesGeneratorUnchanged) {
   const auto tables = run.strategy->result_tables(2);
   ASSERT_EQ(tables.size(), 1u);
   EXPECT_EQ(tables[0].rows.size(), 6u);
+}
+
+// The head slot as the optimizer once got it: every task's output layer and
+// mask embeddings, whichever task the stage trains.
+class WholeSlotDgm : public clx::DgmNetImpl {
+ public:
+  using clx::DgmNetImpl::DgmNetImpl;
+  std::vector<torch::Tensor> head_parameters_trained_by(int64_t head, const std::vector<int>&) const override {
+    return head_parameters(head);
+  }
+};
+
+// A stage optimises its own task's output layer and embeddings only (with
+// DGMw most of the generator's parameters are the other tasks' embeddings).
+// They get no gradient in that stage, so leaving them out of the optimizer
+// and the all-reduce changes no value: the same generator, critic and matrix
+// as a run that hands the optimizer the whole slot.
+TEST_F(DgmTraining, AStageOptimisesItsOwnTasksTensorsOnlyWithTheSameResult) {
+  const clx::TaskStream stream = two_class_task_stream(64, 32);
+  clx::SingleCommunicator single;
+  clx::Logger quiet(1, "");
+  clx::TrainerConfig config = dgm_trainer_config();
+
+  DgmRun own = make_dgm_run(stream, clx::DgmMasks::Weights);
+  const std::vector<torch::Tensor> second = own.model->head_parameters_trained_by(0, {1});
+  ASSERT_EQ(second.size(), 1u + clx::kDgmLayers);
+  EXPECT_TRUE(second[0].is_same(own.model->head_parameters(0)[1])) << "task 2's output layer first";
+  for (int l = 0; l < clx::kDgmLayers; ++l)
+    EXPECT_TRUE(second[1 + l].is_same(own.model->embeddings(1)[l])) << "task 2's embedding of layer " << l;
+  clx::Trainer own_trainer(config, single, stream, own.model.ptr(), *own.strategy, quiet, own.objective.get());
+  const clx::RunResult own_result = own_trainer.run();
+
+  torch::manual_seed(5);  // as small_dgm
+  DgmRun whole = make_dgm_run(stream, clx::DgmMasks::Weights,
+                              clx::DgmNet(std::shared_ptr<clx::DgmNetImpl>(
+                                  std::make_shared<WholeSlotDgm>(small_config(clx::DgmMasks::Weights)))));
+  clx::Trainer whole_trainer(config, single, stream, whole.model.ptr(), *whole.strategy, quiet, whole.objective.get());
+  const clx::RunResult whole_result = whole_trainer.run();
+
+  EXPECT_EQ(own_result.matrix.stages, whole_result.matrix.stages);
+  EXPECT_EQ(own.model->widths(), whole.model->widths());
+  expect_same_parameters(*own.model, *whole.model);
+  expect_same_parameters(*own.objective->critic(), *whole.objective->critic());
 }
 
 // Resumed into a network built at its initial size from three checkpoints:
