@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "algorithms/parameter_tensors.h"
+#include "runtime/choice.h"
 #include "runtime/error.h"
 #include "runtime/strategy.h"
 
@@ -42,19 +43,6 @@ bool strategy_trains_generators_only(const std::string& name);
 // Every algorithm's own options ([anpyc], [ewc], [si], [mas], [lwf] sections),
 // and train.penalty_step, which every quadratic penalty reads.
 void add_strategy_options(boost::program_options::options_description& options);
-
-// A mode option parsed once into its enum: the value of `option` whose name is
-// `text`; otherwise throws clx::Error "<option>: '<text>' is not one of a, b".
-template <typename Enum>
-Enum parse_choice(const std::string& option, const std::string& text,
-                  std::initializer_list<std::pair<const char*, Enum>> choices) {
-  std::string names;
-  for (const auto& [name, value] : choices) {
-    if (text == name) return value;
-    names += (names.empty() ? "" : ", ") + std::string(name);
-  }
-  throw Error(option + ": '" + text + "' is not one of " + names);
-}
 
 // train.penalty_step (explicit | proximal); Explicit when the map lacks it.
 PenaltyStep read_penalty_step(const boost::program_options::variables_map& values);

@@ -165,7 +165,7 @@ clx::MultiHeadModel bench_model(const std::string& arch, const clx::TaskStream& 
                                 uint64_t seed) {
   torch::manual_seed(seed);
   clx::ModelConfig config;
-  config.arch = arch;
+  config.arch = clx::parse_model_arch(arch);
   if (arch != "mlp") config.width = options.width;
   clx::MultiHeadModel model =
       clx::make_model(config, stream.input_shape, clx::head_sizes_for(stream, clx::HeadLayout::Multi));
@@ -754,7 +754,7 @@ Table checkpoint_suite(Communicator& comm, const Data& data, const BenchOptions&
   on_root_alone(comm, [&] {
     clx::TaskStream stream = one_task_stream(data, 1280);
     clx::ModelConfig config;
-    config.arch = "resnet18";
+    config.arch = clx::ModelArch::ResNet18;
     torch::manual_seed(1);
     clx::MultiHeadModel model = clx::make_model(config, stream.input_shape, clx::head_sizes_for(stream, clx::HeadLayout::Multi));
     clx::CheckpointState state;
@@ -822,7 +822,7 @@ Table checkpoint_suite(Communicator& comm, const Data& data, const BenchOptions&
 double resnet18_images_per_second(const BenchOptions& options, int64_t side) {
   torch::manual_seed(1);
   clx::ModelConfig config;
-  config.arch = "resnet18";
+  config.arch = clx::ModelArch::ResNet18;
   clx::MultiHeadModel model = clx::make_model(config, {3, side, side}, {10});
   model->train();
   torch::optim::SGD optimizer(model->parameters(), torch::optim::SGDOptions(options.lr).momentum(options.momentum));

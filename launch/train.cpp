@@ -272,7 +272,8 @@ void accept_start(const TrainOptions& options, const std::string& checkpoint_dir
 
 // The objective of a generation run (model.arch = vae or gan), after the
 // checks of what the algorithm can do on a generator.
-std::unique_ptr<Objective> make_generation_objective(const TrainOptions& options, const std::string& arch) {
+std::unique_ptr<Objective> make_generation_objective(const TrainOptions& options, ModelArch model_arch) {
+  const std::string arch = to_string(model_arch);
   if (!strategy_trains_generators(options.algorithm))
     throw Error("train.algorithm: " + options.algorithm + " needs a classifier; a generation run (model.arch=" + arch +
                 ") takes " + generation_strategy_names());
@@ -283,7 +284,7 @@ std::unique_ptr<Objective> make_generation_objective(const TrainOptions& options
                 "): use anpyc.prune=false (consolidation only)");
   // SGD-F freezes the shared trunk after task 1, and the GAN's generator is all trunk (its class
   // slots are input columns, not heads): from task 2 on nothing would train.
-  if (options.algorithm == "sgdf" && arch == "gan")
+  if (options.algorithm == "sgdf" && model_arch == ModelArch::Gan)
     throw Error("train.algorithm: sgdf freezes the shared trunk after task 1, and the GAN's generator has no per-task "
                 "head (model.arch=gan): from task 2 on nothing would train; use sgdf with model.arch=vae, whose "
                 "latent layers are per task");
@@ -298,7 +299,7 @@ std::unique_ptr<Objective> make_generation_objective(const TrainOptions& options
   generation.samples_dir = (std::filesystem::path(options.output_dir) / "samples").string();
   generation.sample_columns = options.values["generation.sample_columns"].as<int64_t>();
   generation.save_images = options.values["generation.save_images"].as<bool>();
-  if (arch == "vae") return std::make_unique<VaeObjective>(generation);
+  if (model_arch == ModelArch::Vae) return std::make_unique<VaeObjective>(generation);
   GanObjectiveConfig gan;
   gan.generation = generation;
   gan.gradient_penalty = options.values["generation.gradient_penalty"].as<double>();
@@ -312,12 +313,12 @@ std::unique_ptr<Objective> make_generation_objective(const TrainOptions& options
 
 ModelConfig read_model_config(const TrainOptions& options) {
   ModelConfig config;
-  config.arch = options.values["model.arch"].as<std::string>();
+  config.arch = parse_model_arch(options.values["model.arch"].as<std::string>());
   config.hidden = parse_layer_sizes(options.hidden_layers, "model.hidden");
   config.dropout = options.dropout;
   config.width = options.values["model.width"].as<double>();
   config.stem = options.values["model.stem"].as<std::string>();
-  config.init = options.values["model.init"].as<std::string>();
+  config.init = parse_model_init(options.values["model.init"].as<std::string>());
   config.vae_hidden = options.values["model.vae_hidden"].as<int64_t>();
   config.vae_latent = options.values["model.vae_latent"].as<int64_t>();
   config.seed = options.trainer.seed;
@@ -359,14 +360,14 @@ RunPlan plan_run(TrainOptions& options, int ranks) {
   plan.strategy = make_strategy(options.algorithm, options.values);
   plan.heads = options.heads == "auto" ? plan.strategy->default_heads() : parse_head_layout(options.heads);
   plan.model_config = read_model_config(options);
-  const std::string& arch = plan.model_config.arch;
+  const ModelArch arch = plan.model_config.arch;
   // DGM's generator and its strategy only make sense together.
-  if ((arch == "dgm") != (options.algorithm == "dgm"))
-    throw Error(arch == "dgm" ? "train.algorithm: model.arch=dgm is trained by train.algorithm=dgm only, got " +
-                                    options.algorithm
-                              : "model.arch: train.algorithm=dgm trains DGM's generator, model.arch=dgm; got " + arch);
-  if (arch == "dgm") plan.objective = make_dgm_objective(options);
-  const bool generator = arch == "vae" || arch == "gan";
+  if ((arch == ModelArch::Dgm) != (options.algorithm == "dgm"))
+    throw Error(arch == ModelArch::Dgm
+                    ? "train.algorithm: model.arch=dgm is trained by train.algorithm=dgm only, got " + options.algorithm
+                    : "model.arch: train.algorithm=dgm trains DGM's generator, model.arch=dgm; got " + to_string(arch));
+  if (arch == ModelArch::Dgm) plan.objective = make_dgm_objective(options);
+  const bool generator = arch == ModelArch::Vae || arch == ModelArch::Gan;
   if (!generator && strategy_trains_generators_only(options.algorithm))
     throw Error("train.algorithm: " + options.algorithm + " trains generators only and needs model.arch=vae");
   // Replayed images carry no task: a classifier answers them with one head over every class.
@@ -376,7 +377,7 @@ RunPlan plan_run(TrainOptions& options, int ranks) {
   if (generator) {
     // The VAE has one set of latent layers per task, the GAN one class slot per class of the stream,
     // whatever the algorithm's usual layout.
-    if (options.heads == "auto") plan.heads = arch == "vae" ? HeadLayout::Multi : HeadLayout::Single;
+    if (options.heads == "auto") plan.heads = arch == ModelArch::Vae ? HeadLayout::Multi : HeadLayout::Single;
     plan.objective = make_generation_objective(options, arch);
   }
   options.trainer.heads = plan.heads;

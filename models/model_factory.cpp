@@ -6,20 +6,49 @@
 
 #include <cmath>
 
+#include "runtime/choice.h"
 #include "runtime/error.h"
 
 namespace clx {
 
+ModelArch parse_model_arch(const std::string& text) {
+  return parse_choice<ModelArch>("model.arch", text,
+                                 {{"mlp", ModelArch::Mlp},
+                                  {"lenet", ModelArch::LeNet},
+                                  {"vgg9", ModelArch::Vgg9},
+                                  {"resnet18", ModelArch::ResNet18},
+                                  {"vae", ModelArch::Vae},
+                                  {"gan", ModelArch::Gan},
+                                  {"dgm", ModelArch::Dgm}});
+}
+
+std::string to_string(ModelArch arch) {
+  switch (arch) {
+    case ModelArch::Mlp: return "mlp";
+    case ModelArch::LeNet: return "lenet";
+    case ModelArch::Vgg9: return "vgg9";
+    case ModelArch::ResNet18: return "resnet18";
+    case ModelArch::Vae: return "vae";
+    case ModelArch::Gan: return "gan";
+    case ModelArch::Dgm: return "dgm";
+  }
+  throw Error("internal: unknown ModelArch");
+}
+
+bool is_generator(ModelArch arch) { return arch == ModelArch::Vae || arch == ModelArch::Gan || arch == ModelArch::Dgm; }
+
+ModelInit parse_model_init(const std::string& text) {
+  return parse_choice<ModelInit>("model.init", text,
+                                 {{"default", ModelInit::Default}, {"truncated_normal", ModelInit::TruncatedNormal}});
+}
+
 void validate_model_config(const ModelConfig& config) {
-  if (config.arch != "mlp" && config.arch != "lenet" && config.arch != "vgg9" && config.arch != "resnet18" &&
-      config.arch != "vae" && config.arch != "gan" && config.arch != "dgm")
-    throw Error("model.arch: '" + config.arch + "' is not one of mlp, lenet, vgg9, resnet18, vae, gan, dgm");
-  const bool generator = config.arch == "vae" || config.arch == "gan" || config.arch == "dgm";
-  if (generator && config.dropout != 0.0)
-    throw Error("model.dropout: the " + config.arch + " has no dropout layers; leave it at 0");
-  if (generator && config.init != "default")
-    throw Error("model.init: the " + config.arch + " takes LibTorch's default initialisation only; leave it at default");
-  if (config.arch == "dgm") {
+  const std::string arch = to_string(config.arch);
+  if (is_generator(config.arch) && config.dropout != 0.0)
+    throw Error("model.dropout: the " + arch + " has no dropout layers; leave it at 0");
+  if (is_generator(config.arch) && config.init != ModelInit::Default)
+    throw Error("model.init: the " + arch + " takes LibTorch's default initialisation only; leave it at default");
+  if (config.arch == ModelArch::Dgm) {
     parse_dgm_masks(config.dgm_masks);
     if (config.dgm_width < 0) throw Error("dgm.width: must be >= 0 (0: the reference's), got " + std::to_string(config.dgm_width));
   }
@@ -28,14 +57,12 @@ void validate_model_config(const ModelConfig& config) {
   if (config.vae_latent < 1) throw Error("model.vae_latent: must be at least 1, got " + std::to_string(config.vae_latent));
   if (!(config.dropout >= 0.0 && config.dropout < 1.0))
     throw Error("model.dropout: must be in [0, 1), got " + std::to_string(config.dropout));
-  if (config.arch == "resnet18" && config.dropout != 0.0)
+  if (config.arch == ModelArch::ResNet18 && config.dropout != 0.0)
     throw Error("model.dropout: resnet18 has no dropout layers; leave it at 0");
   if (!(config.width > 0.0) || !std::isfinite(config.width))
     throw Error("model.width: must be a positive channel multiplier, got " + std::to_string(config.width));
   if (config.stem != "auto" && config.stem != "small" && config.stem != "imagenet")
     throw Error("model.stem: '" + config.stem + "' is not one of auto, small, imagenet");
-  if (config.init != "default" && config.init != "truncated_normal")
-    throw Error("model.init: '" + config.init + "' is not one of default, truncated_normal");
 }
 
 void initialise_truncated_normal(torch::nn::Module& module, double std, double bias) {
@@ -60,19 +87,22 @@ namespace {
 
 MultiHeadModel make_architecture(const ModelConfig& config, const std::vector<int64_t>& input_shape,
                                  const std::vector<int64_t>& head_sizes) {
-  if (config.arch == "lenet") {
+  if (is_generator(config.arch))
+    throw Error("internal: make_model builds classifiers; model.arch=" + to_string(config.arch) +
+                " is built by make_continual_net");
+  if (config.arch == ModelArch::LeNet) {
     LeNetConfig lenet;
     lenet.width = config.width;
     lenet.dropout = config.dropout;
     return make_lenet(input_shape, lenet, head_sizes);
   }
-  if (config.arch == "vgg9") {
+  if (config.arch == ModelArch::Vgg9) {
     Vgg9Config vgg;
     vgg.width = config.width;
     vgg.dropout = config.dropout;
     return make_vgg9(input_shape, vgg, head_sizes);
   }
-  if (config.arch == "resnet18") {
+  if (config.arch == ModelArch::ResNet18) {
     ResNet18Config resnet;
     resnet.width = config.width;
     resnet.stem = config.stem;
@@ -90,7 +120,7 @@ MultiHeadModel make_model(const ModelConfig& config, const std::vector<int64_t>&
                           const std::vector<int64_t>& head_sizes) {
   validate_model_config(config);
   MultiHeadModel model = make_architecture(config, input_shape, head_sizes);
-  if (config.init == "truncated_normal") initialise_truncated_normal(*model);
+  if (config.init == ModelInit::TruncatedNormal) initialise_truncated_normal(*model);
   return model;
 }
 
@@ -100,13 +130,12 @@ namespace clx {
 
 std::shared_ptr<ContinualNet> make_continual_net(const ModelConfig& config, const std::vector<int64_t>& input_shape,
                                                  const std::vector<int64_t>& head_sizes) {
-  if (config.arch != "vae" && config.arch != "gan" && config.arch != "dgm")
-    return make_model(config, input_shape, head_sizes).ptr();
+  if (!is_generator(config.arch)) return make_model(config, input_shape, head_sizes).ptr();
   validate_model_config(config);
   if (input_shape.size() != 3 || input_shape[1] != input_shape[2] || (input_shape[1] != 28 && input_shape[1] != 32))
-    throw Error("model.arch=" + config.arch + ": takes C x 28 x 28 or C x 32 x 32 images, the data's are " +
+    throw Error("model.arch=" + to_string(config.arch) + ": takes C x 28 x 28 or C x 32 x 32 images, the data's are " +
                 c10::str(c10::IntArrayRef(input_shape)) + "");
-  if (config.arch == "dgm") {
+  if (config.arch == ModelArch::Dgm) {
     DgmNetConfig dgm;
     dgm.masks = parse_dgm_masks(config.dgm_masks);
     dgm.channels = input_shape[0];
@@ -119,7 +148,7 @@ std::shared_ptr<ContinualNet> make_continual_net(const ModelConfig& config, cons
     dgm.seed = config.seed;
     return DgmNet(dgm).ptr();
   }
-  if (config.arch == "gan") {
+  if (config.arch == ModelArch::Gan) {
     GanConfig gan;
     gan.channels = input_shape[0];
     gan.image_size = input_shape[1];

@@ -1,6 +1,6 @@
 #pragma once
-// Builds the network named by model.arch (mlp | lenet | vgg9 | resnet18, and
-// the generator vae) for a stream's input shape and heads.
+// Builds the network named by model.arch (the classifiers mlp | lenet | vgg9 |
+// resnet18, the generators vae | gan | dgm) for a stream's input shape and heads.
 #include <string>
 #include <vector>
 
@@ -9,16 +9,25 @@
 
 namespace clx {
 
+enum class ModelArch { Mlp, LeNet, Vgg9, ResNet18, Vae, Gan, Dgm };
+// model.arch's names; anything else throws clx::Error naming model.arch.
+ModelArch parse_model_arch(const std::string& text);
+std::string to_string(ModelArch arch);
+bool is_generator(ModelArch arch);  // vae, gan, dgm: trained and scored by a generation objective
+
+// default: LibTorch's | truncated_normal: every Linear and Conv2d weight
+// (trunk and heads) from N(0, 0.1^2) truncated at 2 standard deviations,
+// biases 0.1 (the released ANPyC code's weight_variable / bias_variable).
+enum class ModelInit { Default, TruncatedNormal };
+ModelInit parse_model_init(const std::string& text);  // throws naming model.init
+
 struct ModelConfig {
-  std::string arch = "mlp";               // mlp | vgg9 | resnet18
+  ModelArch arch = ModelArch::Mlp;
   std::vector<int64_t> hidden{512, 256};  // mlp: hidden layer sizes
   double dropout = 0.0;                   // mlp: after each hidden layer; vgg9: after each fc layer
   double width = 1.0;                     // vgg9, resnet18: channel multiplier
   std::string stem = "auto";              // resnet18: auto | small | imagenet
-  // default (LibTorch's) | truncated_normal: every Linear and Conv2d weight
-  // (trunk and heads) from N(0, 0.1^2) truncated at 2 standard deviations,
-  // biases 0.1 (the released ANPyC code's weight_variable / bias_variable).
-  std::string init = "default";
+  ModelInit init = ModelInit::Default;
   // vae (continual generation, models/vae_net.h): the fc width and latent size;
   // the seed draws each task's latent layers (train.seed).
   int64_t vae_hidden = 256, vae_latent = 32;
@@ -34,7 +43,7 @@ struct ModelConfig {
 };
 
 // The checks that need no data: throws clx::Error naming the option
-// (model.arch, model.dropout, model.width, model.stem, model.init).
+// (model.dropout, model.width, model.stem, model.gan_noise, ...).
 void validate_model_config(const ModelConfig& config);
 
 // Also throws clx::Error when the network does not fit `input_shape` ({C, H, W}).

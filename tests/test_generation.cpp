@@ -272,7 +272,7 @@ TEST_F(Generation, RefusesWhatItCannotTrainOrScore) {
   // The VAE is no classifier.
   expect_error<clx::Error>([&] { vae->logits(torch::zeros({1, 1, 28, 28}), 0); }, {"the VAE (model.arch=vae) has no classifier"});
   clx::ModelConfig vae_model;
-  vae_model.arch = "vae";
+  vae_model.arch = clx::ModelArch::Vae;
   expect_error<clx::Error>([&] { clx::make_continual_net(vae_model, {1, 20, 20}, {1}); },
                            {"model.arch=vae: takes C x 28 x 28 or C x 32 x 32 images, the data's are [1, 20, 20]"});
   vae_model.vae_latent = 0;

@@ -180,21 +180,24 @@ TEST(ModelFactory, BuildsEachArchitectureAndNamesBadOptions) {
   ModelConfig config;
   EXPECT_EQ(count(make_model(config, {1, 28, 28}, {2})->named_shared_parameters()),
             784 * 512 + 512 + 512 * 256 + 256);
-  config.arch = "vgg9";
+  config.arch = ModelArch::Vgg9;
   EXPECT_EQ(count(make_model(config, {1, 28, 28}, {2})->named_shared_parameters()), 647392);
-  config.arch = "resnet18";
+  config.arch = ModelArch::ResNet18;
   config.width = 0.25;
   EXPECT_EQ(count(make_model(config, {1, 28, 28}, {2})->named_shared_parameters()), 699888);
   config.dropout = 0.2;
   expect_error([&] { make_model(config, {1, 28, 28}, {2}); }, {"model.dropout: resnet18 has no dropout layers"});
-  config.arch = "lenet";
+  config.arch = ModelArch::LeNet;
   config.dropout = 0.0;
   config.width = 1.0;
   EXPECT_EQ(count(make_model(config, {1, 28, 28}, {2})->named_shared_parameters()), 1789568);
-  config.arch = "alexnet";
-  expect_error([&] { validate_model_config(config); },
-               {"model.arch: 'alexnet' is not one of mlp, lenet, vgg9, resnet18"});
-  config.arch = "vgg9";
+  expect_error([&] { parse_model_arch("alexnet"); },
+               {"model.arch: 'alexnet' is not one of mlp, lenet, vgg9, resnet18, vae, gan, dgm"});
+  EXPECT_EQ(parse_model_arch("resnet18"), ModelArch::ResNet18);
+  EXPECT_EQ(to_string(ModelArch::Dgm), "dgm");
+  EXPECT_TRUE(is_generator(ModelArch::Gan));
+  EXPECT_FALSE(is_generator(ModelArch::LeNet));
+  config.arch = ModelArch::Vgg9;
   config.dropout = 0.0;
   config.width = -1;
   expect_error([&] { validate_model_config(config); }, {"model.width: must be a positive channel multiplier"});
@@ -206,7 +209,7 @@ TEST(ModelFactory, BuildsEachArchitectureAndNamesBadOptions) {
 // at 2 std) for every Linear and Conv2d weight, heads included, biases 0.1.
 TEST(ModelFactory, TruncatedNormalInitialisationOfEveryLinearAndConvLayer) {
   ModelConfig config;
-  config.init = "truncated_normal";
+  config.init = ModelInit::TruncatedNormal;
   torch::manual_seed(5);
   const MultiHeadModel mlp = make_model(config, {1, 28, 28}, {2, 2});
   int64_t weights = 0;
@@ -226,16 +229,16 @@ TEST(ModelFactory, TruncatedNormalInitialisationOfEveryLinearAndConvLayer) {
     EXPECT_GT(value.abs().gt(0.19).sum().item<int64_t>(), 0) << "the tails reach the cut";
   }
   EXPECT_EQ(weights, 4);  // two trunk layers, two heads
-  config.arch = "vgg9";
+  config.arch = ModelArch::Vgg9;
   config.width = 0.25;
   const MultiHeadModel vgg = make_model(config, {1, 28, 28}, {2});
   for (const auto& [name, value] : vgg->named_shared_parameters())
     if (value.dim() == 4) EXPECT_LE(value.abs().max().item<double>(), 0.2 + 1e-7) << name;
   // The default keeps LibTorch's initialisation: its biases are not all 0.1.
-  config.init = "default";
+  config.init = ModelInit::Default;
   EXPECT_FALSE(make_model(config, {1, 28, 28}, {2})->named_shared_parameters()[1].second.eq(0.1f).all().item<bool>());
-  config.init = "xavier";
-  expect_error([&] { validate_model_config(config); }, {"model.init: 'xavier' is not one of default, truncated_normal"});
+  expect_error([&] { parse_model_init("xavier"); }, {"model.init: 'xavier' is not one of default, truncated_normal"});
+  EXPECT_EQ(parse_model_init("truncated_normal"), ModelInit::TruncatedNormal);
 }
 
 TEST(LayerTape, RecordsEveryParameterisedLayerAndReproducesTheForwardPass) {
