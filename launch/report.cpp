@@ -235,6 +235,109 @@ struct PlotScore {
   std::string name, file;
 };
 
+// One method's mean score matrix as a heatmap: its data file and the
+// script's lines; returns (caption, png).
+std::pair<std::string, std::string> heatmap(const std::filesystem::path& dir, const std::string& key, const Matrix& matrix,
+                                            size_t runs, const PlotScore& score, std::ostringstream& script) {
+  const size_t tasks = matrix[0].size();
+  const std::string name = file_safe(key);
+  const std::string data = (dir / "data" / (name + "_matrix.dat")).string();
+  std::ostringstream out;
+  double largest = 0.0;
+  for (const auto& row : matrix) {
+    for (size_t i = 0; i < row.size(); ++i) {
+      out << (i ? " " : "") << std::fixed << std::setprecision(2) << score.scale * row[i];
+      largest = std::max(largest, score.scale * row[i]);
+    }
+    out << "\n";
+  }
+  write_file_atomically(data, out.str());
+  const bool sequential = matrix.size() == tasks;
+  // Accuracy on [0, 100] with bright for high; FID on [0, largest] with bright for low.
+  const double top = score.accuracy ? 100.0 : std::max(largest, 1.0);
+  const std::string palette = score.accuracy ? "(0 '#440154', 50 '#21918c', 100 '#fde725')"
+                                             : "(0 '#fde725', 50 '#21918c', 100 '#440154')";
+  std::ostringstream bright;  // the values drawn on the palette's light end take black labels
+  bright << std::fixed << std::setprecision(4) << (score.accuracy ? "$3 >= 60" : "$3 <= ");
+  if (!score.accuracy) bright << 0.4 * top;
+  const std::string png = (dir / (name + "_" + score.file + "_matrix.png")).string();
+  script << "\nset output '" << png << "'\n"
+         << "set title '" << key << ": " << score.name << " on task i after training " << (sequential ? "task j" : "all tasks")
+         << " (mean of " << runs << " run(s))'\n"
+         << "unset key\nset xlabel 'task evaluated (i)'\nset ylabel '" << (sequential ? "after training task (j)" : "")
+         << "'\nset cbrange [0:" << top << "]\nset cblabel '" << score.name << "'\nset palette defined " << palette << "\n"
+         << "set xrange [-0.5:" << tasks - 0.5 << "]\nset yrange [" << matrix.size() - 0.5 << ":-0.5]\n"
+         << "set xtics ('1' 0";
+  for (size_t i = 1; i < tasks; ++i) script << ", '" << i + 1 << "' " << i;
+  script << ")\nset ytics (" << (sequential ? "'1' 0" : "'all' 0");
+  for (size_t j = 1; j < matrix.size(); ++j) script << ", '" << j + 1 << "' " << j;
+  // Boxes rather than `with image`, which draws nothing for a single row (a joint run's matrix).
+  // Labels in black on the light end of the palette, white on the dark end.
+  script << ")\nplot '" << data << "' matrix using 1:2:(0.5):(0.5):3 with boxxyerror fs solid 1.0 noborder fc palette, '"
+         << data << "' matrix using 1:2:(" << bright.str() << " ? sprintf('%.1f', $3) : '') with labels tc rgb 'black' font ',9', '"
+         << data << "' matrix using 1:2:(" << bright.str() << " ? '' : sprintf('%.1f', $3)) with labels tc rgb 'white' font ',9'\n"
+         << "unset xrange\nunset yrange\nset xtics auto\nset ytics auto\n";
+  return {key + ": " + score.name + " matrix", png};
+}
+
+// A sequential method's curves after each task (mean score over the tasks
+// seen so far, BWT so far) as a data file; returns its path.
+std::string task_curves(const std::filesystem::path& dir, const std::string& key, const Matrix& matrix,
+                        const PlotScore& score) {
+  const size_t tasks = matrix[0].size();
+  const std::string curve = (dir / "data" / (file_safe(key) + "_curves.dat")).string();
+  std::ostringstream curve_out;
+  curve_out << "# task_j mean_" << score.file << "_so_far bwt_so_far (" << (score.accuracy ? "percent" : "as is") << ")\n";
+  for (size_t j = 0; j < tasks; ++j) {
+    double acc = 0.0, bwt = 0.0;
+    for (size_t i = 0; i <= j; ++i) acc += matrix[j][i];
+    for (size_t i = 0; i < j; ++i) bwt += matrix[j][i] - matrix[i][i];
+    curve_out << j + 1 << " " << score.scale * acc / static_cast<double>(j + 1) << " ";
+    if (j > 0) curve_out << score.scale * bwt / static_cast<double>(j);
+    else curve_out << "NaN";
+    curve_out << "\n";
+  }
+  write_file_atomically(curve, curve_out.str());
+  return curve;
+}
+
+// The two line plots, one line per sequential method: (method, curve data file).
+void curve_plots(const std::filesystem::path& dir, const std::vector<std::pair<std::string, std::string>>& curves,
+                 const PlotScore& score, std::ostringstream& script, std::vector<std::pair<std::string, std::string>>& written) {
+  using Figure = std::tuple<int, std::string, std::string>;  // data column, what, png
+  const std::vector<Figure> figures =
+      score.accuracy ? std::vector<Figure>{{2, "ACC over the tasks trained so far (%)", "acc_after_each_task.png"},
+                                           {3, "BWT so far (%)", "bwt_after_each_task.png"}}
+                     : std::vector<Figure>{
+                           {2, "mean " + score.name + " over the tasks trained so far", score.file + "_after_each_task.png"},
+                           {3, "BWT so far (" + score.name + "; positive: forgetting)", "bwt_after_each_task.png"}};
+  for (const auto& [column, what, file] : figures) {
+    script << "\nset output '" << (dir / file).string() << "'\nset title '" << what << ", after each task'\n"
+           << "set key outside right\nset xlabel 'after training task'\nset ylabel '" << what << "'\nset grid\n"
+           << "set xtics 1\nunset cbrange\nplot ";
+    for (size_t k = 0; k < curves.size(); ++k)
+      script << (k ? ", " : "") << "'" << curves[k].second << "' using 1:" << column << " with linespoints lw 2 title '"
+             << curves[k].first << "'";
+    script << "\nunset grid\n";
+    written.emplace_back(what + ", after each task", (dir / file).string());
+  }
+}
+
+// Runs gnuplot on the written script; 1 (with a message) if it cannot.
+int run_gnuplot(const std::string& directory, const std::string& script_path) {
+  if (std::system("command -v gnuplot > /dev/null 2>&1") != 0) {
+    std::cerr << "report: error: --plots needs gnuplot (Debian: apt-get install gnuplot-nox); data and script are in "
+              << directory << std::endl;
+    return 1;
+  }
+  const std::string command = "gnuplot '" + script_path + "'";
+  if (std::system(command.c_str()) != 0) {
+    std::cerr << "report: error: gnuplot failed on " << script_path << std::endl;
+    return 1;
+  }
+  return 0;
+}
+
 int write_plots(const std::string& directory, const std::vector<std::string>& order,
                 const std::map<std::string, Samples>& groups, const std::map<std::string, Importance>& importances,
                 const PlotScore& score, std::vector<std::pair<std::string, std::string>>& written) {
@@ -251,97 +354,17 @@ int write_plots(const std::string& directory, const std::vector<std::string>& or
       std::cerr << "report: warning: runs of " << key << " have accuracy matrices of different shapes: no plot" << std::endl;
       continue;
     }
+    matrices.push_back(heatmap(dir, key, matrix, groups.at(key).matrices.size(), score, script));
     const size_t tasks = matrix[0].size();
-    const std::string name = file_safe(key);
-    const std::string data = (dir / "data" / (name + "_matrix.dat")).string();
-    std::ostringstream out;
-    double largest = 0.0;
-    for (const auto& row : matrix) {
-      for (size_t i = 0; i < row.size(); ++i) {
-        out << (i ? " " : "") << std::fixed << std::setprecision(2) << score.scale * row[i];
-        largest = std::max(largest, score.scale * row[i]);
-      }
-      out << "\n";
-    }
-    write_file_atomically(data, out.str());
-    const bool sequential = matrix.size() == tasks;
-    // Accuracy on [0, 100] with bright for high; FID on [0, largest] with bright for low.
-    const double top = score.accuracy ? 100.0 : std::max(largest, 1.0);
-    const std::string palette = score.accuracy ? "(0 '#440154', 50 '#21918c', 100 '#fde725')"
-                                               : "(0 '#fde725', 50 '#21918c', 100 '#440154')";
-    std::ostringstream bright;  // the values drawn on the palette's light end take black labels
-    bright << std::fixed << std::setprecision(4) << (score.accuracy ? "$3 >= 60" : "$3 <= ") ;
-    if (!score.accuracy) bright << 0.4 * top;
-    matrices.emplace_back(key + ": " + score.name + " matrix",
-                          (dir / (name + "_" + score.file + "_matrix.png")).string());
-    script << "\nset output '" << matrices.back().second << "'\n"
-           << "set title '" << key << ": " << score.name << " on task i after training " << (sequential ? "task j" : "all tasks")
-           << " (mean of " << groups.at(key).matrices.size() << " run(s))'\n"
-           << "unset key\nset xlabel 'task evaluated (i)'\nset ylabel '" << (sequential ? "after training task (j)" : "")
-           << "'\nset cbrange [0:" << top << "]\nset cblabel '" << score.name << "'\nset palette defined " << palette << "\n"
-           << "set xrange [-0.5:" << tasks - 0.5 << "]\nset yrange [" << matrix.size() - 0.5 << ":-0.5]\n"
-           << "set xtics ('1' 0";
-    for (size_t i = 1; i < tasks; ++i) script << ", '" << i + 1 << "' " << i;
-    script << ")\nset ytics (" << (sequential ? "'1' 0" : "'all' 0");
-    for (size_t j = 1; j < matrix.size(); ++j) script << ", '" << j + 1 << "' " << j;
-    // Boxes rather than `with image`, which draws nothing for a single row (a joint run's matrix).
-    // Labels in black on the light end of the palette, white on the dark end.
-    script << ")\nplot '" << data << "' matrix using 1:2:(0.5):(0.5):3 with boxxyerror fs solid 1.0 noborder fc palette, '"
-           << data << "' matrix using 1:2:(" << bright.str() << " ? sprintf('%.1f', $3) : '') with labels tc rgb 'black' font ',9', '"
-           << data << "' matrix using 1:2:(" << bright.str() << " ? '' : sprintf('%.1f', $3)) with labels tc rgb 'white' font ',9'\n"
-           << "unset xrange\nunset yrange\nset xtics auto\nset ytics auto\n";
-    if (!sequential || tasks < 2) continue;
-    const std::string curve = (dir / "data" / (name + "_curves.dat")).string();
-    std::ostringstream curve_out;
-    curve_out << "# task_j mean_" << score.file << "_so_far bwt_so_far (" << (score.accuracy ? "percent" : "as is") << ")\n";
-    for (size_t j = 0; j < tasks; ++j) {
-      double acc = 0.0, bwt = 0.0;
-      for (size_t i = 0; i <= j; ++i) acc += matrix[j][i];
-      for (size_t i = 0; i < j; ++i) bwt += matrix[j][i] - matrix[i][i];
-      curve_out << j + 1 << " " << score.scale * acc / static_cast<double>(j + 1) << " ";
-      if (j > 0) curve_out << score.scale * bwt / static_cast<double>(j);
-      else curve_out << "NaN";
-      curve_out << "\n";
-    }
-    write_file_atomically(curve, curve_out.str());
-    curves.emplace_back(key, curve);
+    if (matrix.size() == tasks && tasks >= 2) curves.emplace_back(key, task_curves(dir, key, matrix, score));
   }
-  if (!curves.empty()) {
-    const std::vector<std::tuple<int, std::string, std::string>> figures =
-        score.accuracy
-            ? std::vector<std::tuple<int, std::string, std::string>>{{2, "ACC over the tasks trained so far (%)",
-                                                                       "acc_after_each_task.png"},
-                                                                      {3, "BWT so far (%)", "bwt_after_each_task.png"}}
-            : std::vector<std::tuple<int, std::string, std::string>>{
-                  {2, "mean " + score.name + " over the tasks trained so far", score.file + "_after_each_task.png"},
-                  {3, "BWT so far (" + score.name + "; positive: forgetting)", "bwt_after_each_task.png"}};
-    for (const auto& [column, what, file] : figures) {
-      script << "\nset output '" << (dir / file).string() << "'\nset title '" << what << ", after each task'\n"
-             << "set key outside right\nset xlabel 'after training task'\nset ylabel '" << what << "'\nset grid\n"
-             << "set xtics 1\nunset cbrange\nplot ";
-      for (size_t k = 0; k < curves.size(); ++k)
-        script << (k ? ", " : "") << "'" << curves[k].second << "' using 1:" << column << " with linespoints lw 2 title '"
-               << curves[k].first << "'";
-      script << "\nunset grid\n";
-      written.emplace_back(what + ", after each task", (dir / file).string());
-    }
-  }
+  if (!curves.empty()) curve_plots(dir, curves, score, script, written);
   written.insert(written.end(), matrices.begin(), matrices.end());
   const std::string importance_png = write_importance_plot(dir, order, importances, script);
   if (!importance_png.empty()) written.emplace_back("importance of the shared weights", importance_png);
   const std::string script_path = (dir / "plots.gp").string();
   write_file_atomically(script_path, script.str());
-  if (std::system("command -v gnuplot > /dev/null 2>&1") != 0) {
-    std::cerr << "report: error: --plots needs gnuplot (Debian: apt-get install gnuplot-nox); data and script are in "
-              << directory << std::endl;
-    return 1;
-  }
-  const std::string command = "gnuplot '" + script_path + "'";
-  if (std::system(command.c_str()) != 0) {
-    std::cerr << "report: error: gnuplot failed on " << script_path << std::endl;
-    return 1;
-  }
-  return 0;
+  return run_gnuplot(directory, script_path);
 }
 
 void add(std::vector<double>& values, const nlohmann::json& value) {
