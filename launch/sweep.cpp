@@ -615,10 +615,18 @@ class Sweep {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+// The command line, parsed.
+struct SweepCommand {
   std::string config_path, mpirun;
-  std::vector<std::string> settings;
   SweepOverrides overrides;
+  bool dry_run = false, retry_failed = false, report = true;
+  std::vector<std::string> argv;  // as typed: the sweep log records it
+};
+
+// Parses the command line into `command`; returns an exit code when the
+// process should stop here (--help: 0, a usage error: kExitUsage).
+std::optional<int> parse_sweep_command(int argc, char** argv, SweepCommand& command) {
+  std::vector<std::string> settings;
   po::options_description options(
       "Usage: sweep SWEEP_FILE [--output DIR] [--methods LIST] [--seeds LIST] [--ranks N] [--set option=value ...]\n\n"
       "Trains every method of a sweep file over seeds with `train` (under mpirun when ranks > 1), first\n"
@@ -629,7 +637,7 @@ int main(int argc, char** argv) {
       "OUTPUT/report.md, report.csv and plots/. Exit: 0 all runs finished, 1 some failed (or a file\n"
       "could not be written), 2 bad input, 3 stopped. See docs/sweep.md for the sweep file.\n\nOptions");
   options.add_options()("help,h", "print this help and exit")(
-      "config,c", po::value<std::string>(&config_path), "the sweep file (INI: [sweep], [methods], [grid])")(
+      "config,c", po::value<std::string>(&command.config_path), "the sweep file (INI: [sweep], [methods], [grid])")(
       "output,o", po::value<std::string>(), "output folder (replaces sweep.output)")(
       "methods", po::value<std::string>(), "methods to run, comma-separated (replaces sweep.methods)")(
       "seeds", po::value<std::string>(), "seeds, comma-separated (replaces sweep.seeds)")(
@@ -640,7 +648,7 @@ int main(int argc, char** argv) {
       "dry-run", "print the runs, their folders and states, and exit")(
       "retry-failed", "retry runs that failed in an earlier invocation (by default they are listed, not rerun)")(
       "no-report", "do not call report at the end")(
-      "mpirun", po::value<std::string>(&mpirun)->default_value("mpirun"), "the MPI launcher used when ranks > 1");
+      "mpirun", po::value<std::string>(&command.mpirun)->default_value("mpirun"), "the MPI launcher used when ranks > 1");
   po::positional_options_description positional;
   positional.add("config", 1);
   po::variables_map values;
@@ -655,40 +663,58 @@ int main(int argc, char** argv) {
     std::cout << options << std::endl;
     return 0;
   }
-  if (config_path.empty()) {
+  if (command.config_path.empty()) {
     std::cerr << "sweep: error: no sweep file given (e.g. sweep configs/sweep_split_fmnist.ini; sweep --help)" << std::endl;
     return kExitUsage;
   }
+  SweepOverrides& overrides = command.overrides;
   if (values.count("output")) overrides.output = values["output"].as<std::string>();
   if (values.count("methods")) overrides.methods = values["methods"].as<std::string>();
   if (values.count("seeds")) overrides.seeds = values["seeds"].as<std::string>();
   if (values.count("ranks")) overrides.ranks = values["ranks"].as<int>();
   if (values.count("threads")) overrides.threads = values["threads"].as<int>();
-
-  const fs::path here = executable_folder();
-  const fs::path train = here / "train", report = here / "report";
   try {
     for (const std::string& setting : settings)
-      for (const OptionSetting& parsed : parse_option_list(setting, "--set"))
-        overrides.options.push_back(parsed);
-    for (const fs::path& binary : {train, report})
-      if (access(binary.c_str(), X_OK) != 0)
-        throw Error(binary.string() + " not found: sweep runs the train and report executables built beside it");
-    std::vector<std::string> command(argv, argv + argc);
-    const SweepConfig config = load_sweep_config(config_path, overrides);
-    if (config.ranks > 1 && !runnable(mpirun))
-      throw Error("--mpirun: " + mpirun + " not found (ranks = " + std::to_string(config.ranks) +
-                  " needs an MPI launcher: Debian's openmpi-bin, or --ranks 1)");
-    Sweep sweep(config, command, train, mpirun, values.count("retry-failed") > 0);
-    if (values.count("dry-run")) {
-      sweep.print_plan();
-      return 0;
-    }
-    install_stop_handlers();
-    const int code = sweep.run();
-    if (code == kExitStopped) return code;
-    if (!values.count("no-report") && sweep.report(report) != 0) return kExitFailedRuns;
-    return code;
+      for (const OptionSetting& parsed : parse_option_list(setting, "--set")) overrides.options.push_back(parsed);
+  } catch (const Error& error) {
+    std::cerr << "sweep: error: " << error.what() << std::endl;
+    return kExitUsage;
+  }
+  command.dry_run = values.count("dry-run") > 0;
+  command.retry_failed = values.count("retry-failed") > 0;
+  command.report = values.count("no-report") == 0;
+  command.argv.assign(argv, argv + argc);
+  return std::nullopt;
+}
+
+// Loads the sweep file, checks the executables, and runs (or lists) the sweep.
+int run_sweep(const SweepCommand& command) {
+  const fs::path here = executable_folder();
+  const fs::path train = here / "train", report = here / "report";
+  for (const fs::path& binary : {train, report})
+    if (access(binary.c_str(), X_OK) != 0)
+      throw Error(binary.string() + " not found: sweep runs the train and report executables built beside it");
+  const SweepConfig config = load_sweep_config(command.config_path, command.overrides);
+  if (config.ranks > 1 && !runnable(command.mpirun))
+    throw Error("--mpirun: " + command.mpirun + " not found (ranks = " + std::to_string(config.ranks) +
+                " needs an MPI launcher: Debian's openmpi-bin, or --ranks 1)");
+  Sweep sweep(config, command.argv, train, command.mpirun, command.retry_failed);
+  if (command.dry_run) {
+    sweep.print_plan();
+    return 0;
+  }
+  install_stop_handlers();
+  const int code = sweep.run();
+  if (code == kExitStopped) return code;
+  if (command.report && sweep.report(report) != 0) return kExitFailedRuns;
+  return code;
+}
+
+int main(int argc, char** argv) {
+  SweepCommand command;
+  if (const std::optional<int> exit_code = parse_sweep_command(argc, argv, command)) return *exit_code;
+  try {
+    return run_sweep(command);
   } catch (const FileError& error) {
     // A file that cannot be written (full disk, read-only folder): not bad input.
     std::cerr << "sweep: error: " << error.what() << std::endl;
