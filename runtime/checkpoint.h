@@ -47,7 +47,7 @@ struct CheckpointState {
   std::string config_text;  // effective configuration ("key = value" lines)
   int64_t world_size = 1;
   int64_t stage = 0;         // stage index being trained (0-based)
-  std::string phase;         // "training", "pruning", "importance", "between_tasks"
+  std::string phase;         // the trainer's: training, after_task, between_tasks (StagePhase); FID feature files: their own
   int64_t epoch = 0;         // sampler epoch within the stage
   int64_t step = 0;          // batches done within the epoch
   int64_t global_step = 0;   // optimizer steps within the stage

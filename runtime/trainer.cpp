@@ -1,5 +1,7 @@
 #include "runtime/trainer.h"
 
+#include "runtime/choice.h"
+
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -9,6 +11,7 @@
 #include <iomanip>
 #include <sstream>
 
+#include "runtime/choice.h"
 #include "runtime/collectives.h"
 #include "runtime/data/sampler.h"
 #include "runtime/error.h"
@@ -59,20 +62,32 @@ std::string statistic_text(const ScoreKind& kind, double value) {
 }  // namespace
 
 OptimizerKind parse_optimizer_kind(const std::string& text) {
-  if (text == "sgd") return OptimizerKind::Sgd;
-  if (text == "adam") return OptimizerKind::Adam;
-  throw Error("train.optimizer: '" + text + "' is not one of sgd, adam");
+  return parse_choice<OptimizerKind>("train.optimizer", text, {{"sgd", OptimizerKind::Sgd}, {"adam", OptimizerKind::Adam}});
 }
 
 std::string to_string(OptimizerKind kind) { return kind == OptimizerKind::Adam ? "adam" : "sgd"; }
 
 EvalSplit parse_eval_split(const std::string& text) {
-  if (text == "test") return EvalSplit::Test;
-  if (text == "validation") return EvalSplit::Validation;
-  throw Error("eval.split: '" + text + "' is not one of test, validation");
+  return parse_choice<EvalSplit>("eval.split", text, {{"test", EvalSplit::Test}, {"validation", EvalSplit::Validation}});
 }
 
 std::string to_string(EvalSplit split) { return split == EvalSplit::Validation ? "validation" : "test"; }
+
+std::string to_string(StagePhase phase) {
+  switch (phase) {
+    case StagePhase::Training: return "training";
+    case StagePhase::AfterTask: return "after_task";
+    case StagePhase::BetweenTasks: return "between_tasks";
+  }
+  throw Error("internal: unknown StagePhase");
+}
+
+StagePhase parse_stage_phase(const std::string& text, const std::string& checkpoint) {
+  for (StagePhase phase : {StagePhase::Training, StagePhase::AfterTask, StagePhase::BetweenTasks})
+    if (text == to_string(phase)) return phase;
+  throw Error("checkpoint " + checkpoint + ": phase '" + text +
+              "' is not one of training, after_task, between_tasks (not a training checkpoint, or a damaged one)");
+}
 
 std::vector<int64_t> head_sizes_for(const TaskStream& stream, HeadLayout layout) {
   if (layout == HeadLayout::Single) return {stream.num_classes};
@@ -183,7 +198,7 @@ struct Trainer::StageRun {
   // Seeds the current epoch's augmentation: a function of (train.seed, stage,
   // sampler epoch) only, so every rank count and a resumed run see the same images.
   uint64_t augment_seed = 0;
-  std::string phase = "training";
+  StagePhase phase = StagePhase::Training;
   StageRecord record;
   // The batch read ahead on a helper thread (config.prefetch, data decoded on
   // demand). Declared last: destroyed first, waiting for the read to end while
@@ -214,15 +229,16 @@ StageRecord Trainer::train_stage(int stage, const std::vector<int>& tasks) {
 
   // A resumed stage continues where its checkpoint was taken: the strategy's
   // before_task already ran (its results are in the restored state).
-  const std::string resumed_phase = resume_position_ ? resume_position_->phase : "";
-  if (resumed_phase.empty()) strategy_.before_task(context);
+  const std::optional<StagePhase> resumed_phase =
+      resume_position_ ? std::optional<StagePhase>(resume_position_->phase) : std::nullopt;
+  if (!resumed_phase) strategy_.before_task(context);
   run.optimizer = make_optimizer(config_, trainable);
   if (resume_optimizer_.defined()) {
     load_optimizer_state_bytes(*run.optimizer, resume_optimizer_, config_.device);
     resume_optimizer_ = torch::Tensor();
   }
   run.reducer = std::make_unique<GradientReducer>(comm_, trainable, config_.bucket_bytes, config_.overlap_allreduce);
-  objective_.begin_stage(ObjectiveStage{&comm_, config_.device, config_.bucket_bytes, stage, !resumed_phase.empty()});
+  objective_.begin_stage(ObjectiveStage{&comm_, config_.device, config_.bucket_bytes, stage, resumed_phase.has_value()});
   for (int task : tasks) run.offsets.push_back(run.offsets.back() + stream_.tasks[task].train.size());
   run.sampler =
       std::make_unique<ShardedSampler>(run.offsets.back(), config_.batch_size, comm_.rank(), comm_.size(), config_.seed);
@@ -233,10 +249,10 @@ StageRecord Trainer::train_stage(int stage, const std::vector<int>& tasks) {
                                                             stream_.tasks[task].train.source.get()));
   context.train_epochs = [this, &run](int64_t count, const std::string& label) { train_epochs(run, count, label); };
   context.evaluate = [this, &run] { return evaluate_all(run.tasks.back()); };
-  if (resumed_phase.empty() || resumed_phase == "training") train_epochs(run, config_.epochs, "epoch");
+  if (!resumed_phase || *resumed_phase == StagePhase::Training) train_epochs(run, config_.epochs, "epoch");
   clock_.main_training_done(seconds_running());
-  run.phase = "after_task";
-  context.resuming_after_task = resumed_phase == "after_task";
+  run.phase = StagePhase::AfterTask;
+  context.resuming_after_task = resumed_phase == StagePhase::AfterTask;
   strategy_.after_task(context);
   context.train_epochs = nullptr;
   context.evaluate = nullptr;
@@ -308,7 +324,7 @@ void Trainer::train_epoch(StageRun& run, Position& position, int64_t count, cons
        << statistic_text(objective_.score_kind(), run.record.final_train_accuracy) << ", "
        << format_duration(progress.elapsed_seconds());
   if (config_.lr_decay != 1.0) line << ", lr " << std::defaultfloat << std::setprecision(4) << context.lr;
-  if (run.phase == "training") clock_.epoch_done(position.epoch_in_call + 1, seconds_running());
+  if (run.phase == StagePhase::Training) clock_.epoch_done(position.epoch_in_call + 1, seconds_running());
   const std::string left = clock_.describe(seconds_running(), run.tasks.size() > 1 ? "stage" : "task");
   if (!left.empty()) line << " | " << left;
   log_.info(line.str());
@@ -493,7 +509,7 @@ void Trainer::save_checkpoint(int stage, const Position* position, torch::optim:
   state.config_text = config_.config_text;
   state.world_size = comm_.size();
   state.stage = stage;
-  state.phase = position ? position->phase : "between_tasks";
+  state.phase = to_string(position ? position->phase : StagePhase::BetweenTasks);
   if (position) {
     state.epoch = position->sampler_epoch;
     state.step = position->batch;
@@ -597,9 +613,10 @@ void Trainer::restore(const CheckpointState& checkpoint, const std::string& path
   }
   resume_position_.reset();
   resume_optimizer_ = torch::Tensor();
-  if (checkpoint.phase != "between_tasks") {
+  const StagePhase phase = parse_stage_phase(checkpoint.phase, path);
+  if (phase != StagePhase::BetweenTasks) {
     Position position;
-    position.phase = checkpoint.phase;
+    position.phase = phase;
     position.sampler_epoch = checkpoint.epoch;
     position.batch = checkpoint.step;
     position.step = checkpoint.global_step;
@@ -636,7 +653,7 @@ RunResult Trainer::run(const CheckpointState* resume, const std::string& resume_
     first_stage = static_cast<size_t>(resume->stage);
     log_.info("resumed from a checkpoint: stage " + std::to_string(first_stage + 1) + "/" +
               std::to_string(stages.size()) + ", " + resume->phase +
-              (resume->phase != "between_tasks" ? ", epoch " + std::to_string(resume->epoch + 1) + ", batch " +
+              (resume_position_ ? ", epoch " + std::to_string(resume->epoch + 1) + ", batch " +
                                                        std::to_string(resume->step)
                                                  : ""));
   } else {
@@ -650,7 +667,7 @@ RunResult Trainer::run(const CheckpointState* resume, const std::string& resume_
     // A stage resumed midway is timed only from the resume: no sample for the estimates.
     const bool resumed_midway = resume_position_.has_value();
     clock_.start_stage(static_cast<int>(s), config_.epochs,
-                       !resumed_midway ? 0 : resume_position_->phase == "training" ? resume_position_->epoch_in_call
+                       !resumed_midway ? 0 : resume_position_->phase == StagePhase::Training ? resume_position_->epoch_in_call
                                                                                    : config_.epochs,
                        seconds_running());
     StageRecord record = train_stage(static_cast<int>(s), tasks);

@@ -39,6 +39,15 @@ enum class EvalSplit { Test, Validation };
 EvalSplit parse_eval_split(const std::string& text);
 std::string to_string(EvalSplit split);
 
+// Where a stage stands, as a checkpoint's `phase` attribute records it: in
+// the stage's training epochs, after them (what a strategy runs in
+// after_task: pruning retraining, importance passes), or between stages.
+enum class StagePhase { Training, AfterTask, BetweenTasks };
+std::string to_string(StagePhase phase);  // "training" | "after_task" | "between_tasks"
+// A checkpoint's phase text; anything else (a damaged file, or one another
+// kind of run wrote) throws clx::Error naming `checkpoint`.
+StagePhase parse_stage_phase(const std::string& text, const std::string& checkpoint);
+
 struct TrainerConfig {
   int64_t epochs = 1;
   int64_t batch_size = 128;  // global: split evenly across ranks
@@ -143,7 +152,7 @@ class Trainer {
  private:
   // Where a stage stands: enough to continue it exactly.
   struct Position {
-    std::string phase = "training";  // training | after_task
+    StagePhase phase = StagePhase::Training;  // Training or AfterTask
     int64_t sampler_epoch = 0;       // the current epoch's number in the sampler
     int64_t epoch_in_call = 0;       // epoch within the current train_epochs call
     int64_t batch = 0;               // next batch of that epoch

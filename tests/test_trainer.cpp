@@ -249,6 +249,35 @@ TEST_F(TrainerResume, MidRetrainingWithDecayedLearningRateEqualsUninterrupted) {
   EXPECT_EQ(resumed_strategy.events, expected);
 }
 
+// A checkpoint whose phase is none of the trainer's (damaged, or written by
+// another kind of run) is refused with its name, not resumed as a mid-stage
+// position; the phases the trainer writes read back to themselves.
+TEST_F(TrainerResume, RefusesACheckpointWithAnUnknownPhase) {
+  for (clx::StagePhase phase : {clx::StagePhase::Training, clx::StagePhase::AfterTask, clx::StagePhase::BetweenTasks})
+    EXPECT_EQ(clx::parse_stage_phase(clx::to_string(phase), "x.h5"), phase);
+  const clx::TaskStream stream = two_task_stream(64, 60);
+  clx::SingleCommunicator single;
+  clx::Logger quiet(1, "");
+  clx::TrainerConfig config = schedule_config();
+  checkpoint_every_step(config, path("checkpoints").string());
+  auto model = model_on(stream, test_device(), 0.25);
+  RecordingStrategy strategy(2);
+  clx::Trainer trainer(config, single, stream, model.ptr(), strategy, quiet);
+  trainer.run();
+  auto checkpoint = find_checkpoint(config.checkpoint_dir, [](const clx::CheckpointState& state) {
+    return state.stage == 0 && state.phase == "training" && state.step == 2;
+  });
+  ASSERT_TRUE(checkpoint.has_value());
+  checkpoint->phase = "pruning";
+  auto resumed_model = model_on(stream, test_device(), 0.25);
+  RecordingStrategy resumed_strategy(2);
+  config.checkpoint_dir = path("resumed").string();
+  clx::Trainer resumed_trainer(config, single, stream, resumed_model.ptr(), resumed_strategy, quiet);
+  expect_error([&] { resumed_trainer.run(&*checkpoint, "ckpt-00000002.h5"); },
+               {"checkpoint ckpt-00000002.h5: phase 'pruning' is not one of training, after_task, between_tasks"});
+  EXPECT_TRUE(resumed_strategy.events.empty()) << "nothing trained from it";
+}
+
 // A run whose folder lock file disappears (its folder deleted under it)
 // stops at its next checkpoint, before writing anything there, with the
 // lock's message: what launch/train.cpp wires into before_checkpoint.
