@@ -1,6 +1,8 @@
 # The result scripts on small files written here in the formats the runs write:
 # scripts/unit_usage.py's table of HAT's unit usage and CLNP's free units (mean
-# over seeds, CLNP's range), and its refusals.
+# over seeds, CLNP's range), and its refusals; scripts/recompute_importance.py
+# on a short ANPyC run (2 ranks, s = -1, mean entropy, a validation hold-out):
+# the checkpoints' Omega recomputed without the framework.
 source "$SOURCE_DIR/tests/cli_lib.sh"
 RUNS="$WORK/runs"
 mkdir -p "$RUNS/hat/seed1" "$RUNS/hat/seed2" "$RUNS/clnp/seed1" "$RUNS/clnp/seed2"
@@ -48,4 +50,24 @@ expect_failure "unit_usage.py on a folder without runs" "no hat/seed*/hat_units.
 mkdir -p "$WORK/broken/clnp/seed1" && printf 'task,layer,units\n1,trunk.2,8\n' >"$WORK/broken/clnp/seed1/clnp_units.csv"
 expect_failure "unit_usage.py on a CSV without its column" "not a unit-usage CSV with a 'free' column" \
   /usr/bin/env python3 "$SOURCE_DIR/scripts/unit_usage.py" "$WORK/broken"
+
+# ANPyC's Omega recomputed from the checkpoints with NumPy and PyTorch alone (Debian's
+# python3-h5py, python3-torch, python3-numpy, which another python3 on PATH may lack).
+PYTHON=python3
+for candidate in /usr/bin/python3 python3; do
+  "$candidate" -c 'import h5py, numpy, torch' 2>/dev/null && { PYTHON=$candidate; break; }
+done
+OMEGA_RUN=(--config "$SOURCE_DIR/configs/paper/permuted_fmnist.ini" --train.algorithm anpyc --anpyc.sign -1
+           --anpyc.entropy mean --data.tasks 2 --train.epochs 2 --anpyc.retrain_epochs 1
+           --data.train_samples_per_task 600 --data.test_samples_per_task 100 --data.validation_fraction 0.1
+           --eval.split validation --run.keep_checkpoints 100 --run.threads 1)
+if timeout 300 "${MPI[@]}" -np 2 "$TRAIN" "${OMEGA_RUN[@]}" --output "$WORK/omega" > "$WORK/omega.out" 2>&1 \
+   && "$PYTHON" "$SOURCE_DIR/scripts/recompute_importance.py" "$WORK/omega" > "$WORK/omega1.txt" 2>&1 \
+   && "$PYTHON" "$SOURCE_DIR/scripts/recompute_importance.py" "$WORK/omega" --stage 2 > "$WORK/omega2.txt" 2>&1 \
+   && grep -q "540 training rows" "$WORK/omega1.txt" && ! grep -q " 0.00000000e+00 " "$WORK/omega1.txt"; then
+  pass "recompute_importance.py: Omega of tasks 1 and 2 on 2 ranks ($(tail -1 "$WORK/omega2.txt"))"
+else fail "recompute_importance.py"; tail -5 "$WORK/omega.out"; cat "$WORK/omega1.txt" "$WORK/omega2.txt"; fi
+expect_failure "recompute_importance.py without kept checkpoints" "no between_tasks checkpoint with stage 3" \
+  "$PYTHON" "$SOURCE_DIR/scripts/recompute_importance.py" "$WORK/omega" --stage 3
+
 finish
