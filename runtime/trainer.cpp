@@ -1,7 +1,5 @@
 #include "runtime/trainer.h"
 
-#include "runtime/choice.h"
-
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
