@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/program_options.hpp>
 #include <chrono>
 #include <cmath>
@@ -301,20 +302,32 @@ class Sweep {
     size_t finished = 0;
     std::vector<std::string> names;
     for (const SweepMethod& method : config_.methods) names.push_back(method.name);
-    if (config_.joint) names.push_back("joint");
-    for (const std::string& name : names)
+    auto add_finished = [&](const std::string& name) {
       for (size_t k = 0; k < runs_.size(); ++k)
         if (runs_[k].kind != RunKind::Grid && runs_[k].method == name && records_.count(k) &&
             records_[k].outcome == Outcome::Finished) {
           command.push_back((root_ / runs_[k].folder).string());
           ++finished;
         }
+    };
+    for (const std::string& name : names) add_finished(name);
+    // The finished test runs of methods an earlier invocation trained into this
+    // folder (`sweep --methods` on a subset): the report covers the whole folder.
+    if (config_.joint) names.push_back("joint");
+    size_t earlier = 0;
+    for (const fs::path& run : earlier_test_runs(names)) {
+      command.push_back(run.string());
+      ++earlier;
+    }
+    if (config_.joint) add_finished("joint");
+    finished += earlier;
     if (finished == 0) {
       log_.line("sweep: no finished test run: no report");
       return 1;
     }
     write_notes();
-    log_.line("sweep: report over " + std::to_string(finished) + " runs: " + command_text(command));
+    log_.line("sweep: report over " + std::to_string(finished) + " runs (" + std::to_string(earlier) +
+              " of them from earlier invocations): " + command_text(command));
     const int code = run_command(command, "");
     if (code != 0) {
       log_.line("sweep: error: report exited with " + std::to_string(code));
@@ -326,6 +339,31 @@ class Sweep {
   }
 
  private:
+  // runs/<method>/seed<N> folders with a results.json, of methods not in `names`,
+  // in order of method and seed.
+  std::vector<fs::path> earlier_test_runs(const std::vector<std::string>& names) const {
+    std::vector<fs::path> runs;
+    const fs::path folder = root_ / "runs";
+    if (!fs::is_directory(folder)) return runs;
+    std::vector<fs::path> methods;
+    for (const auto& entry : fs::directory_iterator(folder))
+      if (entry.is_directory() && std::find(names.begin(), names.end(), entry.path().filename().string()) == names.end())
+        methods.push_back(entry.path());
+    std::sort(methods.begin(), methods.end());
+    for (const fs::path& method : methods) {
+      std::vector<std::pair<long, fs::path>> seeds;
+      for (const auto& entry : fs::directory_iterator(method)) {
+        const std::string name = entry.path().filename().string();
+        if (entry.is_directory() && name.rfind("seed", 0) == 0 && name.size() > 4 &&
+            name.find_first_not_of("0123456789", 4) == std::string::npos && finished_run_score(entry.path().string()))
+          seeds.emplace_back(std::stol(name.substr(4)), entry.path());
+      }
+      std::sort(seeds.begin(), seeds.end());
+      for (const auto& seed : seeds) runs.push_back(seed.second);
+    }
+    return runs;
+  }
+
   std::string describe() const {
     std::ostringstream text;
     size_t grid = 0;
@@ -531,11 +569,37 @@ class Sweep {
     return kExitStopped;
   }
 
+  bool in_this_invocation(const std::string& method) const {
+    for (const SweepMethod& m : config_.methods)
+      if (m.name == method) return true;
+    return false;
+  }
+
+  // The rows of an existing chosen.csv for methods this invocation does not
+  // run (`sweep --methods` on a subset writes into the same folder): kept, in
+  // their order, so a subset never erases another method's choice.
+  std::vector<std::vector<std::string>> earlier_choices() const {
+    std::vector<std::vector<std::string>> rows;
+    const fs::path path = root_ / "chosen.csv";
+    if (!fs::exists(path)) return rows;
+    std::istringstream lines(read_text_file(path.string()));
+    std::string line;
+    std::getline(lines, line);  // header
+    while (std::getline(lines, line)) {
+      std::vector<std::string> fields;
+      std::istringstream row(line);
+      for (std::string field; std::getline(row, field, ',');) fields.push_back(field);
+      if (fields.size() == 3 && !in_this_invocation(fields[0])) rows.push_back(fields);
+    }
+    return rows;
+  }
+
   void write_chosen() {
     if (chosen_.empty()) return;
     std::ostringstream csv;
     // validation_acc: ACC (a fraction) of classification runs, the mean final FID of generation runs.
     csv << "method,chosen,validation_acc\n";
+    for (const auto& row : earlier_choices()) csv << row[0] << "," << row[1] << "," << row[2] << "\n";
     for (const SweepMethod& method : config_.methods)
       if (const auto choice = chosen_.find(method.name); choice != chosen_.end())
         csv << method.name << "," << grid_point_name(choice->second.point) << "," << std::setprecision(10)
@@ -582,6 +646,9 @@ class Sweep {
         if (const auto choice = chosen_.find(method.name); choice != chosen_.end())
           notes << "| " << method.name << " | " << grid_point_name(choice->second.point) << " | "
                 << score_text(choice->second.score) << " | " << choice->second.summary << " |\n";
+      for (const auto& row : earlier_choices())
+        notes << "| " << row[0] << " | " << row[1] << " | " << row[2]
+              << " (chosen.csv) | chosen in an earlier invocation: sweep.log has its grid |\n";
     }
     std::ostringstream failed;
     for (size_t k = 0; k < runs_.size(); ++k)

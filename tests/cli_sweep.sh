@@ -105,6 +105,20 @@ for png in acc_after_each_task bwt_after_each_task finetune_accuracy_matrix ewc_
     && pass "plot $png.png is a PNG, linked from report.md" || fail "plot $png.png"
 done
 
+# 3b. A subset run into the same folder (`--methods`, as the ablations of docs/results.md):
+# a new method with its own grid. The other methods' choices stay in chosen.csv, and the
+# report still covers every method's finished runs.
+{ cat "$WORK/sweep.ini"; printf '[methods]\nanpyc-s = train.algorithm=anpyc anpyc.sign=-1\n'; } > "$WORK/subset.ini"
+sed -i 's/^ewc = ewc.lambda: 1, 10000$/ewc = ewc.lambda: 1, 10000\nanpyc-s = anpyc.lambda: 1/' "$WORK/subset.ini"
+if "$SWEEP" "$WORK/subset.ini" --output "$OUT" --methods anpyc-s > "$WORK/subset.out" 2>&1 \
+   && [ "$(awk -F, '$1 == "ewc" { print $2 }' "$OUT/chosen.csv")" = "$chosen" ] \
+   && grep -q "^anpyc-s,anpyc.lambda=1," "$OUT/chosen.csv" \
+   && grep -q "^| ewc | $chosen | .* (chosen.csv) | chosen in an earlier invocation" "$OUT/report.md" \
+   && grep -q "report over 10 runs (6 of them from earlier invocations)" "$WORK/subset.out"; then
+  for method in finetune ewc anpyc anpyc-s; do grep -q "^| $method | 2 | " "$OUT/report.md" || fail "subset report lacks $method"; done
+  pass "a subset sweep (--methods anpyc-s) keeps ewc's choice in chosen.csv and reports every method's runs"
+else fail "subset sweep into the same folder"; cat "$WORK/subset.out" "$OUT/chosen.csv"; fi
+
 # 4. A run that fails is listed with its log; the sweep goes on and exits 1.
 cat > "$WORK/failing.ini" <<EOF
 [sweep]
