@@ -24,8 +24,10 @@ STAMP = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)\] (.*)$")
 # "== stage 2/5: task 2 (...)" or, for joint training, "== stage 1/1: tasks 1-5, ..."
 STAGE = re.compile(r"^== stage \d+/\d+: tasks? (\d+)(?:-(\d+))?")
 AFTER = re.compile(r"^after tasks? [\d-]+:")
-# "task 1 epoch 3/30: ..., 0.4s, lr ..." and "task 1 retrain (pruned 10%) 3/30: ..., 1m02s, lr ..."
-EPOCH = re.compile(r"^tasks? [\d-]+ (epoch|retrain \(pruned [0-9.]+%\)) \d+/\d+: .*?, ((?:\d+m)?[0-9.]+s)(?:,|$| \|)")
+# "task 1 epoch 3/30: ..., 0.4s, lr ...", "task 1 retrain (pruned 10%) 3/30: ..., 1m02s, lr ..."
+# and, under anpyc.retrain_until_recovered, "task 1 retrain (pruned 10%) epoch 3 of at most 30 1/1: ..."
+EPOCH = re.compile(r"^tasks? [\d-]+ (epoch|retrain \(pruned [0-9.]+%\)(?: epoch \d+ of at most \d+)?) \d+/\d+: "
+                   r".*?, ((?:\d+m)?[0-9.]+s)(?:,|$| \|)")
 
 
 def seconds(text):
@@ -70,11 +72,11 @@ def main():
     for run in map(pathlib.Path, args.runs):
         log = run / "train.log"
         if not log.is_file():
-            sys.exit(f"stage_costs: {log}: no such file (is {run} a run folder?)")
+            sys.exit(f"stage_costs: error: {log}: no such file (is {run} a run folder?)")
         try:
             per_method[run.parent.name].append(stage_costs(log))
         except ValueError as error:
-            sys.exit(f"stage_costs: {error}")
+            sys.exit(f"stage_costs: error: {error}")
 
     header = ["method", "runs", "s per task", "training epochs", "retraining epochs", "other", "retraining share"]
     rows = []

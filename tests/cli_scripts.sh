@@ -2,7 +2,8 @@
 # scripts/unit_usage.py's table of HAT's unit usage and CLNP's free units (mean
 # over seeds, CLNP's range), and its refusals; scripts/recompute_importance.py
 # on a short ANPyC run (2 ranks, s = -1, mean entropy, a validation hold-out):
-# the checkpoints' Omega recomputed without the framework.
+# the checkpoints' Omega recomputed without the framework; scripts/stage_costs.py's
+# split of seconds per task on hand-written logs.
 source "$SOURCE_DIR/tests/cli_lib.sh"
 RUNS="$WORK/runs"
 mkdir -p "$RUNS/hat/seed1" "$RUNS/hat/seed2" "$RUNS/clnp/seed1" "$RUNS/clnp/seed2"
@@ -50,6 +51,40 @@ expect_failure "unit_usage.py on a folder without runs" "no hat/seed*/hat_units.
 mkdir -p "$WORK/broken/clnp/seed1" && printf 'task,layer,units\n1,trunk.2,8\n' >"$WORK/broken/clnp/seed1/clnp_units.csv"
 expect_failure "unit_usage.py on a CSV without its column" "not a unit-usage CSV with a 'free' column" \
   /usr/bin/env python3 "$SOURCE_DIR/scripts/unit_usage.py" "$WORK/broken"
+
+# scripts/stage_costs.py on hand-written logs: seconds per task split into training epochs,
+# retraining epochs (both of ANPyC's retraining labels) and the rest; a joint stage's
+# figures divided by its task count.
+mkdir -p "$WORK/costs/anpyc/seed1" "$WORK/costs/joint/seed1"
+cat >"$WORK/costs/anpyc/seed1/train.log" <<'LOG'
+[2026-12-02 06:50:00] == stage 1/2: task 1 (classes 0 1), strategy anpyc
+[2026-12-02 06:50:01] task 1 epoch 1/2: loss 0.4239, train accuracy 85.22%, 2.5s, lr 0.02 | task ~10.0s left
+[2026-12-02 06:50:03] task 1 epoch 2/2: loss 0.3, train accuracy 88.00%, 1.5s, lr 0.02
+[2026-12-02 06:50:10] task 1 retrain (pruned 10%) 1/1: loss 0.18, train accuracy 93.40%, 1m02s, lr 0.01
+[2026-12-02 06:51:40] after task 1: accuracy 95.35 51.00 | mean over trained 95.35% | train 1m40s
+[2026-12-02 06:51:40] == stage 2/2: task 2 (classes 2 3), strategy anpyc
+[2026-12-02 06:51:41] task 2 epoch 1/1: loss 0.4, train accuracy 85.00%, 10s, lr 0.02
+[2026-12-02 06:51:50] task 2 retrain (pruned 10%) epoch 1 of at most 30 1/1: loss 0.2, train accuracy 93.00%, 20s, lr 0.01
+[2026-12-02 06:52:10] task 2 retrain (pruned 20%) epoch 2 of at most 30 1/1: loss 0.2, train accuracy 93.00%, 5.0s, lr 0.01
+[2026-12-02 06:52:20] after task 2: accuracy 95.00 90.00 | mean over trained 92.50% | train 40s
+LOG
+cat >"$WORK/costs/joint/seed1/train.log" <<'LOG'
+[2026-12-02 06:20:00] == stage 1/1: tasks 1-2, strategy joint
+[2026-12-02 06:20:10] tasks 1-2 epoch 1/1: loss 0.4, train accuracy 85.00%, 8.0s, lr 0.02
+[2026-12-02 06:20:20] after tasks 1-2: accuracy 98.25 96.45 | mean over trained 97.35% | train 20s
+LOG
+/usr/bin/env python3 "$SOURCE_DIR/scripts/stage_costs.py" "$WORK/costs/anpyc/seed1" "$WORK/costs/joint/seed1" \
+  >"$WORK/costs.md" 2>"$WORK/err.txt"
+# anpyc: task 1 100 s = 4 training + 62 retraining + 34 other; task 2 40 s = 10 + 25 + 5;
+# means 70 / 7 / 43.5 / 19.5, retraining 43.5 / 70 = 62%. joint: 20 s over 2 tasks.
+expected='| method | runs | s per task | training epochs | retraining epochs | other | retraining share |
+|---|---|---|---|---|---|---|
+| anpyc | 1 | 70.0 | 7.0 | 43.5 | 19.5 | 62% |
+| joint | 1 | 10.0 | 4.0 | 0.0 | 6.0 | 0% |'
+if [ "$(cat "$WORK/costs.md")" = "$expected" ]; then pass "stage_costs.py: training, both retraining labels, joint per task"
+else fail "stage_costs.py table"; diff <(echo "$expected") "$WORK/costs.md" | sed 's/^/    /'; cat "$WORK/err.txt"; fi
+expect_failure "stage_costs.py on a folder without train.log" "no such file (is $WORK/empty a run folder?)" \
+  /usr/bin/env python3 "$SOURCE_DIR/scripts/stage_costs.py" "$WORK/empty"
 
 # ANPyC's Omega recomputed from the checkpoints with NumPy and PyTorch alone (Debian's
 # python3-h5py, python3-torch, python3-numpy, which another python3 on PATH may lack).
