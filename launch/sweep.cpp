@@ -351,12 +351,11 @@ class Sweep {
         methods.push_back(entry.path());
     std::sort(methods.begin(), methods.end());
     for (const fs::path& method : methods) {
-      std::vector<std::pair<long, fs::path>> seeds;
+      std::vector<std::pair<uint64_t, fs::path>> seeds;
       for (const auto& entry : fs::directory_iterator(method)) {
-        const std::string name = entry.path().filename().string();
-        if (entry.is_directory() && name.rfind("seed", 0) == 0 && name.size() > 4 &&
-            name.find_first_not_of("0123456789", 4) == std::string::npos && finished_run_score(entry.path().string()))
-          seeds.emplace_back(std::stol(name.substr(4)), entry.path());
+        const std::optional<uint64_t> seed = test_run_seed(entry.path().filename().string());
+        if (entry.is_directory() && seed && finished_run_score(entry.path().string()))
+          seeds.emplace_back(*seed, entry.path());
       }
       std::sort(seeds.begin(), seeds.end());
       for (const auto& seed : seeds) runs.push_back(seed.second);
@@ -434,7 +433,7 @@ class Sweep {
             log_.line(head + ": not run: " + record.reason);
             return record;
           }
-        joint_results = (root_ / "runs/joint" / ("seed" + std::to_string(run.seed)) / "results.json").string();
+        joint_results = (root_ / test_run_folder("joint", run.seed) / "results.json").string();
       }
     }
     const OptionList settings = run_settings(config_, run, chosen, joint_results);
@@ -575,21 +574,28 @@ class Sweep {
     return false;
   }
 
-  // The rows of an existing chosen.csv for methods this invocation does not
-  // run (`sweep --methods` on a subset writes into the same folder): kept, in
-  // their order, so a subset never erases another method's choice.
-  std::vector<std::vector<std::string>> earlier_choices() const {
-    std::vector<std::vector<std::string>> rows;
+  // The rows of the output folder's chosen.csv, as it was before this
+  // invocation, for methods it does not run (`sweep --methods` on a subset
+  // writes into the same folder): kept, in their order, so a subset never
+  // erases another method's choice. Read once, before this invocation
+  // rewrites the file.
+  struct EarlierChoice {
+    std::string method, chosen, score;
+  };
+  std::vector<EarlierChoice> read_earlier_choices() const {
+    std::vector<EarlierChoice> rows;
     const fs::path path = root_ / "chosen.csv";
     if (!fs::exists(path)) return rows;
     std::istringstream lines(read_text_file(path.string()));
     std::string line;
     std::getline(lines, line);  // header
     while (std::getline(lines, line)) {
-      std::vector<std::string> fields;
-      std::istringstream row(line);
-      for (std::string field; std::getline(row, field, ',');) fields.push_back(field);
-      if (fields.size() == 3 && !in_this_invocation(fields[0])) rows.push_back(fields);
+      // method,chosen,validation_acc where `chosen` (a grid point of several
+      // axes: "a=1,b=2") may itself hold commas: split at the first and last.
+      const size_t first = line.find(','), last = line.rfind(',');
+      if (first == std::string::npos || first == last) continue;
+      EarlierChoice row{line.substr(0, first), line.substr(first + 1, last - first - 1), line.substr(last + 1)};
+      if (!in_this_invocation(row.method)) rows.push_back(row);
     }
     return rows;
   }
@@ -599,7 +605,7 @@ class Sweep {
     std::ostringstream csv;
     // validation_acc: ACC (a fraction) of classification runs, the mean final FID of generation runs.
     csv << "method,chosen,validation_acc\n";
-    for (const auto& row : earlier_choices()) csv << row[0] << "," << row[1] << "," << row[2] << "\n";
+    for (const EarlierChoice& row : earlier_choices_) csv << row.method << "," << row.chosen << "," << row.score << "\n";
     for (const SweepMethod& method : config_.methods)
       if (const auto choice = chosen_.find(method.name); choice != chosen_.end())
         csv << method.name << "," << grid_point_name(choice->second.point) << "," << std::setprecision(10)
@@ -646,8 +652,8 @@ class Sweep {
         if (const auto choice = chosen_.find(method.name); choice != chosen_.end())
           notes << "| " << method.name << " | " << grid_point_name(choice->second.point) << " | "
                 << score_text(choice->second.score) << " | " << choice->second.summary << " |\n";
-      for (const auto& row : earlier_choices())
-        notes << "| " << row[0] << " | " << row[1] << " | " << row[2]
+      for (const EarlierChoice& row : earlier_choices_)
+        notes << "| " << row.method << " | " << row.chosen << " | " << row.score
               << " (chosen.csv) | chosen in an earlier invocation: sweep.log has its grid |\n";
     }
     std::ostringstream failed;
@@ -675,6 +681,7 @@ class Sweep {
   std::map<size_t, RunRecord> records_;
   std::map<std::string, std::vector<double>> durations_;
   std::map<std::string, Choice> chosen_;
+  std::vector<EarlierChoice> earlier_choices_ = read_earlier_choices();
   std::set<std::string> announced_;
   SweepLog log_;
   FolderLock lock_;  // held while the sweep runs; released when the process ends

@@ -228,6 +228,19 @@ std::string grid_point_name(const OptionList& point) {
   return name;
 }
 
+std::string test_run_folder(const std::string& method, uint64_t seed) {
+  return "runs/" + method + "/seed" + std::to_string(seed);
+}
+
+std::optional<uint64_t> test_run_seed(const std::string& folder_name) {
+  const std::string prefix = "seed";
+  if (folder_name.size() <= prefix.size() || folder_name.compare(0, prefix.size(), prefix) != 0 ||
+      folder_name.find_first_not_of("0123456789", prefix.size()) != std::string::npos ||
+      folder_name.size() - prefix.size() > 19)  // more digits than a uint64_t holds
+    return std::nullopt;
+  return std::stoull(folder_name.substr(prefix.size()));
+}
+
 // The sweep file's entries by section: [sweep] by key, [methods] and [grid] in file order.
 struct SweepFileSections {
   std::string path;
@@ -411,7 +424,7 @@ std::vector<PlannedRun> plan_runs(const SweepConfig& config) {
       run.kind = RunKind::Joint;
       run.method = "joint";
       run.seed = seed;
-      run.folder = "runs/joint/seed" + std::to_string(seed);
+      run.folder = test_run_folder("joint", seed);
       run.label = "joint seed " + std::to_string(seed);
       runs.push_back(run);
     }
@@ -420,7 +433,7 @@ std::vector<PlannedRun> plan_runs(const SweepConfig& config) {
       run.kind = RunKind::Method;
       run.method = method.name;
       run.seed = seed;
-      run.folder = "runs/" + method.name + "/seed" + std::to_string(seed);
+      run.folder = test_run_folder(method.name, seed);
       run.label = method.name + " seed " + std::to_string(seed);
       runs.push_back(run);
     }

@@ -70,6 +70,12 @@ std::vector<OptionList> grid_points(const std::vector<GridAxis>& axes);
 // Folder name of a grid point: "ewc.lambda=10,ewc.mode=online".
 std::string grid_point_name(const OptionList& point);
 
+// A test run's folder inside the sweep's output folder: runs/<method>/seed<k>
+// (the joint reference is the method "joint"). The one place that names it.
+std::string test_run_folder(const std::string& method, uint64_t seed);
+// k of a test run's folder name "seed<k>"; nullopt for any other name.
+std::optional<uint64_t> test_run_seed(const std::string& folder_name);
+
 struct SweepMethod {
   std::string name;          // folder and table name
   OptionList options;        // what makes the method (default: train.algorithm=<name>)

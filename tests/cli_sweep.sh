@@ -110,13 +110,17 @@ done
 # report still covers every method's finished runs.
 { cat "$WORK/sweep.ini"; printf '[methods]\nanpyc-s = train.algorithm=anpyc anpyc.sign=-1\n'; } > "$WORK/subset.ini"
 sed -i 's/^ewc = ewc.lambda: 1, 10000$/ewc = ewc.lambda: 1, 10000\nanpyc-s = anpyc.lambda: 1/' "$WORK/subset.ini"
+# A row as a method with a two-axis grid leaves it (its choice holds a comma): kept whole.
+echo "si-two-axes,si.c=0.1,si.xi=0.01,0.875" >> "$OUT/chosen.csv"
 if "$SWEEP" "$WORK/subset.ini" --output "$OUT" --methods anpyc-s > "$WORK/subset.out" 2>&1 \
    && [ "$(awk -F, '$1 == "ewc" { print $2 }' "$OUT/chosen.csv")" = "$chosen" ] \
+   && grep -qx "si-two-axes,si.c=0.1,si.xi=0.01,0.875" "$OUT/chosen.csv" \
+   && grep -q "^| si-two-axes | si.c=0.1,si.xi=0.01 | 0.875 (chosen.csv)" "$OUT/report.md" \
    && grep -q "^anpyc-s,anpyc.lambda=1," "$OUT/chosen.csv" \
    && grep -q "^| ewc | $chosen | .* (chosen.csv) | chosen in an earlier invocation" "$OUT/report.md" \
    && grep -q "report over 10 runs (6 of them from earlier invocations)" "$WORK/subset.out"; then
   for method in finetune ewc anpyc anpyc-s; do grep -q "^| $method | 2 | " "$OUT/report.md" || fail "subset report lacks $method"; done
-  pass "a subset sweep (--methods anpyc-s) keeps ewc's choice in chosen.csv and reports every method's runs"
+  pass "a subset sweep (--methods anpyc-s) keeps ewc's and a two-axis choice in chosen.csv and reports every method's runs"
 else fail "subset sweep into the same folder"; cat "$WORK/subset.out" "$OUT/chosen.csv"; fi
 
 # 4. A run that fails is listed with its log; the sweep goes on and exits 1.

@@ -38,6 +38,14 @@ TEST(SweepGrid, PointsAreTheCartesianProductFirstAxisSlowest) {
   EXPECT_EQ(clx::grid_point_name(points[5]), "a.x=2,b.y=r");
 }
 
+TEST(SweepPlan, TestRunFoldersAreNamedAndReadBackInOnePlace) {
+  EXPECT_EQ(clx::test_run_folder("anpyc-noprune", 3), "runs/anpyc-noprune/seed3");
+  EXPECT_EQ(clx::test_run_seed("seed3"), std::optional<uint64_t>(3));
+  EXPECT_EQ(clx::test_run_seed("seed012"), std::optional<uint64_t>(12));
+  for (const char* other : {"seed", "seeds", "seed-1", "seed1a", "Seed1", "1", "seed99999999999999999999"})
+    EXPECT_EQ(clx::test_run_seed(other), std::nullopt) << other;
+}
+
 TEST(SweepGrid, RejectsMalformedGridsNamingTheSource) {
   expect_error([] { clx::parse_grid("ewc.lambda 1, 10", "sweep.ini:7: grid.ewc"); },
                {"sweep.ini:7: grid.ewc", "'ewc.lambda 1, 10' is not 'section.option: value, value, ...'"});
