@@ -3,7 +3,8 @@
 # over seeds, CLNP's range), and its refusals; scripts/recompute_importance.py
 # on a short ANPyC run (2 ranks, s = -1, mean entropy, a validation hold-out):
 # the checkpoints' Omega recomputed without the framework; scripts/stage_costs.py's
-# split of seconds per task on hand-written logs.
+# split of seconds per task on hand-written logs; scripts/recompute_masks.py on a
+# 3-task ANPyC run's per-step checkpoints (2 ranks), and on a tampered mask.
 source "$SOURCE_DIR/tests/cli_lib.sh"
 RUNS="$WORK/runs"
 mkdir -p "$RUNS/hat/seed1" "$RUNS/hat/seed2" "$RUNS/clnp/seed1" "$RUNS/clnp/seed2"
@@ -104,5 +105,36 @@ if timeout 300 "${MPI[@]}" -np 2 "$TRAIN" "${OMEGA_RUN[@]}" --output "$WORK/omeg
 else fail "recompute_importance.py"; tail -5 "$WORK/omega.out"; cat "$WORK/omega1.txt" "$WORK/omega2.txt"; fi
 expect_failure "recompute_importance.py without kept checkpoints" "no between_tasks checkpoint with stage 3" \
   "$PYTHON" "$SOURCE_DIR/scripts/recompute_importance.py" "$WORK/omega" --stage 3
+
+# Every pruning decision of a 3-task ANPyC run on 2 ranks recomputed from its per-step
+# checkpoints (scripts/recompute_masks.py: Omega on the weights before the step, the
+# percentile rule, the candidates of task 2), then a checkpoint whose mask frees one more
+# trained weight than the rule does: refused.
+MASK_RUN=(--config "$SOURCE_DIR/configs/paper/split_fmnist.ini" --train.algorithm anpyc --data.tasks 3
+          --train.epochs 3 --anpyc.retrain_epochs 1 --anpyc.first_budget 0.2 --data.train_samples_per_task 1000
+          --data.test_samples_per_task 100 --run.checkpoint_every_steps 1 --run.keep_checkpoints 1000 --run.threads 1)
+if timeout 300 "${MPI[@]}" -np 2 "$TRAIN" "${MASK_RUN[@]}" --output "$WORK/masks" > "$WORK/masks.out" 2>&1 \
+   && "$PYTHON" "$SOURCE_DIR/scripts/recompute_masks.py" "$WORK/masks" > "$WORK/masks.txt" 2>&1 \
+   && grep -q "^task 2 step 2 (20%)" "$WORK/masks.txt" && grep -q "^16 tensor decisions checked: all agree" "$WORK/masks.txt"; then
+  pass "recompute_masks.py: 4 pruning steps of tasks 1-2 on 2 ranks ($(tail -1 "$WORK/masks.txt"))"
+else fail "recompute_masks.py"; tail -5 "$WORK/masks.out"; cat "$WORK/masks.txt"; fi
+"$PYTHON" - "$WORK/masks/checkpoints" <<'PY'
+import glob, sys, h5py, numpy as np
+for path in sorted(glob.glob(sys.argv[1] + "/ckpt-*.h5")):
+    with h5py.File(path, "r+") as f:
+        if f.attrs["phase"] in (b"after_task", "after_task") and int(f["strategy/progress.steps_done"][()]) == 0:
+            mask = f["strategy/mask.trunk.4.weight"]
+            values, weights = mask[()], f["model/trunk.4.weight"][()]
+            index = np.unravel_index(np.argmax(np.where(values > 0.5, np.abs(weights), -1.0)), values.shape)
+            values[index] = 0.0  # a used, trained weight marked free
+            mask[...] = values
+            break
+PY
+if "$PYTHON" "$SOURCE_DIR/scripts/recompute_masks.py" "$WORK/masks" > "$WORK/tampered.txt" 2>&1; then
+  fail "recompute_masks.py accepted a mask with one weight freed against the rule"
+elif grep -q "trunk.4.weight .* differ 1 (0 at the threshold)  freed but nonzero 1  MISMATCH" "$WORK/tampered.txt" \
+     && grep -q "DIFFER" "$WORK/tampered.txt"; then
+  pass "recompute_masks.py finds the one weight a tampered checkpoint frees against the rule"
+else fail "recompute_masks.py on a tampered mask"; cat "$WORK/tampered.txt"; fi
 
 finish
