@@ -152,7 +152,7 @@ struct Data {
 // classification problem, the same for the framework and the bare loop.
 clx::TaskStream one_task_stream(const Data& data, int64_t samples) {
   clx::StreamConfig config;
-  config.kind = "split";
+  config.kind = clx::StreamKind::Split;
   config.num_tasks = 1;
   config.classes_per_task = 10;
   config.train_samples_per_task = std::min<int64_t>(samples, data.train->size());

@@ -91,9 +91,9 @@ po::options_description data_options(TrainOptions& options, std::string& exclude
   po::options_description data("Data [data]");
   ImageFolderOptions& folder = options.stream.folder;
   data.add_options()
-      ("data.format", po::value<std::string>(&options.stream.format)->default_value("idx"),
+      ("data.format", po::value<std::string>()->default_value("idx"),
        "idx (MNIST-format files) | image_folder (one sub-folder of images per class, decoded with OpenCV)")
-      ("data.stream", po::value<std::string>(&options.stream.kind)->default_value("split"),
+      ("data.stream", po::value<std::string>()->default_value("split"),
        "task stream: split | class_incremental | permuted | multi_dataset (one dataset per task, see data.datasets)")
       ("data.dataset", po::value<std::string>(&options.stream.dataset)->default_value("fashion-mnist"), "dataset name used in logs and results")
       ("data.root", po::value<std::string>(&options.stream.root)->default_value("/usr/share/datasets/fashion-mnist"),
@@ -109,7 +109,7 @@ po::options_description data_options(TrainOptions& options, std::string& exclude
       ("data.task_classes", po::value<std::string>(&options.stream.task_classes)->default_value(""),
        "class_incremental: classes of each task, comma-separated (e.g. 30,25,25,22); empty: all classes split as "
        "evenly as possible over data.tasks")
-      ("data.class_order", po::value<std::string>(&options.stream.class_order)->default_value("natural"),
+      ("data.class_order", po::value<std::string>()->default_value("natural"),
        "split, class_incremental: natural (0,1 | 2,3 | ...) or shuffled (seeded by data.seed)")
       ("data.permute_first", po::value<bool>(&options.stream.permute_first)->default_value(false), "permuted: permute task 1 too")
       ("data.seed", po::value<uint64_t>(&options.stream.seed)->default_value(1),
@@ -313,7 +313,7 @@ void resolve_output_dir(TrainOptions& options) {
 }
 
 // Options whose values are parsed further: the bucket size, Adam's betas, the optimizer, the evaluation
-// split, the precision.
+// split, the precision, the data's format, stream and class order.
 void parse_option_values(TrainOptions& options) {
   const double bucket_mb = options.values["train.bucket_mb"].as<double>();
   if (!(bucket_mb > 0.0) || bucket_mb > 1 << 20) {
@@ -341,6 +341,9 @@ void parse_option_values(TrainOptions& options) {
     options.trainer.optimizer = parse_optimizer_kind(options.values["train.optimizer"].as<std::string>());
     options.trainer.eval_split = parse_eval_split(options.values["eval.split"].as<std::string>());
     options.trainer.precision = parse_precision(options.values["train.precision"].as<std::string>());
+    options.stream.format = parse_source_format(options.values["data.format"].as<std::string>());
+    options.stream.kind = parse_stream_kind(options.values["data.stream"].as<std::string>());
+    options.stream.class_order = parse_class_order(options.values["data.class_order"].as<std::string>());
   } catch (const Error& error) {
     throw UsageError(error.what());
   }

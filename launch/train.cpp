@@ -390,7 +390,7 @@ RunPlan plan_run(TrainOptions& options, int ranks) {
 void log_start(const TrainOptions& options, const Communicator& comm, const Communicator& tensors_comm,
                const Placement& placement, int threads, const Objective* objective, Logger& log) {
   if (!placement.warning.empty()) log.warn(placement.warning);
-  log.info("train: " + options.algorithm + " on " + options.stream.kind + " " + options.stream.dataset + ", " +
+  log.info("train: " + options.algorithm + " on " + to_string(options.stream.kind) + " " + options.stream.dataset + ", " +
            std::to_string(comm.size()) + " rank(s) over " + tensors_comm.backend() + " on " + placement.device.str() +
            (options.trainer.precision == Precision::Bf16 ? " (bf16 autocast)" : "") + ", " + std::to_string(threads) +
            " thread(s) per rank, output " + options.output_dir);

@@ -37,7 +37,7 @@ template <typename MakeImages>
 TaskStream tiny_split_stream(const std::string& dataset, int64_t tasks, int64_t classes_per_task, int64_t train_per_task,
                              uint64_t seed, MakeImages&& make_images) {
   StreamConfig config;
-  config.kind = "split";
+  config.kind = clx::StreamKind::Split;
   config.dataset = dataset;
   config.num_tasks = tasks;
   config.classes_per_task = classes_per_task;

@@ -472,7 +472,7 @@ namespace {
 // A stream of `train` samples of channels x side x side in one task of 2 classes.
 TaskStream one_task_stream(int64_t train, int64_t channels, int64_t side) {
   StreamConfig config;
-  config.kind = "split";
+  config.kind = clx::StreamKind::Split;
   config.dataset = "tiny";
   config.num_tasks = 1;
   config.classes_per_task = 2;

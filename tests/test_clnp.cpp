@@ -26,7 +26,7 @@ namespace {
 // Two tasks of 5 classes on the pixel images, 20% of each task's training data held out for validation.
 clx::TaskStream stream_with_validation(int64_t train_size, int64_t test_size) {
   clx::StreamConfig config;
-  config.kind = "split";
+  config.kind = clx::StreamKind::Split;
   config.num_tasks = 2;
   config.classes_per_task = 5;
   config.validation_fraction = 0.2;
@@ -129,7 +129,7 @@ TEST(ClnpTraining, RefusesStreamsModelsAndExhaustedLayers) {
   {
     // No validation split to choose the threshold on.
     clx::StreamConfig config;
-    config.kind = "split";
+    config.kind = clx::StreamKind::Split;
     config.num_tasks = 2;
     config.classes_per_task = 5;
     const clx::TaskStream stream = clx::build_task_stream(config, pixel_class_images(64, 11), pixel_class_images(32, 12));

@@ -290,7 +290,7 @@ TEST_F(DatasetFormatsTest, MultiDatasetStreamConformsStl10AndCifar10ToOneShape) 
   write_stl10("stl10_binary", "test", 1, {3});
   write_cifar10("cifar-10-batches-bin");
   clx::StreamConfig config;
-  config.kind = "multi_dataset";
+  config.kind = clx::StreamKind::MultiDataset;
   config.num_tasks = 2;
   config.datasets = "stl10:" + path("stl10_binary").string() + ", cifar10:" + path("cifar-10-batches-bin").string();
   config.folder.channels = 1;

@@ -412,7 +412,7 @@ TEST(DgmReplay, ChunksSpreadEachPositionsImagesOverTheClassifierSteps) {
 
 TEST(DgmStream, ATaskIncrementalStreamIsRefused) {
   clx::StreamConfig config;
-  config.kind = "permuted";
+  config.kind = clx::StreamKind::Permuted;
   config.num_tasks = 2;
   const clx::TaskStream permuted = clx::build_task_stream(config, clx::testing_support::two_class_images(16, 1),
                                                           clx::testing_support::two_class_images(8, 2));

@@ -392,8 +392,8 @@ TEST(WorkerPool, RunsEveryItemOnceAndRethrowsTheFirstError) {
 TEST_F(ImageFolderTest, ClassIncrementalStreamOverAFolder) {
   write_tree();
   clx::StreamConfig config;
-  config.format = "image_folder";
-  config.kind = "class_incremental";
+  config.format = clx::SourceFormat::ImageFolder;
+  config.kind = clx::StreamKind::ClassIncremental;
   config.dataset = "tree";
   config.root = dir_.string();
   config.num_tasks = 2;

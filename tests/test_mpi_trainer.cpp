@@ -189,7 +189,7 @@ TEST(DataParallelTrainer, HatMatchesOneProcess) {
 // sees the same numbers) and the same weights.
 TEST(DataParallelTrainer, ClnpMatchesOneProcess) {
   clx::StreamConfig stream_config;
-  stream_config.kind = "split";
+  stream_config.kind = clx::StreamKind::Split;
   stream_config.num_tasks = 2;
   stream_config.classes_per_task = 5;
   stream_config.validation_fraction = 0.2;

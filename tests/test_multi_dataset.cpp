@@ -156,7 +156,7 @@ TEST(DatasetList, ParsesFormatAndPathAndNamesTheTask) {
 
 TEST(MultiDatasetStream, OneTaskPerDatasetWithItsOwnHead) {
   clx::StreamConfig config;
-  config.kind = "multi_dataset";
+  config.kind = clx::StreamKind::MultiDataset;
   config.num_tasks = 2;
   // 3 classes, then 2 classes; constant images 0.1 and 0.2 of 1x4x4.
   std::vector<clx::NamedSources> datasets{{"three", images(12, 1, 4, 3, 0.1f), images(6, 1, 4, 3, 0.1f)},
@@ -190,7 +190,7 @@ TEST(MultiDatasetStream, OneTaskPerDatasetWithItsOwnHead) {
 
 TEST(MultiDatasetStream, OptionsCheckedBeforeAnyData) {
   clx::StreamConfig config;
-  config.kind = "multi_dataset";
+  config.kind = clx::StreamKind::MultiDataset;
   config.num_tasks = 5;
   config.datasets = "idx:/nowhere/a, digits:/nowhere/digits.csv.gz";
   config.folder.channels = 1;

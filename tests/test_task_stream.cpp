@@ -55,7 +55,7 @@ class TaskStreamTest : public ::testing::Test {
 
   static clx::StreamConfig split_config() {
     clx::StreamConfig config;
-    config.kind = "split";
+    config.kind = clx::StreamKind::Split;
     config.dataset = "synthetic";
     config.num_tasks = 5;
     config.classes_per_task = 2;
@@ -64,7 +64,7 @@ class TaskStreamTest : public ::testing::Test {
   }
   static clx::StreamConfig permuted_config() {
     clx::StreamConfig config;
-    config.kind = "permuted";
+    config.kind = clx::StreamKind::Permuted;
     config.dataset = "synthetic";
     config.num_tasks = 3;
     config.seed = 1;
@@ -170,7 +170,7 @@ TEST_F(TaskStreamTest, SplitWithFewerTasksThanClassesUsesLeadingClasses) {
 
 TEST_F(TaskStreamTest, SplitShuffledClassOrderIsASeededPermutation) {
   clx::StreamConfig config = split_config();
-  config.class_order = "shuffled";
+  config.class_order = clx::ClassOrder::Shuffled;
   auto class_order = [&](uint64_t seed) {
     clx::StreamConfig c = config;
     c.seed = seed;
@@ -410,11 +410,8 @@ TEST_F(TaskStreamTest, ValidateStreamConfigNamesTheOption) {
     config.num_tasks = 6;  // 6 tasks of 2 classes need 12 > 10
     expect_error([&] { clx::validate_stream_config(config, 10); }, {"data.tasks", "12"});
   }
-  {
-    clx::StreamConfig config = split_config();
-    config.kind = "foo";
-    expect_error([&] { clx::validate_stream_config(config, 10); }, {"data.stream", "foo"});
-  }
+  expect_error([] { clx::parse_stream_kind("foo"); },
+               {"data.stream", "'foo'", "split, class_incremental, permuted, multi_dataset"});
   {
     clx::StreamConfig config = split_config();
     config.validation_fraction = 1.0;
@@ -422,11 +419,7 @@ TEST_F(TaskStreamTest, ValidateStreamConfigNamesTheOption) {
     config.validation_fraction = -0.1;
     expect_error([&] { clx::validate_stream_config(config, 10); }, {"data.validation_fraction"});
   }
-  {
-    clx::StreamConfig config = split_config();
-    config.class_order = "random";
-    expect_error([&] { clx::validate_stream_config(config, 10); }, {"data.class_order", "random"});
-  }
+  expect_error([] { clx::parse_class_order("random"); }, {"data.class_order", "'random'", "natural, shuffled"});
   {
     clx::StreamConfig config = split_config();
     config.train_samples_per_task = -1;
@@ -440,7 +433,7 @@ TEST_F(TaskStreamTest, ValidateStreamConfigNamesTheOption) {
     clx::StreamConfig config = permuted_config();
     config.num_tasks = 20;
     config.classes_per_task = 0;
-    config.class_order = "ignored";
+    config.class_order = clx::ClassOrder::Shuffled;
     EXPECT_NO_THROW(clx::validate_stream_config(config, 10));
     config.num_tasks = 0;
     expect_error([&] { clx::validate_stream_config(config, 10); }, {"data.tasks"});
@@ -451,9 +444,6 @@ TEST_F(TaskStreamTest, BuildTaskStreamValidatesFirst) {
   clx::StreamConfig config = split_config();
   config.num_tasks = 6;
   expect_error([&] { clx::build_task_stream(config, train_, test_); }, {"data.tasks"});
-  config = split_config();
-  config.kind = "foo";
-  expect_error([&] { clx::build_task_stream(config, train_, test_); }, {"data.stream"});
 }
 
 TEST_F(TaskStreamTest, TaskWithoutSamplesThrows) {
@@ -467,7 +457,7 @@ TEST_F(TaskStreamTest, TaskWithoutSamplesThrows) {
 
 TEST_F(TaskStreamTest, ClassIncrementalTakesTheListedClassCounts) {
   clx::StreamConfig config = split_config();
-  config.kind = "class_incremental";
+  config.kind = clx::StreamKind::ClassIncremental;
   config.num_tasks = 3;
   config.task_classes = "3, 3,4";
   const clx::TaskStream stream = clx::build_task_stream(config, train_, test_);
@@ -490,11 +480,11 @@ TEST_F(TaskStreamTest, ClassIncrementalTakesTheListedClassCounts) {
 
 TEST_F(TaskStreamTest, ClassIncrementalWithoutAListSplitsEveryClassEvenly) {
   clx::StreamConfig config = split_config();
-  config.kind = "class_incremental";
+  config.kind = clx::StreamKind::ClassIncremental;
   config.num_tasks = 4;  // 10 classes: 3, 3, 2, 2
   EXPECT_EQ(clx::task_class_counts(config, 10), (std::vector<int64_t>{3, 3, 2, 2}));
   EXPECT_EQ(clx::task_class_counts(config, 102), (std::vector<int64_t>{26, 26, 25, 25}));
-  config.class_order = "shuffled";
+  config.class_order = clx::ClassOrder::Shuffled;
   const clx::TaskStream stream = clx::build_task_stream(config, train_, test_);
   std::vector<int64_t> order;
   for (const clx::Task& task : stream.tasks) {
@@ -508,7 +498,7 @@ TEST_F(TaskStreamTest, ClassIncrementalWithoutAListSplitsEveryClassEvenly) {
 
 TEST_F(TaskStreamTest, ClassIncrementalOptionErrors) {
   clx::StreamConfig config = split_config();
-  config.kind = "class_incremental";
+  config.kind = clx::StreamKind::ClassIncremental;
   config.num_tasks = 4;
   config.task_classes = "3,3,2";
   expect_error([&] { clx::validate_stream_config(config, 10); }, {"data.task_classes", "3 tasks", "data.tasks is 4"});
@@ -526,11 +516,18 @@ TEST_F(TaskStreamTest, ClassIncrementalOptionErrors) {
   expect_error([&] { clx::validate_stream_config(config, 10); }, {"data.task_classes", "class_incremental"});
 }
 
+TEST(StreamChoices, NamesParseToTheirEnumsAndBack) {
+  for (const char* name : {"split", "class_incremental", "permuted", "multi_dataset"})
+    EXPECT_EQ(clx::to_string(clx::parse_stream_kind(name)), name);
+  for (const char* name : {"idx", "image_folder"}) EXPECT_EQ(clx::to_string(clx::parse_source_format(name)), name);
+  EXPECT_EQ(clx::parse_class_order("natural"), clx::ClassOrder::Natural);
+  EXPECT_EQ(clx::parse_class_order("shuffled"), clx::ClassOrder::Shuffled);
+}
+
 TEST_F(TaskStreamTest, StreamOptionsAreCheckedBeforeAnyDataIsRead) {
   clx::StreamConfig config = split_config();
   EXPECT_NO_THROW(clx::validate_stream_options(config));
-  config.format = "hdf5";
-  expect_error([&] { clx::validate_stream_options(config); }, {"data.format", "hdf5", "idx, image_folder"});
+  expect_error([] { clx::parse_source_format("hdf5"); }, {"data.format", "'hdf5'", "idx, image_folder"});
   config = split_config();
   config.num_tasks = 6;  // IDX data has 10 classes: known before reading
   expect_error([&] { clx::validate_stream_options(config); }, {"data.tasks", "12"});
@@ -540,8 +537,8 @@ TEST_F(TaskStreamTest, StreamOptionsAreCheckedBeforeAnyDataIsRead) {
   config.folder.augment = "rotate";
   expect_error([&] { clx::validate_stream_options(config); }, {"data.augment", "rotate"});
   config = split_config();
-  config.format = "image_folder";
-  config.kind = "class_incremental";
+  config.format = clx::SourceFormat::ImageFolder;
+  config.kind = clx::StreamKind::ClassIncremental;
   config.num_tasks = 40;  // the class count of a folder is known only after the scan
   EXPECT_NO_THROW(clx::validate_stream_options(config));
   for (auto [option, change] : std::vector<std::pair<std::string, std::function<void(clx::ImageFolderOptions&)>>>{

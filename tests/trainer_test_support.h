@@ -49,7 +49,7 @@ inline std::shared_ptr<LabelledImages> pixel_class_images(int64_t n, uint64_t se
 inline TaskStream split_stream(std::shared_ptr<LabelledImages> train, std::shared_ptr<LabelledImages> test,
                                int64_t tasks, int64_t classes_per_task) {
   StreamConfig config;
-  config.kind = "split";
+  config.kind = clx::StreamKind::Split;
   config.num_tasks = tasks;
   config.classes_per_task = classes_per_task;
   return build_task_stream(config, std::move(train), std::move(test));

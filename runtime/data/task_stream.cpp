@@ -8,6 +8,7 @@
 
 #include "runtime/data/augment.h"
 #include "runtime/data/multi_dataset.h"
+#include "runtime/choice.h"
 #include "runtime/data/sampler.h"
 #include "runtime/error.h"
 #include "runtime/text.h"
@@ -21,6 +22,36 @@ HeadLayout parse_head_layout(const std::string& text) {
 }
 
 std::string to_string(HeadLayout layout) { return layout == HeadLayout::Multi ? "multi" : "single"; }
+
+StreamKind parse_stream_kind(const std::string& text) {
+  return parse_choice<StreamKind>("data.stream", text,
+                                  {{"split", StreamKind::Split},
+                                   {"class_incremental", StreamKind::ClassIncremental},
+                                   {"permuted", StreamKind::Permuted},
+                                   {"multi_dataset", StreamKind::MultiDataset}});
+}
+
+SourceFormat parse_source_format(const std::string& text) {
+  return parse_choice<SourceFormat>("data.format", text,
+                                    {{"idx", SourceFormat::Idx}, {"image_folder", SourceFormat::ImageFolder}});
+}
+
+ClassOrder parse_class_order(const std::string& text) {
+  return parse_choice<ClassOrder>("data.class_order", text,
+                                  {{"natural", ClassOrder::Natural}, {"shuffled", ClassOrder::Shuffled}});
+}
+
+std::string to_string(StreamKind kind) {
+  switch (kind) {
+    case StreamKind::Split: return "split";
+    case StreamKind::ClassIncremental: return "class_incremental";
+    case StreamKind::Permuted: return "permuted";
+    case StreamKind::MultiDataset: return "multi_dataset";
+  }
+  return "unknown";
+}
+
+std::string to_string(SourceFormat format) { return format == SourceFormat::Idx ? "idx" : "image_folder"; }
 
 torch::Tensor TaskData::inputs(const torch::Tensor& positions, uint64_t augment_seed) const {
   torch::Tensor batch = source->gather(rows.index_select(0, positions.to(rows.device())), augment_seed);
@@ -103,7 +134,7 @@ std::vector<int64_t> parse_task_classes(const std::string& text) {
 
 // What error messages call the data: the name, and the folder for image folders.
 std::string dataset_label(const StreamConfig& config) {
-  return config.format == "image_folder" ? config.dataset + " (" + config.root + ")" : config.dataset;
+  return config.format == SourceFormat::ImageFolder ? config.dataset + " (" + config.root + ")" : config.dataset;
 }
 
 std::string join(const std::vector<int64_t>& values) {
@@ -114,33 +145,27 @@ std::string join(const std::vector<int64_t>& values) {
 
 // The checks that need no dataset.
 void check_stream_options(const StreamConfig& config) {
-  if (config.format != "idx" && config.format != "image_folder")
-    throw Error("data.format: '" + config.format + "' is not one of idx, image_folder");
-  if (config.kind != "split" && config.kind != "class_incremental" && config.kind != "permuted" &&
-      config.kind != "multi_dataset")
-    throw Error("data.stream: '" + config.kind + "' is not one of split, class_incremental, permuted, multi_dataset");
-  if (config.kind != "multi_dataset" && !config.datasets.empty())
-    throw Error("data.datasets: only for data.stream=multi_dataset (data.stream is " + config.kind + ")");
+  if (config.kind != StreamKind::MultiDataset && !config.datasets.empty())
+    throw Error("data.datasets: only for data.stream=multi_dataset (data.stream is " + to_string(config.kind) + ")");
   if (config.num_tasks < 1) throw Error("data.tasks: must be at least 1, got " + std::to_string(config.num_tasks));
   if (config.train_samples_per_task < 0) throw Error("data.train_samples_per_task: must be >= 0 (0 = all)");
   if (config.test_samples_per_task < 0) throw Error("data.test_samples_per_task: must be >= 0 (0 = all)");
   if (!(config.validation_fraction >= 0.0 && config.validation_fraction < 1.0))
     throw Error("data.validation_fraction: must be in [0, 1), got " + std::to_string(config.validation_fraction));
-  if (config.kind == "split" && config.classes_per_task < 1)
+  if (config.kind == StreamKind::Split && config.classes_per_task < 1)
     throw Error("data.classes_per_task: must be at least 1, got " + std::to_string(config.classes_per_task));
-  if (config.kind != "permuted" && config.class_order != "natural" && config.class_order != "shuffled")
-    throw Error("data.class_order: '" + config.class_order + "' is not one of natural, shuffled");
   if (!config.task_classes.empty()) {
-    if (config.kind != "class_incremental")
-      throw Error("data.task_classes: only for data.stream=class_incremental (data.stream is " + config.kind + ")");
+    if (config.kind != StreamKind::ClassIncremental)
+      throw Error("data.task_classes: only for data.stream=class_incremental (data.stream is " +
+                  to_string(config.kind) + ")");
     const std::vector<int64_t> counts = parse_task_classes(config.task_classes);
     if (static_cast<int64_t>(counts.size()) != config.num_tasks)
       throw Error("data.task_classes: " + std::to_string(counts.size()) + " tasks (" + join(counts) +
                   ") but data.tasks is " + std::to_string(config.num_tasks));
   }
-  if (config.kind == "multi_dataset") {
+  if (config.kind == StreamKind::MultiDataset) {
     validate_multi_dataset_options(config);
-  } else if (config.format == "image_folder") {
+  } else if (config.format == SourceFormat::ImageFolder) {
     if (!image_folders_supported())
       throw Error("data.format=image_folder: this build has no OpenCV (install libopencv-dev, e.g. with "
                   "scripts/setup.sh, and rebuild)");
@@ -152,7 +177,7 @@ void check_stream_options(const StreamConfig& config) {
 
 void check_class_counts(const StreamConfig& config, int64_t num_classes) {
   const std::string data = dataset_label(config);
-  if (config.kind == "split") {
+  if (config.kind == StreamKind::Split) {
     if (config.classes_per_task > num_classes)
       throw Error("data.classes_per_task: " + std::to_string(config.classes_per_task) + " classes per task, but " +
                   data + " has only " + std::to_string(num_classes) + " classes");
@@ -161,7 +186,7 @@ void check_class_counts(const StreamConfig& config, int64_t num_classes) {
                   std::to_string(config.classes_per_task) + " classes need " +
                   std::to_string(config.num_tasks * config.classes_per_task) + " classes, but " + data +
                   " has only " + std::to_string(num_classes));
-  } else if (config.kind == "class_incremental") {
+  } else if (config.kind == StreamKind::ClassIncremental) {
     if (config.task_classes.empty() && config.num_tasks > num_classes)
       throw Error("data.tasks: " + std::to_string(config.num_tasks) + " class-incremental tasks need at least " +
                   std::to_string(config.num_tasks) + " classes, but " + data + " has only " +
@@ -179,7 +204,7 @@ void check_class_counts(const StreamConfig& config, int64_t num_classes) {
 
 void validate_stream_options(const StreamConfig& config) {
   check_stream_options(config);
-  if (config.format == "idx" && config.kind != "multi_dataset") check_class_counts(config, kIdxClasses);
+  if (config.format == SourceFormat::Idx && config.kind != StreamKind::MultiDataset) check_class_counts(config, kIdxClasses);
 }
 
 void validate_stream_config(const StreamConfig& config, int64_t num_classes) {
@@ -188,8 +213,8 @@ void validate_stream_config(const StreamConfig& config, int64_t num_classes) {
 }
 
 std::vector<int64_t> task_class_counts(const StreamConfig& config, int64_t num_classes) {
-  if (config.kind == "split") return std::vector<int64_t>(config.num_tasks, config.classes_per_task);
-  if (config.kind == "permuted") return std::vector<int64_t>(config.num_tasks, num_classes);
+  if (config.kind == StreamKind::Split) return std::vector<int64_t>(config.num_tasks, config.classes_per_task);
+  if (config.kind == StreamKind::Permuted) return std::vector<int64_t>(config.num_tasks, num_classes);
   if (!config.task_classes.empty()) return parse_task_classes(config.task_classes);
   std::vector<int64_t> counts;
   for (int64_t t = 0; t < config.num_tasks; ++t)
@@ -242,7 +267,7 @@ namespace {
 std::vector<int64_t> class_order_for(const StreamConfig& config, int64_t num_classes) {
   std::vector<int64_t> order(num_classes);
   for (int64_t c = 0; c < num_classes; ++c) order[c] = c;
-  if (config.kind != "permuted" && config.class_order == "shuffled") {
+  if (config.kind != StreamKind::Permuted && config.class_order == ClassOrder::Shuffled) {
     const torch::Tensor shuffled = seeded_permutation(num_classes, mix_seed({config.seed, 0xc1a55}));
     for (int64_t c = 0; c < num_classes; ++c) order[c] = shuffled[c].item<int64_t>();
   }
@@ -251,9 +276,9 @@ std::vector<int64_t> class_order_for(const StreamConfig& config, int64_t num_cla
 
 std::string stream_description(const StreamConfig& config, const std::vector<int64_t>& counts) {
   std::ostringstream description;
-  description << config.kind << " " << config.dataset << ": " << config.num_tasks << " tasks";
-  if (config.kind == "split") description << " of " << config.classes_per_task << " classes";
-  if (config.kind == "class_incremental") description << " of " << join(counts) << " classes";
+  description << to_string(config.kind) << " " << config.dataset << ": " << config.num_tasks << " tasks";
+  if (config.kind == StreamKind::Split) description << " of " << config.classes_per_task << " classes";
+  if (config.kind == StreamKind::ClassIncremental) description << " of " << join(counts) << " classes";
   return description.str();
 }
 
@@ -311,7 +336,7 @@ TaskStream build_task_stream(const StreamConfig& config, std::shared_ptr<const I
     task.index = static_cast<int>(t);
     std::vector<int64_t> classes;  // empty: every class (permuted)
     torch::Tensor permutation;
-    if (config.kind == "permuted") {
+    if (config.kind == StreamKind::Permuted) {
       task.classes = class_order;
       task.head_size = train->num_classes;
       const bool permuted = t > 0 || config.permute_first;
@@ -365,8 +390,8 @@ TaskStream build_multi_dataset_stream(const StreamConfig& config, const std::vec
 
 TaskStream load_task_stream(const StreamConfig& config) {
   validate_stream_options(config);
-  if (config.kind == "multi_dataset") return load_multi_dataset_stream(config);
-  if (config.format == "image_folder") {
+  if (config.kind == StreamKind::MultiDataset) return load_multi_dataset_stream(config);
+  if (config.format == SourceFormat::ImageFolder) {
     ImageFolderData data = load_image_folder(config.root, config.dataset, config.folder, config.seed);
     TaskStream stream = build_task_stream(config, data.train, data.test);
     stream.warnings = std::move(data.warnings);

@@ -55,15 +55,25 @@ struct Task {
 // Split and class-incremental tasks have one head each (the multi-head layout,
 // task-incremental evaluation) or share one head over every class (single:
 // class-incremental evaluation over the classes seen so far).
+enum class StreamKind { Split, ClassIncremental, Permuted, MultiDataset };  // data.stream
+enum class SourceFormat { Idx, ImageFolder };                               // data.format
+enum class ClassOrder { Natural, Shuffled };                                // data.class_order
+// Parsed once from the option's text; clx::Error names the option and the choices.
+StreamKind parse_stream_kind(const std::string& text);
+SourceFormat parse_source_format(const std::string& text);
+ClassOrder parse_class_order(const std::string& text);
+std::string to_string(StreamKind kind);
+std::string to_string(SourceFormat format);
+
 struct StreamConfig {
-  std::string format = "idx";  // idx (MNIST-format files) | image_folder (one sub-folder per class)
-  std::string kind = "split";  // split | class_incremental | permuted
+  SourceFormat format = SourceFormat::Idx;  // idx (MNIST-format files) | image_folder (one sub-folder per class)
+  StreamKind kind = StreamKind::Split;      // split | class_incremental | permuted | multi_dataset
   std::string dataset = "fashion-mnist";
   std::string root = "/usr/share/datasets/fashion-mnist";
   int64_t num_tasks = 5;
   int64_t classes_per_task = 2;        // split only
   std::string task_classes;            // class_incremental only: classes per task, comma-separated ("" = equal split)
-  std::string class_order = "natural";  // split, class_incremental: natural | shuffled (seeded)
+  ClassOrder class_order = ClassOrder::Natural;  // split, class_incremental: natural | shuffled (seeded)
   bool permute_first = false;          // permuted only: whether task 1 is permuted too
   uint64_t seed = 1;                   // permutations, class order, subsets, validation split
   int64_t train_samples_per_task = 0;  // 0 = all
